@@ -1,0 +1,57 @@
+# Tenx: two commands do all the set-up on a fresh machine.
+#   make up     install everything, start the whole local stack, print the URLs
+#   make test   lint, then every test layer against the real stack
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+STACK := deploy/local/stack
+export TENX_CACHE ?= /var/cache/tenx
+export UV_CACHE_DIR := $(TENX_CACHE)/uv
+export UV_PYTHON_DOWNLOADS := never
+UV := $(TENX_CACHE)/tools/bin/uv
+RUN := $(UV) run --locked --no-sync
+PYTEST := set -a; source .state/local.env; set +a; $(RUN) pytest
+
+.PHONY: up down status logs install lint fmt test test-unit test-integration test-e2e \
+	test-down bench
+
+up:
+	$(STACK) up
+
+down:
+	$(STACK) down
+
+status:
+	@$(STACK) status
+
+logs:
+	@$(STACK) logs $(S)
+
+install:
+	$(STACK) install
+
+lint: install
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy libs services tests bench
+
+fmt:
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
+
+# Every layer, in order; the last one stops the stack and checks nothing is left.
+test: lint test-unit up test-integration test-e2e test-down
+
+test-unit: install
+	$(RUN) pytest tests/unit -q
+
+test-integration: up
+	$(PYTEST) tests/integration -q
+
+test-e2e: up
+	$(PYTEST) tests/e2e -q
+
+test-down:
+	$(RUN) pytest tests/down -q
+
+bench: up
+	set -a; source .state/local.env; set +a; $(RUN) python -m bench.edge_overhead

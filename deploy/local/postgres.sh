@@ -1,0 +1,123 @@
+# PostgreSQL: a primary on 5432 and a streaming replica on 5433, run as the
+# postgres user; one database and one login role per service.
+
+PG_BIN=/usr/lib/postgresql/$POSTGRES_MAJOR/bin
+PG_PRIMARY_PORT=5432
+PG_REPLICA_PORT=5433
+PG_SLOT=tenx_replica_1
+PG_DATABASES=(tenx_api tenx_auth tenx_notify tenx_search_indexer)
+
+install_postgres() {
+  apt_install "postgresql-$POSTGRES_MAJOR" postgresql-client-$POSTGRES_MAJOR
+}
+
+pg_dir() { user_dir postgres postgres; }
+
+as_postgres() { runuser -u postgres -- "$@"; }
+
+psql_primary() {
+  as_postgres "$PG_BIN/psql" -h "$(pg_dir)" -p "$PG_PRIMARY_PORT" -U postgres -d postgres \
+    -v ON_ERROR_STOP=1 -qAt "$@"
+}
+
+pg_marker() { echo "-D $(pg_dir)/$1"; }
+
+pg_start() {
+  local name=$1 port=$2 data
+  data="$(pg_dir)/${name#postgres-}"
+  [[ -n $(live_pid "$name" "$(pg_marker "${name#postgres-}")") ]] && return 0
+  if [[ -f $data/postmaster.pid ]]; then
+    warn "$name: removing postmaster.pid left by a process that is gone"
+    rm -f "$data/postmaster.pid"
+  fi
+  require_free_port "$name" "$port"
+  as_postgres "$PG_BIN/pg_ctl" -D "$data" -l "$LOG_DIR/$name.log" -w -t 60 start >/dev/null \
+    || die "$name did not start; see $LOG_DIR/$name.log"
+  head -n1 "$data/postmaster.pid" >"$(pidfile "$name")"
+}
+
+pg_init_primary() {
+  local data dir
+  dir=$(pg_dir); data="$dir/primary"
+  [[ -f $data/PG_VERSION ]] && return 0
+  [[ -d $data ]] && { warn "postgres: $data is half initialised; starting it over"; rm -rf "$data"; }
+  say "postgres: initialising the primary"
+  as_postgres "$PG_BIN/initdb" -D "$data" -U postgres -E UTF8 --locale=C.UTF-8 \
+    --auth-local=peer --auth-host=scram-sha-256 >"$LOG_DIR/postgres-initdb.log"
+  cat >>"$data/postgresql.conf" <<CONF
+# --- tenx local stack ---
+listen_addresses = '127.0.0.1'
+port = $PG_PRIMARY_PORT
+unix_socket_directories = '$dir'
+wal_level = replica
+max_wal_senders = 10
+max_replication_slots = 10
+hot_standby = on
+hot_standby_feedback = on
+shared_buffers = 128MB
+max_connections = 200
+logging_collector = off
+CONF
+  echo "host replication replicator 127.0.0.1/32 scram-sha-256" >>"$data/pg_hba.conf"
+}
+
+pg_provision() {
+  local db role_sql=""
+  role_sql+="DO \$\$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'replicator') THEN
+    CREATE ROLE replicator WITH REPLICATION LOGIN;
+  END IF;
+END \$\$;
+ALTER ROLE replicator PASSWORD '$(secret PG_REPLICATOR_PASSWORD)';
+"
+  for db in "${PG_DATABASES[@]}"; do
+    role_sql+="DO \$\$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$db') THEN CREATE ROLE $db LOGIN; END IF;
+END \$\$;
+ALTER ROLE $db PASSWORD '$(secret "PG_PASSWORD_$db")';
+"
+  done
+  psql_primary <<<"$role_sql" >/dev/null
+  for db in "${PG_DATABASES[@]}"; do
+    if [[ -z $(psql_primary -c "SELECT 1 FROM pg_database WHERE datname = '$db'") ]]; then
+      psql_primary -c "CREATE DATABASE $db OWNER $db" >/dev/null
+    fi
+    psql_primary -c "REVOKE ALL ON DATABASE $db FROM PUBLIC" >/dev/null
+  done
+}
+
+pg_init_replica() {
+  local dir data
+  dir=$(pg_dir); data="$dir/replica"
+  [[ -f $data/standby.signal ]] && return 0
+  [[ -d $data ]] && { warn "postgres: $data is half made; making it again"; rm -rf "$data"; }
+  say "postgres: making the streaming replica with pg_basebackup"
+  psql_primary -c "SELECT pg_drop_replication_slot('$PG_SLOT') FROM pg_replication_slots WHERE slot_name = '$PG_SLOT'" >/dev/null
+  as_postgres env PGPASSWORD="$(secret PG_REPLICATOR_PASSWORD)" "$PG_BIN/pg_basebackup" \
+    -h 127.0.0.1 -p "$PG_PRIMARY_PORT" -U replicator -D "$data" -R -X stream -C -S "$PG_SLOT" \
+    || die "pg_basebackup failed"
+  echo "port = $PG_REPLICA_PORT" >>"$data/postgresql.auto.conf"
+}
+
+up_postgres() {
+  pg_init_primary
+  pg_start postgres-primary "$PG_PRIMARY_PORT"
+  pg_provision
+  pg_init_replica
+  pg_start postgres-replica "$PG_REPLICA_PORT"
+  wait_for "postgres replica" 30 as_postgres "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_REPLICA_PORT"
+}
+
+down_postgres() {
+  local name pid
+  for name in postgres-replica postgres-primary; do
+    pid=$(live_pid "$name" "$(pg_marker "${name#postgres-}")")
+    [[ -n $pid ]] && stop_pid "$name" "$pid" INT 60
+  done
+  return 0
+}
+
+status_postgres() {
+  status_line postgres-primary "$(live_pid postgres-primary "$(pg_marker primary)")" $PG_PRIMARY_PORT "$("$PG_BIN/postgres" --version | awk '{print $3}')"
+  status_line postgres-replica "$(live_pid postgres-replica "$(pg_marker replica)")" $PG_REPLICA_PORT "streaming (slot $PG_SLOT)"
+}

@@ -1,0 +1,86 @@
+# The Python services: uv workspace, migrations, topics, the processes, the edge.
+
+PY="$TENX_ROOT/.venv/bin/python"
+# name:package:port. Two api instances stand behind the edge's one upstream.
+SERVICES=(api-1:tenx_api:8000 api-2:tenx_api:8010 auth:tenx_auth:8001 notify:tenx_notify:8002
+  search-indexer:tenx_search_indexer:8003)
+MIGRATED=(tenx_api tenx_auth tenx_notify tenx_search_indexer)
+
+install_python() {
+  if [[ ! -x $UV ]] || [[ $("$UV" --version 2>/dev/null | awk '{print $2}') != "$UV_VERSION" ]]; then
+    say "uv: installing $UV_VERSION from PyPI into $TENX_CACHE/tools"
+    python3 -m venv "$TENX_CACHE/tools"
+    "$TENX_CACHE/tools/bin/pip" install -q "uv==$UV_VERSION" || die "could not install uv"
+  fi
+  (cd "$TENX_ROOT" && "$UV" sync --locked --quiet) || die "uv sync failed"
+}
+
+svc_marker() { echo "-m $2 serve --port $3"; }
+
+migrate_services() {
+  local pkg
+  for pkg in "${MIGRATED[@]}"; do
+    "$PY" -m "$pkg" migrate >>"$LOG_DIR/migrations.log" 2>&1 \
+      || die "migrations of $pkg failed; see $LOG_DIR/migrations.log"
+  done
+}
+
+create_topics() {
+  "$PY" -m tenx_common.topics >>"$LOG_DIR/topics.log" 2>&1 \
+    || die "creating Kafka topics failed; see $LOG_DIR/topics.log"
+}
+
+up_services() {
+  local entry name pkg port started=()
+  for entry in "${SERVICES[@]}"; do
+    IFS=: read -r name pkg port <<<"$entry"
+    [[ -n $(live_pid "$name" "$(svc_marker "$name" "$pkg" "$port")") ]] && continue
+    require_free_port "$name" "$port"
+    spawn "$name" "$PY" -m "$pkg" serve --port "$port"
+    started+=("$name:$port")
+  done
+  for entry in "${started[@]}"; do
+    wait_for "${entry%%:*}" 60 http_ok "http://127.0.0.1:${entry##*:}/readyz"
+  done
+}
+
+down_services() {
+  local entry name pkg port
+  for entry in "${SERVICES[@]}"; do
+    IFS=: read -r name pkg port <<<"$entry"
+    stop_named "$name" "$(svc_marker "$name" "$pkg" "$port")" TERM 20
+  done
+}
+
+status_services() {
+  local entry name pkg port
+  for entry in "${SERVICES[@]}"; do
+    IFS=: read -r name pkg port <<<"$entry"
+    status_line "$name" "$(live_pid "$name" "$(svc_marker "$name" "$pkg" "$port")")" "$port" "$pkg"
+  done
+}
+
+# --- the edge (nginx) ----------------------------------------------------------
+
+install_edge() { apt_install nginx-light; }
+
+edge_conf() { echo "$TENX_STATE/edge/nginx.conf"; }
+
+up_edge() {
+  local temp
+  [[ -n $(live_pid edge "$(edge_conf)") ]] && return 0
+  require_free_port edge 8080
+  ensure_user www-data
+  temp=$(user_dir www-data edge-temp)
+  mkdir -p "$TENX_STATE/edge"
+  sed -e "s#@STATE@#$TENX_STATE#g" -e "s#@TEMP@#$temp#g" "$LOCAL_DIR/nginx/nginx.conf" >"$(edge_conf)"
+  nginx -t -q -c "$(edge_conf)" -e "$LOG_DIR/edge-error.log" || die "edge: nginx config is invalid"
+  nginx -c "$(edge_conf)" -e "$LOG_DIR/edge-error.log" || die "edge: nginx did not start"
+  wait_for edge 20 test -s "$RUN_DIR/nginx.pid"
+  cp "$RUN_DIR/nginx.pid" "$(pidfile edge)"
+  wait_for edge 20 http_ok http://127.0.0.1:8080/healthz
+}
+
+down_edge() { stop_named edge "$(edge_conf)" QUIT 20; rm -f "$RUN_DIR/nginx.pid"; }
+
+status_edge() { status_line edge "$(live_pid edge "$(edge_conf)")" 8080 "nginx $(nginx -v 2>&1 | cut -d/ -f2)"; }

@@ -1,0 +1,1 @@
+"""What every Tenx service shares: settings, logging, telemetry, metrics, errors, health."""

@@ -1,0 +1,59 @@
+"""The shared service defaults: every service's app is built here in one call.
+
+A service passes its settings, its bootstrap (an async context manager that
+builds its clients and readiness checks, and closes them on the way out) and
+its routers. Nothing connects before the lifespan runs the bootstrap.
+"""
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Protocol, TypeVar
+
+from fastapi import APIRouter, FastAPI
+
+from tenx_common.health import Check, health_router
+from tenx_common.logging import configure_logging
+from tenx_common.metrics import Metrics, metrics_router
+from tenx_common.middleware import RequestContextMiddleware
+from tenx_common.problems import install_problem_handlers
+from tenx_common.settings import ServiceSettings
+from tenx_common.telemetry import create_tracer_provider, instrument_app
+
+
+class Container(Protocol):
+    """What a bootstrap yields: at least the readiness checks of the service."""
+
+    @property
+    def checks(self) -> Sequence[Check]: ...
+
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def create_service_app(
+    settings: S,
+    *,
+    title: str,
+    bootstrap: Callable[[S], AbstractAsyncContextManager[Container]],
+    routers: Sequence[APIRouter] = (),
+) -> FastAPI:
+    configure_logging(service=settings.service_name, level=settings.log_level)
+    tracer_provider = create_tracer_provider(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with bootstrap(settings) as container:
+            app.state.container = container
+            app.state.checks = container.checks
+            yield
+        tracer_provider.shutdown()
+
+    app = FastAPI(title=title, version=settings.service_version, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.metrics = Metrics(service=settings.service_name)
+    install_problem_handlers(app)
+    for router in (health_router(), metrics_router(), *routers):
+        app.include_router(router)
+    app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
+    instrument_app(app, tracer_provider)
+    return app

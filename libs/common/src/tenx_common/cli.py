@@ -1,0 +1,30 @@
+"""The command line every service shares: ``python -m tenx_<svc> [serve [--port N] | migrate]``."""
+
+import argparse
+from collections.abc import Callable
+from typing import TypeVar
+
+from fastapi import FastAPI
+
+from tenx_common.migrations import upgrade
+from tenx_common.server import serve
+from tenx_common.settings import PostgresSettings, ServiceSettings
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def run_service_cli(
+    *, package: str, load_settings: Callable[[], S], create_app: Callable[[S], FastAPI]
+) -> None:
+    parser = argparse.ArgumentParser(prog=f"python -m {package}")
+    parser.add_argument("command", nargs="?", default="serve", choices=("serve", "migrate"))
+    parser.add_argument("--port", type=int, help="listen on this port instead of the setting's")
+    args = parser.parse_args()
+    settings = load_settings()
+    if args.port is not None:
+        settings = settings.model_copy(update={"port": args.port})
+    if args.command == "migrate":
+        assert isinstance(settings, PostgresSettings), f"{package} has no database"
+        upgrade(package=package, url=settings.primary_url())
+    else:
+        serve(create_app(settings), settings)

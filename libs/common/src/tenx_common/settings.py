@@ -1,0 +1,89 @@
+"""Typed settings: one BaseSettings per service, built from the pieces here.
+
+Each service composes ``ServiceSettings`` with the dependency mixins it uses and
+sets its own env prefix (``TENX_API_``, ``TENX_AUTH_``...). Secrets are
+``SecretStr`` fields; outside local mode a service refuses to start while any of
+them is empty or still at its default.
+"""
+
+from typing import Any, Literal, Self
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+
+Environment = Literal["local", "test", "staging", "production"]
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    service_name: str
+    service_version: str = "0.1.0"
+    environment: Environment = "local"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    otlp_endpoint: str = "http://127.0.0.1:4318"
+    tracing_enabled: bool = True
+    trace_sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
+    readiness_timeout_s: float = Field(default=2.0, gt=0)
+
+    @property
+    def is_local(self) -> bool:
+        return self.environment in ("local", "test")
+
+    @model_validator(mode="after")
+    def _refuse_default_secrets(self) -> Self:
+        if self.is_local:
+            return self
+        weak = [
+            name
+            for name, field in type(self).model_fields.items()
+            if isinstance(value := getattr(self, name), SecretStr)
+            and _is_default_secret(value, field.default)
+        ]
+        if weak:
+            raise ValueError(
+                f"environment={self.environment!r} refuses default or empty secrets: "
+                + ", ".join(sorted(weak))
+            )
+        return self
+
+
+def _is_default_secret(value: SecretStr, default: Any) -> bool:
+    plain = value.get_secret_value()
+    return not plain or (isinstance(default, SecretStr) and plain == default.get_secret_value())
+
+
+class PostgresSettings(BaseSettings):
+    database_url: str = "postgresql+asyncpg://tenx@127.0.0.1:5432/tenx"
+    database_password: SecretStr = SecretStr("")
+    replica_urls: list[str] = Field(default_factory=list)
+
+    def primary_url(self) -> URL:
+        return self._with_password(self.database_url)
+
+    def replica_url_list(self) -> list[URL]:
+        return [self._with_password(url) for url in self.replica_urls]
+
+    def _with_password(self, url: str) -> URL:
+        return make_url(url).set(password=self.database_password.get_secret_value() or None)
+
+
+class RedisSettings(BaseSettings):
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_password: SecretStr = SecretStr("")
+
+
+class KafkaSettings(BaseSettings):
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+
+
+class ElasticsearchSettings(BaseSettings):
+    elasticsearch_url: str = "http://127.0.0.1:9200"
+
+
+class SmtpSettings(BaseSettings):
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 1025

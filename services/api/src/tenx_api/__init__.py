@@ -1,0 +1,2 @@
+"""The core monolith: catalog, inventory, orders, payments, profiles, the order saga and
+search queries."""

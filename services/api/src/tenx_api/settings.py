@@ -1,0 +1,21 @@
+"""Settings of the api service, read from ``TENX_API_*`` variables."""
+
+from pydantic_settings import SettingsConfigDict
+
+from tenx_common.settings import (
+    ElasticsearchSettings,
+    KafkaSettings,
+    PostgresSettings,
+    RedisSettings,
+    ServiceSettings,
+)
+
+
+class Settings(
+    PostgresSettings, RedisSettings, KafkaSettings, ElasticsearchSettings, ServiceSettings
+):
+    model_config = SettingsConfigDict(env_prefix="TENX_API_", extra="ignore", frozen=True)
+
+    service_name: str = "api"
+    port: int = 8000
+    database_url: str = "postgresql+asyncpg://tenx_api@127.0.0.1:5432/tenx_api"

@@ -1,0 +1,1 @@
+"""Identities, credentials, tokens, verification, reset and the account-deletion saga."""

@@ -1,0 +1,1 @@
+"""Notification preferences, email, the in-app feed and webhooks."""

@@ -1,0 +1,1 @@
+"""Keeps Elasticsearch in step with the databases; serves health and metrics."""

@@ -1,0 +1,5 @@
+"""Alembic environment of the search-indexer service's database."""
+
+from tenx_common.migrations import run_migrations
+
+run_migrations(target_metadata=None)
