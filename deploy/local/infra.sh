@@ -101,8 +101,8 @@ up_elasticsearch() {
   printf -- '-Xms512m\n-Xmx512m\n' >"$dir/config/jvm.options.d/heap.options"
   chown -R "$ES_USER" "$dir"
   rm -f "$dir/es.pid"
-  runuser -u "$ES_USER" -- env ES_JAVA_HOME="$ES_JAVA_HOME" ES_PATH_CONF="$dir/config" \
-    ES_TMPDIR="$dir/tmp" "$ES_HOME/bin/elasticsearch" -d -p "$dir/es.pid" -q \
+  setsid runuser -u "$ES_USER" -- env ES_JAVA_HOME="$ES_JAVA_HOME" ES_PATH_CONF="$dir/config" \
+    ES_TMPDIR="$dir/tmp" "$ES_HOME/bin/elasticsearch" -d -p "$dir/es.pid" \
     >>"$LOG_DIR/elasticsearch.log" 2>&1 || die "elasticsearch did not start; see $dir/logs"
   cp "$dir/es.pid" "$(pidfile elasticsearch)"
   wait_for elasticsearch 90 http_ok "http://127.0.0.1:9200/_cluster/health?wait_for_status=yellow&timeout=1s"

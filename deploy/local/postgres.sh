@@ -31,7 +31,10 @@ pg_start() {
     rm -f "$data/postmaster.pid"
   fi
   require_free_port "$name" "$port"
-  as_postgres "$PG_BIN/pg_ctl" -D "$data" -l "$LOG_DIR/$name.log" -w -t 60 start >/dev/null \
+  # The postgres user writes the log, so it lives beside the data; a link
+  # puts it with the other logs.
+  ln -sfn "$(pg_dir)/$name.log" "$LOG_DIR/$name.log"
+  as_postgres "$PG_BIN/pg_ctl" -D "$data" -l "$(pg_dir)/$name.log" -w -t 60 start >/dev/null \
     || die "$name did not start; see $LOG_DIR/$name.log"
   head -n1 "$data/postmaster.pid" >"$(pidfile "$name")"
 }
@@ -43,7 +46,8 @@ pg_init_primary() {
   [[ -d $data ]] && { warn "postgres: $data is half initialised; starting it over"; rm -rf "$data"; }
   say "postgres: initialising the primary"
   as_postgres "$PG_BIN/initdb" -D "$data" -U postgres -E UTF8 --locale=C.UTF-8 \
-    --auth-local=peer --auth-host=scram-sha-256 >"$LOG_DIR/postgres-initdb.log"
+    --auth-local=peer --auth-host=scram-sha-256 >"$LOG_DIR/postgres-initdb.log" \
+    || die "initdb failed; see $LOG_DIR/postgres-initdb.log"
   cat >>"$data/postgresql.conf" <<CONF
 # --- tenx local stack ---
 listen_addresses = '127.0.0.1'

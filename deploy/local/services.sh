@@ -18,11 +18,8 @@ install_python() {
 svc_marker() { echo "-m $2 serve --port $3"; }
 
 migrate_services() {
-  local pkg
-  for pkg in "${MIGRATED[@]}"; do
-    "$PY" -m "$pkg" migrate >>"$LOG_DIR/migrations.log" 2>&1 \
-      || die "migrations of $pkg failed; see $LOG_DIR/migrations.log"
-  done
+  "$PY" -m tenx_common.migrations "${MIGRATED[@]}" >>"$LOG_DIR/migrations.log" 2>&1 \
+    || die "migrations failed; see $LOG_DIR/migrations.log"
 }
 
 create_topics() {

@@ -19,9 +19,7 @@ def test_metrics_count_requests_by_route_template(settings: FakeSettings) -> Non
     async def item(item_id: int) -> dict[str, int]:
         return {"id": item_id}
 
-    app = create_service_app(
-        settings, title="fake", bootstrap=fake_bootstrap([]), routers=[router]
-    )
+    app = create_service_app(settings, title="fake", bootstrap=fake_bootstrap([]), routers=[router])
     with TestClient(app) as client:
         for item_id in (1, 2, 3):
             assert client.get(f"/items/{item_id}").status_code == 200

@@ -2,6 +2,8 @@
 package (``<package>/migrations``) and its own database."""
 
 import asyncio
+import importlib
+import sys
 
 from alembic import command, context
 from alembic.config import Config
@@ -35,3 +37,15 @@ def run_migrations(*, target_metadata: MetaData | None) -> None:
         await engine.dispose()
 
     asyncio.run(main())
+
+
+def main() -> None:
+    """``python -m tenx_common.migrations PACKAGE...``: migrate several services in
+    one process (what ``make up`` does); each reads its own settings."""
+    for package in sys.argv[1:]:
+        settings = importlib.import_module(f"{package}.settings").Settings()
+        upgrade(package=package, url=settings.primary_url())
+
+
+if __name__ == "__main__":
+    main()

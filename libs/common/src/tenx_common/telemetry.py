@@ -1,5 +1,7 @@
 """OpenTelemetry tracing, set up by one call per service and exported over OTLP."""
 
+import socket
+
 from fastapi import FastAPI
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
@@ -20,6 +22,7 @@ def create_tracer_provider(
         {
             "service.name": settings.service_name,
             "service.version": settings.service_version,
+            "service.instance.id": f"{socket.gethostname()}:{settings.port}",
             "deployment.environment.name": settings.environment,
         }
     )

@@ -1,0 +1,38 @@
+"""A span exported by a running service comes back from Jaeger's query API;
+every service serves Prometheus metrics."""
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import new_traceparent, wait_for_trace
+
+DIRECT_PORTS = {"api": 8000, "auth": 8001, "notify": 8002, "search-indexer": 8003}
+
+
+async def test_span_of_a_request_is_returned_by_jaeger(
+    edge: httpx.AsyncClient, jaeger: httpx.AsyncClient
+) -> None:
+    traceparent, trace_id = new_traceparent()
+    response = await edge.get("/v1/products/abc", headers={"traceparent": traceparent})
+    assert response.status_code == 404
+    trace = await wait_for_trace(jaeger, trace_id)
+    assert trace["traceID"] == trace_id
+    server_spans = [
+        span
+        for span in trace["spans"]
+        if any(tag["key"] == "span.kind" and tag["value"] == "server" for tag in span["tags"])
+    ]
+    assert server_spans, trace["spans"]
+    tags = {tag["key"]: tag["value"] for tag in server_spans[0]["tags"]}
+    assert tags.get("http.response.status_code", tags.get("http.status_code")) == 404
+    services = (await jaeger.get("/api/services")).json()["data"]
+    assert "api" in services
+
+
+@pytest.mark.parametrize("service", sorted(DIRECT_PORTS))
+async def test_every_service_serves_prometheus_metrics(service: str) -> None:
+    async with httpx.AsyncClient(timeout=5) as client:
+        await client.get(f"http://127.0.0.1:{DIRECT_PORTS[service]}/healthz")
+        response = await client.get(f"http://127.0.0.1:{DIRECT_PORTS[service]}/metrics")
+    assert response.status_code == 200
+    assert 'http_requests_total{method="GET",route="/healthz",status="200"}' in response.text

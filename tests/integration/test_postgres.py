@@ -1,0 +1,79 @@
+"""PostgreSQL: the replica streams from the primary and refuses writes."""
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from tenx_api.settings import Settings as ApiSettings
+from tenx_common.db import Engines, create_engines
+
+
+@pytest.fixture
+async def engines(api_settings: ApiSettings) -> AsyncIterator[Engines]:
+    engines = create_engines(api_settings)
+    yield engines
+    await engines.dispose()
+
+
+async def _scalar(engine: AsyncEngine, sql: str, **params: object) -> object:
+    async with engine.connect() as conn:
+        return (await conn.execute(text(sql), params)).scalar()
+
+
+async def test_row_written_on_primary_is_read_on_replica(engines: Engines, unique: str) -> None:
+    [replica] = engines.replicas
+    table = f"it_replication_{unique}"
+    async with engines.primary.begin() as conn:
+        await conn.execute(text(f"CREATE TABLE {table} (id text PRIMARY KEY)"))
+        await conn.execute(text(f"INSERT INTO {table} VALUES (:id)"), {"id": unique})  # noqa: S608
+    try:
+        seen = None
+        for _ in range(100):
+            try:
+                seen = await _scalar(replica, f"SELECT id FROM {table}")  # noqa: S608
+            except DBAPIError:  # the CREATE TABLE has not been replayed yet
+                seen = None
+            if seen == unique:
+                break
+            await asyncio.sleep(0.1)
+        assert seen == unique
+        assert await _scalar(replica, "SELECT pg_is_in_recovery()") is True
+        assert await _scalar(engines.primary, "SELECT pg_is_in_recovery()") is False
+    finally:
+        async with engines.primary.begin() as conn:
+            await conn.execute(text(f"DROP TABLE {table}"))
+
+
+async def test_replica_refuses_writes(engines: Engines, unique: str) -> None:
+    [replica] = engines.replicas
+    with pytest.raises(DBAPIError, match="read-only transaction"):
+        async with replica.begin() as conn:
+            await conn.execute(text(f"CREATE TABLE it_refused_{unique} (id int)"))
+
+
+async def test_replica_streams_through_its_slot(engines: Engines) -> None:
+    [replica] = engines.replicas
+    active = await _scalar(
+        engines.primary,
+        "SELECT active FROM pg_replication_slots WHERE slot_name = 'tenx_replica_1'",
+    )
+    assert active is True
+    assert await _scalar(replica, "SELECT pg_last_wal_receive_lsn() IS NOT NULL") is True
+
+
+async def test_each_service_role_is_confined_to_its_database(
+    api_settings: ApiSettings,
+) -> None:
+    # database-per-service: the api's role cannot even connect to auth's database.
+    url = api_settings.primary_url().set(database="tenx_auth")
+    engine = create_async_engine(url)
+    try:
+        with pytest.raises(DBAPIError, match="permission denied"):
+            async with engine.connect():
+                pass
+    finally:
+        await engine.dispose()
