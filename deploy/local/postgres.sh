@@ -98,7 +98,7 @@ pg_init_replica() {
   say "postgres: making the streaming replica with pg_basebackup"
   psql_primary -c "SELECT pg_drop_replication_slot('$PG_SLOT') FROM pg_replication_slots WHERE slot_name = '$PG_SLOT'" >/dev/null
   as_postgres env PGPASSWORD="$(secret PG_REPLICATOR_PASSWORD)" "$PG_BIN/pg_basebackup" \
-    -h 127.0.0.1 -p "$PG_PRIMARY_PORT" -U replicator -D "$data" -R -X stream -C -S "$PG_SLOT" \
+    -h 127.0.0.1 -p "$PG_PRIMARY_PORT" -U replicator -D "$data" -R -X stream -C -S "$PG_SLOT" -c fast \
     || die "pg_basebackup failed"
   echo "port = $PG_REPLICA_PORT" >>"$data/postgresql.auto.conf"
 }
