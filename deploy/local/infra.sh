@@ -28,7 +28,7 @@ install_kafka() {
   [[ -f $KAFKA_LIBS/.complete ]] && return 0
   say "kafka: resolving kafka_2.13 $KAFKA_VERSION and log4j2 with Maven"
   rm -rf "$KAFKA_LIBS"
-  mvn -q -B -f "$LOCAL_DIR/kafka/pom.xml" \
+  "${MVN[@]}" -f "$LOCAL_DIR/kafka/pom.xml" \
     "org.apache.maven.plugins:maven-dependency-plugin:$MAVEN_DEPENDENCY_PLUGIN:copy-dependencies" \
     -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIBS" -Dkafka.version="$KAFKA_VERSION" \
     || die "kafka: Maven could not resolve the broker's jars"
@@ -78,7 +78,7 @@ install_elasticsearch() {
   say "elasticsearch: fetching the $ELASTICSEARCH_VERSION distribution with Maven"
   local tmp="$TENX_CACHE/elasticsearch.partial"
   rm -rf "$tmp"; mkdir -p "$tmp"
-  mvn -q -B "org.apache.maven.plugins:maven-dependency-plugin:$MAVEN_DEPENDENCY_PLUGIN:copy" \
+  "${MVN[@]}" "org.apache.maven.plugins:maven-dependency-plugin:$MAVEN_DEPENDENCY_PLUGIN:copy" \
     -Dartifact="org.elasticsearch.distribution.integ-test-zip:elasticsearch:$ELASTICSEARCH_VERSION:zip" \
     -DoutputDirectory="$tmp" || die "elasticsearch: Maven could not fetch the distribution"
   (cd "$tmp" && unzip -q "elasticsearch-$ELASTICSEARCH_VERSION.zip") || die "elasticsearch: bad zip"
