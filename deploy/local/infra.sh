@@ -26,8 +26,11 @@ KAFKA_LIBS="$TENX_CACHE/kafka-$KAFKA_VERSION/libs"
 
 install_kafka() {
   [[ -f $KAFKA_LIBS/.complete ]] && return 0
+  if [[ -d $KAFKA_LIBS ]]; then
+    warn "kafka: $KAFKA_LIBS is a half-finished download; fetching it again"
+    rm -rf "$KAFKA_LIBS"
+  fi
   say "kafka: resolving kafka_2.13 $KAFKA_VERSION and log4j2 with Maven"
-  rm -rf "$KAFKA_LIBS"
   "${MVN[@]}" -f "$LOCAL_DIR/kafka/pom.xml" \
     "org.apache.maven.plugins:maven-dependency-plugin:$MAVEN_DEPENDENCY_PLUGIN:copy-dependencies" \
     -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIBS" -Dkafka.version="$KAFKA_VERSION" \

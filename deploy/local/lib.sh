@@ -16,7 +16,7 @@ export UV_CACHE_DIR="$TENX_CACHE/uv" UV_PYTHON_DOWNLOADS=never
 export GOMODCACHE="${GOMODCACHE:-$TENX_CACHE/go/mod}" GOCACHE="${GOCACHE:-$TENX_CACHE/go/build}"
 export GOFLAGS="-mod=readonly" GOTOOLCHAIN=local
 # Maven downloads go to the cache too, so one folder holds every download.
-MVN=(mvn -q -B "-Dmaven.repo.local=$TENX_CACHE/m2")
+MVN=(mvn -q -B -Dstyle.color=never "-Dmaven.repo.local=$TENX_CACHE/m2")
 UV="$TENX_CACHE/tools/bin/uv"
 BIN="$TENX_CACHE/bin"
 

@@ -1,9 +1,12 @@
 """PostgreSQL: the replica streams from the primary and refuses writes."""
 
 import asyncio
+import importlib
 from collections.abc import AsyncIterator
 
 import pytest
+from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -77,3 +80,23 @@ async def test_each_service_role_is_confined_to_its_database(
                 pass
     finally:
         await engine.dispose()
+
+
+@pytest.mark.parametrize("package", ["tenx_api", "tenx_auth", "tenx_notify", "tenx_search_indexer"])
+async def test_each_service_database_is_migrated_to_head(package: str) -> None:
+    settings = importlib.import_module(f"{package}.settings").Settings()
+    engine = create_async_engine(settings.primary_url())
+    try:
+        version = await _scalar(engine, "SELECT version_num FROM alembic_version")
+        database = await _scalar(engine, "SELECT current_database()")
+    finally:
+        await engine.dispose()
+    script = ScriptDirectory.from_config(_alembic_config(package))
+    assert version == script.get_current_head()
+    assert database == package
+
+
+def _alembic_config(package: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", f"{package}:migrations")
+    return config

@@ -1,45 +1,13 @@
 """Builds the api service's clients once, at startup, and closes them at shutdown."""
 
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
-
-from elasticsearch import AsyncElasticsearch
-from redis.asyncio import Redis
+from contextlib import asynccontextmanager
 
 from tenx_api.settings import Settings
-from tenx_common.cache import create_redis, redis_check
-from tenx_common.db import Engines, create_engines, postgres_check
-from tenx_common.health import Check
-from tenx_common.kafka import kafka_check
-from tenx_common.search import create_elasticsearch, elasticsearch_check
-
-
-@dataclass
-class Container:
-    engines: Engines
-    redis: Redis
-    elasticsearch: AsyncElasticsearch
-    checks: list[Check] = field(default_factory=list)
+from tenx_common.infra import Infra, open_infra
 
 
 @asynccontextmanager
-async def bootstrap(settings: Settings) -> AsyncIterator[Container]:
-    engines = create_engines(settings)
-    redis = create_redis(settings)
-    elasticsearch = create_elasticsearch(settings)
-    async with AsyncExitStack() as stack:
-        stack.push_async_callback(engines.dispose)
-        stack.push_async_callback(redis.aclose)
-        stack.push_async_callback(elasticsearch.close)
-        yield Container(
-            engines=engines,
-            redis=redis,
-            elasticsearch=elasticsearch,
-            checks=[
-                postgres_check(engines.primary),
-                redis_check(redis),
-                kafka_check(settings),
-                elasticsearch_check(elasticsearch),
-            ],
-        )
+async def bootstrap(settings: Settings) -> AsyncIterator[Infra]:
+    async with open_infra(settings) as infra:
+        yield infra

@@ -1,0 +1,59 @@
+"""Opens the clients a service's settings call for, with their readiness checks.
+
+What a service uses is read from the settings mixins it is built of: a
+``PostgresSettings`` gets engines and a postgres check, a ``RedisSettings`` a
+Redis client, and so on. Everything opened is closed on the way out.
+"""
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+
+from elasticsearch import AsyncElasticsearch
+from redis.asyncio import Redis
+
+from tenx_common.cache import create_redis, redis_check
+from tenx_common.db import Engines, create_engines, postgres_check
+from tenx_common.health import Check
+from tenx_common.kafka import kafka_check
+from tenx_common.mail import smtp_check
+from tenx_common.search import create_elasticsearch, elasticsearch_check
+from tenx_common.settings import (
+    ElasticsearchSettings,
+    KafkaSettings,
+    PostgresSettings,
+    RedisSettings,
+    ServiceSettings,
+    SmtpSettings,
+)
+
+
+@dataclass
+class Infra:
+    checks: list[Check] = field(default_factory=list)
+    engines: Engines | None = None
+    redis: Redis | None = None
+    elasticsearch: AsyncElasticsearch | None = None
+
+
+@asynccontextmanager
+async def open_infra(settings: ServiceSettings) -> AsyncIterator[Infra]:
+    infra = Infra()
+    async with AsyncExitStack() as stack:
+        if isinstance(settings, PostgresSettings):
+            infra.engines = create_engines(settings)
+            stack.push_async_callback(infra.engines.dispose)
+            infra.checks.append(postgres_check(infra.engines.primary))
+        if isinstance(settings, RedisSettings):
+            infra.redis = create_redis(settings)
+            stack.push_async_callback(infra.redis.aclose)
+            infra.checks.append(redis_check(infra.redis))
+        if isinstance(settings, KafkaSettings):
+            infra.checks.append(kafka_check(settings))
+        if isinstance(settings, ElasticsearchSettings):
+            infra.elasticsearch = create_elasticsearch(settings)
+            stack.push_async_callback(infra.elasticsearch.close)
+            infra.checks.append(elasticsearch_check(infra.elasticsearch))
+        if isinstance(settings, SmtpSettings):
+            infra.checks.append(smtp_check(settings))
+        yield infra
