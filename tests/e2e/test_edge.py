@@ -76,7 +76,7 @@ async def test_unknown_path_is_a_problem_from_the_edge(edge: httpx.AsyncClient) 
     response = await edge.get("/no/such/thing")
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
-    assert response.json()["code"] == "not-found"
+    assert response.json()["code"] == "not_found"
     assert response.json()["request_id"] == response.headers["x-request-id"]
 
 
@@ -86,11 +86,11 @@ async def test_body_over_the_limit_is_refused_at_the_edge(edge: httpx.AsyncClien
     )
     assert response.status_code == 413
     assert response.headers["content-type"] == "application/problem+json"
-    assert response.json()["code"] == "content-too-large"
+    assert response.json()["code"] == "content_too_large"
 
 
 async def test_method_not_allowed_is_a_problem(edge: httpx.AsyncClient) -> None:
     response = await edge.post("/_/api/healthz")
     assert response.status_code == 405
     assert response.headers["content-type"] == "application/problem+json"
-    assert response.json()["code"] == "method-not-allowed"
+    assert response.json()["code"] == "method_not_allowed"

@@ -40,6 +40,6 @@ def test_readyz_is_503_problem_naming_what_is_down(settings: FakeSettings) -> No
     assert response.status_code == 503
     assert response.headers["content-type"] == "application/problem+json"
     body = response.json()
-    assert body["code"] == "not-ready"
+    assert body["code"] == "not_ready"
     assert body["detail"] == "Dependencies down: kafka, redis"
     assert body["checks"] == {"postgres": "up", "kafka": "down", "redis": "down"}

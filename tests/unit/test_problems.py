@@ -48,7 +48,7 @@ def test_unknown_route_is_a_404_problem(settings: FakeSettings) -> None:
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
     assert response.headers["x-request-id"] == "req-123"
-    _assert_problem(response.json(), 404, "not-found")
+    _assert_problem(response.json(), 404, "not_found")
     assert response.json()["request_id"] == "req-123"
 
 
@@ -57,7 +57,7 @@ def test_wrong_method_is_a_405_problem(settings: FakeSettings) -> None:
         response = client.delete("/widgets")
     assert response.status_code == 405
     assert response.headers["content-type"] == "application/problem+json"
-    _assert_problem(response.json(), 405, "method-not-allowed")
+    _assert_problem(response.json(), 405, "method_not_allowed")
     assert "POST" in response.headers["allow"]
 
 
@@ -66,7 +66,7 @@ def test_invalid_body_is_a_422_problem_naming_the_field(settings: FakeSettings) 
         response = client.post("/widgets", json={"name": "x", "price": 1})
     assert response.status_code == 422
     body = response.json()
-    _assert_problem(body, 422, "validation-error")
+    _assert_problem(body, 422, "validation_error")
     assert ["body", "price"] in [error["loc"] for error in body["errors"]]
 
 
@@ -76,7 +76,7 @@ def test_unhandled_exception_is_a_500_problem_without_internals(settings: FakeSe
     assert response.status_code == 500
     assert response.headers["content-type"] == "application/problem+json"
     assert response.headers["x-request-id"] == "req-boom"
-    _assert_problem(response.json(), 500, "internal-error")
+    _assert_problem(response.json(), 500, "internal_error")
     assert "hunter2" not in response.text
     assert "Traceback" not in response.text
 

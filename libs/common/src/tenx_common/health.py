@@ -57,7 +57,7 @@ def health_router() -> APIRouter:
         if down:
             return problem_response(
                 status=503,
-                code="not-ready",
+                code="not_ready",
                 detail="Dependencies down: " + ", ".join(down),
                 checks=results,
             )

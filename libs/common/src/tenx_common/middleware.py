@@ -56,7 +56,7 @@ class RequestContextMiddleware:
             if response_started:
                 raise
             await problem_response(
-                status=500, code="internal-error", detail="An unexpected error occurred."
+                status=500, code="internal_error", detail="An unexpected error occurred."
             )(scope, receive, send_with_id)
         finally:
             self._record(scope, status, time.perf_counter() - started)

@@ -58,7 +58,7 @@ def problem_response(
 
 
 def _code_for(status: int) -> str:
-    return HTTPStatus(status).phrase.lower().replace(" ", "-").replace("'", "")
+    return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("'", "").replace("-", "_")
 
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
@@ -75,7 +75,7 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
         {"loc": list(err["loc"]), "msg": err["msg"], "type": err["type"]} for err in exc.errors()
     ]
     return problem_response(
-        status=422, code="validation-error", detail="The request is not valid.", errors=errors
+        status=422, code="validation_error", detail="The request is not valid.", errors=errors
     )
 
 
@@ -89,7 +89,7 @@ async def _problem_error(_: Request, exc: Exception) -> JSONResponse:
 async def _unhandled_error(request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(
-        status=500, code="internal-error", detail="An unexpected error occurred."
+        status=500, code="internal_error", detail="An unexpected error occurred."
     )
 
 
