@@ -6,7 +6,6 @@ import socket
 import subprocess
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL = ROOT / "deploy/local"
 REAL_CACHE = Path(os.environ.get("TENX_CACHE", "/var/cache/tenx"))
