@@ -107,13 +107,20 @@ user_dir() {
   if runuser -u "$user" -- test -x "$TENX_STATE"; then
     mkdir -p "$dir"
   else
-    alt="/var/lib/tenx/$(printf '%s' "$TENX_STATE" | sha1sum | cut -c1-12)/$name"
+    alt="/var/lib/tenx/$(state_id)/$name"
     mkdir -p "$alt"
     ln -sfn "$alt" "$dir"
     dir=$alt
   fi
   chown "$user" "$dir"
   echo "$dir"
+}
+
+# A random id made with the state folder: a new clone at the same path gets
+# new data folders, never the data of the clone that was there before.
+state_id() {
+  [[ -s $TENX_STATE/.id ]] || od -An -N6 -tx1 /dev/urandom | tr -d ' \n' >"$TENX_STATE/.id"
+  cat "$TENX_STATE/.id"
 }
 
 ensure_user() {

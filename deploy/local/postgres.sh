@@ -110,6 +110,12 @@ up_postgres() {
   pg_init_replica
   pg_start postgres-replica "$PG_REPLICA_PORT"
   wait_for "postgres replica" 30 as_postgres "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_REPLICA_PORT"
+  wait_for "the replica streaming through slot $PG_SLOT (if it never does, 'make down && rm -rf .state')" \
+    30 replica_streaming
+}
+
+replica_streaming() {
+  [[ $(psql_primary -c "SELECT active FROM pg_replication_slots WHERE slot_name = '$PG_SLOT'") == t ]]
 }
 
 down_postgres() {
