@@ -55,3 +55,4 @@ test-down:
 
 bench: up
 	set -a; source .state/local.env; set +a; $(RUN) python -m bench.edge_overhead
+	set -a; source .state/local.env; set +a; $(RUN) python -m bench.auth

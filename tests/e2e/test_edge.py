@@ -42,7 +42,7 @@ async def test_paths_are_routed_to_their_service(
     # The trace of the request, found in Jaeger, names the service that answered.
     traceparent, trace_id = new_traceparent()
     response = await edge.get(path, headers={"traceparent": traceparent})
-    assert response.headers["content-type"] == "application/problem+json"
+    assert response.status_code < 500
     trace = await wait_for_trace(jaeger, trace_id)
     assert trace_services(trace) == {service}
 

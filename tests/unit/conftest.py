@@ -1,5 +1,6 @@
 """Unit tests build apps around fakes: a bootstrap that yields fake checks."""
 
+import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
@@ -45,7 +46,9 @@ def settings() -> FakeSettings:
 
 
 @pytest.fixture(autouse=True)
-def _no_span_export(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Unit tests export no spans: there is no collector behind them."""
+def _isolated_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unit tests see no stack settings and export no spans (no collector is there)."""
+    for name in [name for name in os.environ if name.startswith("TENX_")]:
+        monkeypatch.delenv(name)
     for prefix in ("API", "AUTH", "NOTIFY", "SEARCH_INDEXER"):
         monkeypatch.setenv(f"TENX_{prefix}_TRACING_ENABLED", "false")

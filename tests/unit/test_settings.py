@@ -47,3 +47,20 @@ def test_replica_urls_get_the_password() -> None:
     [replica] = settings.replica_url_list()
     assert replica.port == 5433
     assert replica.password == "pw"
+
+
+def test_production_auth_needs_a_key_encryption_key() -> None:
+    with pytest.raises(ValidationError, match="key_encryption_key"):
+        AuthSettings(
+            environment="production",
+            database_password="db",
+            redis_password="r",
+            admin_password="a",
+        )
+
+
+def test_auth_does_not_start_without_its_key_encryption_key() -> None:
+    from tenx_auth.bootstrap import key_encryption
+
+    with pytest.raises(RuntimeError, match="TENX_AUTH_KEY_ENCRYPTION_KEY"):
+        key_encryption(AuthSettings(environment="local"))

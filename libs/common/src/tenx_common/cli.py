@@ -1,7 +1,8 @@
-"""The command line every service shares: ``python -m tenx_<svc> [serve [--port N] | migrate]``."""
+"""The command line every service shares: ``python -m tenx_<svc> [serve [--port N] | migrate]``,
+plus the commands a service adds."""
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 from fastapi import FastAPI
@@ -14,16 +15,23 @@ S = TypeVar("S", bound=ServiceSettings)
 
 
 def run_service_cli(
-    *, package: str, load_settings: Callable[[], S], create_app: Callable[[S], FastAPI]
+    *,
+    package: str,
+    load_settings: Callable[[], S],
+    create_app: Callable[[S], FastAPI],
+    commands: Mapping[str, Callable[[S], None]] | None = None,
 ) -> None:
+    extra = dict(commands or {})
     parser = argparse.ArgumentParser(prog=f"python -m {package}")
-    parser.add_argument("command", nargs="?", default="serve", choices=("serve", "migrate"))
+    parser.add_argument("command", nargs="?", default="serve", choices=("serve", "migrate", *extra))
     parser.add_argument("--port", type=int, help="listen on this port instead of the setting's")
     args = parser.parse_args()
     settings = load_settings()
     if args.port is not None:
         settings = settings.model_copy(update={"port": args.port})
-    if args.command == "migrate":
+    if args.command in extra:
+        extra[args.command](settings)
+    elif args.command == "migrate":
         assert isinstance(settings, PostgresSettings), f"{package} has no database"
         upgrade(package=package, url=settings.primary_url())
     else:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
+import httpx
 from elasticsearch import AsyncElasticsearch
 from redis.asyncio import Redis
 
@@ -20,12 +21,14 @@ from tenx_common.mail import smtp_check
 from tenx_common.search import create_elasticsearch, elasticsearch_check
 from tenx_common.settings import (
     ElasticsearchSettings,
+    JwksSettings,
     KafkaSettings,
     PostgresSettings,
     RedisSettings,
     ServiceSettings,
     SmtpSettings,
 )
+from tenx_common.tokens import Denylist, Jwks, JwksCache, TokenVerifier
 
 
 @dataclass
@@ -34,6 +37,7 @@ class Infra:
     engines: Engines | None = None
     redis: Redis | None = None
     elasticsearch: AsyncElasticsearch | None = None
+    verifier: TokenVerifier | None = None
 
 
 @asynccontextmanager
@@ -56,4 +60,32 @@ async def open_infra(settings: ServiceSettings) -> AsyncIterator[Infra]:
             infra.checks.append(elasticsearch_check(infra.elasticsearch))
         if isinstance(settings, SmtpSettings):
             infra.checks.append(smtp_check(settings))
+        if isinstance(settings, JwksSettings):
+            http = httpx.AsyncClient(timeout=3)
+            stack.push_async_callback(http.aclose)
+            infra.verifier = jwks_verifier(settings, http=http, redis=infra.redis)
         yield infra
+
+
+def jwks_verifier(
+    settings: JwksSettings, *, http: httpx.AsyncClient, redis: Redis | None
+) -> TokenVerifier:
+    """A verifier whose keys come from the auth service's JWKS over HTTP."""
+
+    async def fetch() -> Jwks:
+        response = await http.get(settings.jwks_url)
+        response.raise_for_status()
+        jwks: Jwks = response.json()
+        return jwks
+
+    return TokenVerifier(
+        keys=JwksCache(
+            fetch=fetch,
+            ttl_s=settings.jwks_cache_ttl_s,
+            min_refetch_interval_s=settings.jwks_min_refetch_interval_s,
+        ),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        denylist=Denylist(redis) if redis is not None else None,
+        leeway_s=settings.jwt_leeway_s,
+    )

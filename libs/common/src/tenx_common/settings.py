@@ -87,3 +87,19 @@ class ElasticsearchSettings(BaseSettings):
 class SmtpSettings(BaseSettings):
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 1025
+
+
+class TokenSettings(BaseSettings):
+    """What every service checks in an access token."""
+
+    jwt_issuer: str = "tenx-auth"
+    jwt_audience: str = "tenx"
+    jwt_leeway_s: int = Field(default=30, ge=0, le=300)
+
+
+class JwksSettings(TokenSettings):
+    """Services that verify tokens against the auth service's published keys."""
+
+    jwks_url: str = "http://127.0.0.1:8001/.well-known/jwks.json"
+    jwks_cache_ttl_s: float = Field(default=300.0, gt=0)
+    jwks_min_refetch_interval_s: float = Field(default=10.0, ge=0)

@@ -3,9 +3,12 @@
 from fastapi import FastAPI
 
 from tenx_api.bootstrap import bootstrap
+from tenx_api.entrypoints.http import router
 from tenx_api.settings import Settings
 from tenx_common.app import create_service_app
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    return create_service_app(settings or Settings(), title="Tenx API", bootstrap=bootstrap)
+    return create_service_app(
+        settings or Settings(), title="Tenx API", bootstrap=bootstrap, routers=[router]
+    )

@@ -4,6 +4,7 @@ from pydantic_settings import SettingsConfigDict
 
 from tenx_common.settings import (
     ElasticsearchSettings,
+    JwksSettings,
     KafkaSettings,
     PostgresSettings,
     RedisSettings,
@@ -12,7 +13,12 @@ from tenx_common.settings import (
 
 
 class Settings(
-    PostgresSettings, RedisSettings, KafkaSettings, ElasticsearchSettings, ServiceSettings
+    JwksSettings,
+    PostgresSettings,
+    RedisSettings,
+    KafkaSettings,
+    ElasticsearchSettings,
+    ServiceSettings,
 ):
     model_config = SettingsConfigDict(env_prefix="TENX_API_", extra="ignore", frozen=True)
 

@@ -3,9 +3,15 @@
 from fastapi import FastAPI
 
 from tenx_auth.bootstrap import bootstrap
+from tenx_auth.entrypoints.http import jwks_router, router
 from tenx_auth.settings import Settings
 from tenx_common.app import create_service_app
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    return create_service_app(settings or Settings(), title="Tenx Auth", bootstrap=bootstrap)
+    return create_service_app(
+        settings or Settings(),
+        title="Tenx Auth",
+        bootstrap=bootstrap,
+        routers=[router, jwks_router],
+    )

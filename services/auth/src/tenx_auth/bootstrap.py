@@ -1,13 +1,77 @@
-"""Builds the auth service's clients once, at startup, and closes them at shutdown."""
+"""Builds the auth service once, at startup: clients, signing keys, the local
+admin, the handlers' dependencies; and closes them at shutdown."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
+from cryptography.fernet import Fernet
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from tenx_auth.adapters.keys import Signer
+from tenx_auth.domain.passwords import Passwords
+from tenx_auth.service_layer import handlers
+from tenx_auth.service_layer.handlers import AuthDeps
+from tenx_auth.service_layer.unit_of_work import UnitOfWork
 from tenx_auth.settings import Settings
+from tenx_common.health import Check
 from tenx_common.infra import Infra, open_infra
+from tenx_common.ratelimit import RateLimiter
+from tenx_common.tokens import Denylist, JwksCache, TokenVerifier
+
+
+@dataclass
+class Container:
+    infra: Infra
+    deps: AuthDeps
+    verifier: TokenVerifier
+
+    @property
+    def checks(self) -> Sequence[Check]:
+        return self.infra.checks
+
+
+def key_encryption(settings: Settings) -> Fernet:
+    key = settings.key_encryption_key.get_secret_value()
+    if not key:
+        raise RuntimeError(
+            "TENX_AUTH_KEY_ENCRYPTION_KEY is not set: the auth service does not start without "
+            "the key that encrypts its signing keys (the local stack generates one)"
+        )
+    return Fernet(key)
 
 
 @asynccontextmanager
-async def bootstrap(settings: Settings) -> AsyncIterator[Infra]:
+async def bootstrap(settings: Settings) -> AsyncIterator[Container]:
+    fernet = key_encryption(settings)
     async with open_infra(settings) as infra:
-        yield infra
+        assert infra.engines is not None
+        assert infra.redis is not None
+        session_factory = async_sessionmaker(infra.engines.primary, expire_on_commit=False)
+        denylist = Denylist(infra.redis)
+        deps = AuthDeps(
+            settings=settings,
+            uow=lambda: UnitOfWork(session_factory),
+            passwords=Passwords(),
+            signer=Signer(
+                session_factory=session_factory, fernet=fernet, cache_s=settings.signing_key_cache_s
+            ),
+            fernet=fernet,
+            limiter=RateLimiter(infra.redis, prefix="auth:login"),
+            denylist=denylist,
+        )
+        await handlers.ensure_signing_key(deps=deps)
+        if settings.is_local:
+            await handlers.ensure_admin(deps=deps)
+        verifier = TokenVerifier(
+            keys=JwksCache(
+                fetch=lambda: handlers.published_keys(deps=deps),
+                ttl_s=settings.signing_key_cache_s,
+                min_refetch_interval_s=1.0,
+            ),
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            denylist=denylist,
+            leeway_s=settings.jwt_leeway_s,
+        )
+        yield Container(infra=infra, deps=deps, verifier=verifier)

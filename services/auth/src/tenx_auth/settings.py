@@ -1,16 +1,41 @@
 """Settings of the auth service, read from ``TENX_AUTH_*`` variables."""
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from tenx_common.settings import KafkaSettings, PostgresSettings, RedisSettings, ServiceSettings
+from tenx_common.settings import (
+    KafkaSettings,
+    PostgresSettings,
+    RedisSettings,
+    ServiceSettings,
+    TokenSettings,
+)
 
 
-class Settings(PostgresSettings, RedisSettings, KafkaSettings, ServiceSettings):
+class Settings(PostgresSettings, RedisSettings, KafkaSettings, TokenSettings, ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="TENX_AUTH_", extra="ignore", frozen=True)
 
     service_name: str = "auth"
     port: int = 8001
     database_url: str = "postgresql+asyncpg://tenx_auth@127.0.0.1:5432/tenx_auth"
+
+    # Encrypts the signing keys at rest (a Fernet key). Required: the local
+    # stack generates one at first start.
+    key_encryption_key: SecretStr = SecretStr("")
+    # The local admin account, created at startup in local mode only.
     admin_email: str = "admin@tenx.local"
     admin_password: SecretStr = SecretStr("")
+
+    access_token_ttl_s: int = Field(default=900, ge=60, le=3600)
+    refresh_token_ttl_s: int = Field(default=30 * 24 * 3600, ge=3600)
+    verification_token_ttl_s: int = Field(default=48 * 3600, ge=600)
+    reset_token_ttl_s: int = Field(default=3600, ge=300)
+    signing_key_cache_s: float = Field(default=30.0, ge=0, le=60)
+    # A new key signs only after this delay, so verifiers that rate-limit
+    # their JWKS refetches (10 s by default) have seen it first.
+    key_activation_delay_s: float = Field(default=15.0, ge=0)
+
+    # Brute-force limits on POST /v1/auth/token: failed attempts per window.
+    login_failures_per_account: int = Field(default=5, ge=1)
+    login_failures_per_ip: int = Field(default=50, ge=1)
+    login_window_s: int = Field(default=900, ge=1)

@@ -3,6 +3,7 @@
 from pydantic_settings import SettingsConfigDict
 
 from tenx_common.settings import (
+    JwksSettings,
     KafkaSettings,
     PostgresSettings,
     RedisSettings,
@@ -11,7 +12,9 @@ from tenx_common.settings import (
 )
 
 
-class Settings(PostgresSettings, RedisSettings, KafkaSettings, SmtpSettings, ServiceSettings):
+class Settings(
+    JwksSettings, PostgresSettings, RedisSettings, KafkaSettings, SmtpSettings, ServiceSettings
+):
     model_config = SettingsConfigDict(env_prefix="TENX_NOTIFY_", extra="ignore", frozen=True)
 
     service_name: str = "notify"

@@ -1,0 +1,132 @@
+"""Auth costs: Argon2id verify latency, offline token verifications per second,
+and login throughput through the edge.
+
+Run: make bench (the stack must be up). Bounded: 60 hashes, 20,000
+verifications, 200 logins; loopback only.
+"""
+
+import asyncio
+import json
+import statistics
+import time
+import uuid
+
+import httpx
+import jwt
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from jwt.algorithms import ECAlgorithm
+
+from bench.edge_overhead import _percentile
+from tenx_auth.domain.passwords import Passwords
+from tenx_common.tokens import Jwks, JwksCache, TokenVerifier
+
+EDGE = "http://127.0.0.1:8080"
+PASSWORD = "correct horse battery staple 42"  # noqa: S105 (the benchmark user's)
+
+
+def argon2_verify_ms(rounds: int = 60) -> dict[str, float]:
+    passwords = Passwords()
+    hashed = passwords.hash(PASSWORD)
+    samples = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        assert passwords.verify(hashed, PASSWORD)
+        samples.append((time.perf_counter() - started) * 1000)
+    return {
+        "argon2_verify_p50_ms": round(statistics.median(samples), 1),
+        "argon2_verify_p95_ms": round(_percentile(samples, 0.95), 1),
+    }
+
+
+async def token_verifications_per_s(
+    distinct: int = 2_000, repeats: int = 20_000
+) -> dict[str, float]:
+    """Offline verification on one core: every token new (signature checked) and
+    the same token again (remembered), next to the bare P-256 verify it rests on."""
+    private = ec.generate_private_key(ec.SECP256R1())
+    jwk = json.loads(ECAlgorithm.to_jwk(private.public_key())) | {"kid": "k1", "alg": "ES256"}
+
+    async def fetch() -> Jwks:
+        return {"keys": [jwk]}
+
+    check = TokenVerifier(
+        keys=JwksCache(fetch=fetch), issuer="tenx-auth", audience="tenx", denylist=None
+    )
+    now = int(time.time())
+    tokens = [
+        jwt.encode(
+            {
+                "iss": "tenx-auth",
+                "aud": "tenx",
+                "sub": str(uuid.uuid4()),
+                "iat": now,
+                "exp": now + 900,
+                "jti": uuid.uuid4().hex,
+                "roles": ["user"],
+            },
+            private,
+            algorithm="ES256",
+            headers={"kid": "k1", "typ": "at+jwt"},
+        )
+        for _ in range(distinct)
+    ]
+    started = time.perf_counter()
+    for token in tokens:
+        await check.verify(token)
+    cold = distinct / (time.perf_counter() - started)
+    started = time.perf_counter()
+    for _ in range(repeats):
+        await check.verify(tokens[0])
+    warm = repeats / (time.perf_counter() - started)
+    data, signature = b"x" * 400, private.sign(b"x" * 400, ec.ECDSA(hashes.SHA256()))
+    started = time.perf_counter()
+    for _ in range(distinct):
+        private.public_key().verify(signature, data, ec.ECDSA(hashes.SHA256()))
+    raw = distinct / (time.perf_counter() - started)
+    return {
+        "token_verifications_per_s_new_tokens": round(cold),
+        "token_verifications_per_s_remembered": round(warm),
+        "bare_p256_verifications_per_s": round(raw),
+        "new_token_to_bare_verify_ratio": round(cold / raw, 2),
+    }
+
+
+async def logins_per_s(total: int = 200, concurrency: int = 4) -> dict[str, float]:
+    email = f"bench-{uuid.uuid4().hex[:10]}@example.com"
+    async with httpx.AsyncClient(base_url=EDGE, timeout=30) as client:
+        created = await client.post(
+            "/v1/auth/signup", json={"email": email, "password": PASSWORD, "name": "Bench"}
+        )
+        created.raise_for_status()
+        latencies: list[float] = []
+        queue = iter(range(total))
+
+        async def worker() -> None:
+            for _ in queue:
+                started = time.perf_counter()
+                response = await client.post(
+                    "/v1/auth/token", json={"email": email, "password": PASSWORD}
+                )
+                response.raise_for_status()
+                latencies.append((time.perf_counter() - started) * 1000)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return {
+        "logins_per_s": round(total / elapsed, 1),
+        "login_p95_ms": round(_percentile(latencies, 0.95), 1),
+    }
+
+
+async def main() -> None:
+    result: dict[str, float] = {}
+    result.update(argon2_verify_ms())
+    result.update(await token_verifications_per_s())
+    result.update(await logins_per_s())
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

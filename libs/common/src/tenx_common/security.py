@@ -1,0 +1,50 @@
+"""Bearer-token dependencies every service uses: ``CurrentUser`` and ``AdminUser``."""
+
+import logging
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from tenx_common.problems import ProblemError
+from tenx_common.tokens import InvalidTokenError, Principal, TokenVerifier
+
+log = logging.getLogger(__name__)
+
+_bearer = HTTPBearer(auto_error=False, description="An access token from POST /v1/auth/token")
+
+
+async def current_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None:
+        raise ProblemError(
+            status=401,
+            code="unauthenticated",
+            detail="A bearer access token is required.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    verifier: TokenVerifier = request.app.state.container.verifier
+    try:
+        return await verifier.verify(credentials.credentials)
+    except InvalidTokenError as exc:
+        log.info("access token refused: %s", exc)
+        raise ProblemError(
+            status=401,
+            code="invalid_token",
+            detail="The access token is not valid.",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        ) from None
+
+
+CurrentUser = Annotated[Principal, Depends(current_principal)]
+
+
+async def admin_principal(principal: CurrentUser) -> Principal:
+    if not principal.is_admin:
+        raise ProblemError(status=403, code="forbidden", detail="This needs the admin role.")
+    return principal
+
+
+AdminUser = Annotated[Principal, Depends(admin_principal)]

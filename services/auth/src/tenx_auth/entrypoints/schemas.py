@@ -1,0 +1,26 @@
+"""What the auth HTTP API returns."""
+
+from datetime import datetime
+from uuid import UUID
+
+from pydantic import BaseModel
+
+
+class UserPublic(BaseModel):
+    id: UUID
+    email: str
+    name: str
+    roles: list[str]
+    email_verified: bool
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: str = "Bearer"  # noqa: S105 (the scheme, RFC 6750)
+    expires_in: int
+    refresh_token: str
+
+
+class KeyRotated(BaseModel):
+    kid: str
+    activates_at: datetime

@@ -1,0 +1,329 @@
+"""The auth use cases: one function each, one transaction each."""
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cryptography.fernet import Fernet
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from tenx_auth.adapters import keys
+from tenx_auth.adapters.keys import Signer
+from tenx_auth.adapters.orm import OneTimeToken, RefreshToken, SigningKey, User
+from tenx_auth.domain import commands, errors
+from tenx_auth.domain.passwords import Passwords, check_policy
+from tenx_auth.domain.secrets import new_token, token_hash
+from tenx_auth.service_layer.unit_of_work import UnitOfWork
+from tenx_auth.settings import Settings
+from tenx_common.events.auth_users import EmailVerified, PasswordResetRequested, UserRegistered
+from tenx_common.problems import ProblemError
+from tenx_common.ratelimit import Limit, RateLimiter
+from tenx_common.tokens import Denylist, Jwks, Principal
+
+VERIFY_EMAIL = "verify_email"
+PASSWORD_RESET = "password_reset"  # noqa: S105 (a purpose, not a secret)
+
+
+@dataclass
+class AuthDeps:
+    """What the handlers need; built once by the bootstrap."""
+
+    settings: Settings
+    uow: Callable[[], UnitOfWork]
+    passwords: Passwords
+    signer: Signer
+    fernet: Fernet
+    limiter: RateLimiter
+    denylist: Denylist
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    access_token: str
+    expires_in: int
+    refresh_token: str
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _weak_password(password: str, *, user_inputs: list[str]) -> None:
+    violations = check_policy(password, user_inputs=user_inputs)
+    if violations:
+        raise ProblemError(
+            status=422,
+            code="weak_password",
+            detail=" ".join(v.message for v in violations),
+        )
+
+
+async def sign_up(cmd: commands.SignUp, *, deps: AuthDeps) -> User:
+    email = cmd.email.lower()
+    _weak_password(cmd.password, user_inputs=[email, cmd.name])
+    password_hash = await asyncio.to_thread(deps.passwords.hash, cmd.password)
+    verification = new_token("ev")
+    expires_at = _now() + timedelta(seconds=deps.settings.verification_token_ttl_s)
+    async with deps.uow() as uow:
+        if await _user_by_email(uow, email) is not None:
+            raise errors.email_taken()
+        user = User(id=uuid.uuid4(), email=email, name=cmd.name, password_hash=password_hash)
+        user.roles = ["user"]
+        user.email_verified = False
+        uow.session.add(user)
+        try:
+            await uow.session.flush()
+        except IntegrityError:  # a concurrent sign-up with the same email won
+            raise errors.email_taken() from None
+        uow.session.add(
+            OneTimeToken(
+                token_hash=token_hash(verification),
+                purpose=VERIFY_EMAIL,
+                user_id=user.id,
+                expires_at=expires_at,
+            )
+        )
+        await uow.publish(
+            UserRegistered(
+                user_id=user.id,
+                email=email,
+                name=cmd.name,
+                verification_token=verification,
+                verification_expires_at=expires_at,
+            )
+        )
+        await uow.commit()
+        await uow.session.refresh(user)
+        return user
+
+
+async def log_in(cmd: commands.LogIn, *, client_ip: str, deps: AuthDeps) -> TokenPair:
+    email = cmd.email.strip().lower()
+    account_key = "account:" + token_hash(email).hex()[:32]
+    ip_key = "ip:" + client_ip
+    limits = _login_limits(deps.settings)
+    for key, limit in ((account_key, limits[0]), (ip_key, limits[1])):
+        verdict = await deps.limiter.check(key, limit)
+        if not verdict.allowed:
+            raise errors.too_many_attempts(verdict.retry_after_s)
+    async with deps.uow() as uow:
+        user = await _user_by_email(uow, email)
+        ok = await asyncio.to_thread(
+            deps.passwords.verify, user.password_hash if user else None, cmd.password
+        )
+        if user is None or not ok:
+            await deps.limiter.hit(account_key, limits[0])
+            await deps.limiter.hit(ip_key, limits[1])
+            raise errors.invalid_credentials()
+        await deps.limiter.reset(account_key)
+        if deps.passwords.needs_rehash(user.password_hash):
+            user.password_hash = await asyncio.to_thread(deps.passwords.hash, cmd.password)
+        pair = await _issue(uow, user, family_id=uuid.uuid4(), deps=deps)
+        await uow.commit()
+        return pair
+
+
+async def refresh(cmd: commands.Refresh, *, deps: AuthDeps) -> TokenPair:
+    async with deps.uow() as uow:
+        result = await uow.session.execute(
+            select(RefreshToken)
+            .where(RefreshToken.token_hash == token_hash(cmd.refresh_token))
+            .with_for_update()
+        )
+        token = result.scalar_one_or_none()
+        if token is None or token.revoked_at is not None or token.expires_at <= _now():
+            raise errors.invalid_refresh_token()
+        if token.used_at is not None:
+            await _revoke_family(uow, token.family_id)
+            await uow.commit()
+            raise errors.refresh_token_reused()
+        token.used_at = _now()
+        user = await uow.session.get(User, token.user_id)
+        if user is None:
+            raise errors.invalid_refresh_token()
+        pair = await _issue(uow, user, family_id=token.family_id, deps=deps)
+        await uow.commit()
+        return pair
+
+
+async def log_out(principal: Principal, *, deps: AuthDeps) -> None:
+    await deps.denylist.add(principal.token_id, expires_at=principal.expires_at)
+    if principal.session_id is not None:
+        async with deps.uow() as uow:
+            await _revoke_family(uow, uuid.UUID(principal.session_id))
+            await uow.commit()
+
+
+async def get_user(user_id: uuid.UUID, *, deps: AuthDeps) -> User:
+    async with deps.uow() as uow:
+        user = await uow.session.get(User, user_id)
+        if user is None:
+            raise errors.user_not_found()
+        return user
+
+
+async def verify_email(cmd: commands.VerifyEmail, *, deps: AuthDeps) -> None:
+    async with deps.uow() as uow:
+        token = await _use_one_time_token(uow, cmd.token, purpose=VERIFY_EMAIL)
+        await uow.session.execute(
+            update(User).where(User.id == token.user_id).values(email_verified=True)
+        )
+        await uow.publish(EmailVerified(user_id=token.user_id))
+        await uow.commit()
+
+
+async def request_password_reset(cmd: commands.RequestPasswordReset, *, deps: AuthDeps) -> None:
+    """Answered the same whether the email is known or not."""
+    reset = new_token("pr")
+    expires_at = _now() + timedelta(seconds=deps.settings.reset_token_ttl_s)
+    async with deps.uow() as uow:
+        user = await _user_by_email(uow, cmd.email.strip().lower())
+        if user is None:
+            return
+        uow.session.add(
+            OneTimeToken(
+                token_hash=token_hash(reset),
+                purpose=PASSWORD_RESET,
+                user_id=user.id,
+                expires_at=expires_at,
+            )
+        )
+        await uow.publish(
+            PasswordResetRequested(
+                user_id=user.id, email=user.email, reset_token=reset, expires_at=expires_at
+            )
+        )
+        await uow.commit()
+
+
+async def reset_password(cmd: commands.ResetPassword, *, deps: AuthDeps) -> None:
+    async with deps.uow() as uow:
+        token = await _use_one_time_token(uow, cmd.token, purpose=PASSWORD_RESET)
+        user = await uow.session.get(User, token.user_id)
+        if user is None:
+            raise errors.invalid_one_time_token()
+        _weak_password(cmd.new_password, user_inputs=[user.email, user.name])
+        user.password_hash = await asyncio.to_thread(deps.passwords.hash, cmd.new_password)
+        await uow.session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=_now())
+        )
+        await uow.commit()
+
+
+async def rotate_signing_key(*, deps: AuthDeps) -> SigningKey:
+    settings = deps.settings
+    async with deps.uow() as uow:
+        key = await keys.rotate(
+            uow.session,
+            deps.fernet,
+            activation_delay_s=settings.key_activation_delay_s,
+            # Tokens signed by the old key until the last instance switched, plus their life.
+            retire_after_s=settings.signing_key_cache_s
+            + settings.access_token_ttl_s
+            + settings.jwt_leeway_s,
+        )
+        await uow.commit()
+    deps.signer.forget()
+    return key
+
+
+async def published_keys(*, deps: AuthDeps) -> Jwks:
+    async with deps.uow() as uow:
+        return await keys.published_jwks(uow.session)
+
+
+async def ensure_signing_key(*, deps: AuthDeps) -> None:
+    async with deps.uow() as uow:
+        await uow.session.execute(select(keys.lock_signing_keys()))
+        if await keys.current_key(uow.session) is None:
+            uow.session.add(keys.new_signing_key(deps.fernet))
+        await uow.commit()
+
+
+async def ensure_admin(*, deps: AuthDeps) -> None:
+    """The local admin account, from settings; its password follows the settings."""
+    password = deps.settings.admin_password.get_secret_value()
+    if not password:
+        return
+    email = deps.settings.admin_email.lower()
+    password_hash = await asyncio.to_thread(deps.passwords.hash, password)
+    async with deps.uow() as uow:
+        user = await _user_by_email(uow, email)
+        if user is None:
+            user = User(id=uuid.uuid4(), email=email, name="Local admin")
+            uow.session.add(user)
+        elif deps.passwords.verify(user.password_hash, password):
+            password_hash = user.password_hash
+        user.password_hash = password_hash
+        user.roles = ["admin", "user"]
+        user.email_verified = True
+        try:
+            await uow.commit()
+        except IntegrityError:  # another instance created it at the same moment
+            return
+
+
+def _login_limits(settings: Settings) -> tuple[Limit, Limit]:
+    return (
+        Limit(settings.login_failures_per_account, settings.login_window_s),
+        Limit(settings.login_failures_per_ip, settings.login_window_s),
+    )
+
+
+async def _user_by_email(uow: UnitOfWork, email: str) -> User | None:
+    result = await uow.session.execute(select(User).where(User.email == email))
+    return result.scalar_one_or_none()
+
+
+async def _issue(uow: UnitOfWork, user: User, *, family_id: uuid.UUID, deps: AuthDeps) -> TokenPair:
+    now = _now()
+    ttl = deps.settings.access_token_ttl_s
+    claims: dict[str, Any] = {
+        "iss": deps.settings.jwt_issuer,
+        "aud": deps.settings.jwt_audience,
+        "sub": str(user.id),
+        "iat": int(now.timestamp()),
+        "nbf": int(now.timestamp()),
+        "exp": int(now.timestamp()) + ttl,
+        "jti": uuid.uuid4().hex,
+        "sid": str(family_id),
+        "roles": list(user.roles),
+    }
+    refresh_token = new_token("rt")
+    uow.session.add(
+        RefreshToken(
+            family_id=family_id,
+            user_id=user.id,
+            token_hash=token_hash(refresh_token),
+            expires_at=now + timedelta(seconds=deps.settings.refresh_token_ttl_s),
+        )
+    )
+    access_token = await deps.signer.sign(claims)
+    return TokenPair(access_token=access_token, expires_in=ttl, refresh_token=refresh_token)
+
+
+async def _revoke_family(uow: UnitOfWork, family_id: uuid.UUID) -> None:
+    await uow.session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=_now())
+    )
+
+
+async def _use_one_time_token(uow: UnitOfWork, raw: str, *, purpose: str) -> OneTimeToken:
+    result = await uow.session.execute(
+        select(OneTimeToken)
+        .where(OneTimeToken.token_hash == token_hash(raw), OneTimeToken.purpose == purpose)
+        .with_for_update()
+    )
+    token = result.scalar_one_or_none()
+    if token is None or token.used_at is not None or token.expires_at <= _now():
+        raise errors.invalid_one_time_token()
+    token.used_at = _now()
+    return token
