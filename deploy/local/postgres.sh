@@ -13,7 +13,8 @@ install_postgres() {
 
 pg_dir() { user_dir postgres postgres; }
 
-as_postgres() { runuser -u postgres -- "$@"; }
+# From /, which the postgres user can always enter (a clone under /root it cannot).
+as_postgres() { (cd / && runuser -u postgres -- "$@"); }
 
 psql_primary() {
   as_postgres "$PG_BIN/psql" -h "$(pg_dir)" -p "$PG_PRIMARY_PORT" -U postgres -d postgres \

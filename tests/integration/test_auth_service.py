@@ -344,3 +344,59 @@ async def test_the_local_admin_exists_with_the_admin_role(
     me = (await client.get("/v1/auth/me", headers=bearer(admin["access_token"]))).json()
     assert me["roles"] == ["admin", "user"]
     assert me["email_verified"] is True
+
+
+async def test_many_failures_from_one_address_are_limited_across_accounts(
+    client: httpx.AsyncClient, auth_settings: AuthSettings
+) -> None:
+    # Fewer than the per-account limit on each account, more than the per-IP limit in all.
+    per_account = auth_settings.login_failures_per_account - 1
+    accounts = auth_settings.login_failures_per_ip // per_account + 1
+    statuses = []
+    for _ in range(accounts):
+        email = new_email()
+        for _ in range(per_account):
+            response = await client.post("/v1/auth/token", json={"email": email, "password": "x"})
+            statuses.append(response.status_code)
+    assert statuses.count(401) == auth_settings.login_failures_per_ip
+    assert set(statuses[auth_settings.login_failures_per_ip :]) == {429}
+
+
+async def test_account_deletion_is_requested_once_and_ends_every_session(
+    client: httpx.AsyncClient, auth_db: AsyncEngine
+) -> None:
+    email = new_email()
+    user = await sign_up(client, email)
+    tokens = await log_in(client, email)
+    other = await log_in(client, email)
+    requested = await client.delete("/v1/auth/me", headers=bearer(tokens["access_token"]))
+    assert requested.status_code == 202
+    deletion = requested.json()
+    assert deletion["status"] == "requested"
+
+    [(payload,)] = await fetch(
+        auth_db,
+        "SELECT payload FROM outbox WHERE key = :k AND type = :t",
+        k=user["id"],
+        t="tenx.auth.user.account_deletion_requested.v1",
+    )
+    assert payload["data"]["deletion_id"] == deletion["deletion_id"]
+
+    # The token that asked is revoked, every refresh token too, and the password no longer logs in.
+    assert (
+        await client.get("/v1/auth/me", headers=bearer(tokens["access_token"]))
+    ).status_code == 401
+    stale = await client.post("/v1/auth/refresh", json={"refresh_token": other["refresh_token"]})
+    assert stale.status_code == 401
+    login = await client.post("/v1/auth/token", json={"email": email, "password": STRONG})
+    assert login.status_code == 401
+
+    # Its status is visible to the owner's other live token and to nobody else.
+    path = f"/v1/auth/deletions/{deletion['deletion_id']}"
+    mine = await client.get(path, headers=bearer(other["access_token"]))
+    assert mine.status_code == 200
+    assert mine.json()["status"] == "requested"
+    stranger_email = new_email()
+    await sign_up(client, stranger_email)
+    stranger = await log_in(client, stranger_email)
+    assert (await client.get(path, headers=bearer(stranger["access_token"]))).status_code == 404

@@ -39,3 +39,10 @@ class PasswordResetRequested(UserEvent):
     email: str
     reset_token: str
     expires_at: datetime
+
+
+class AccountDeletionRequested(UserEvent):
+    """Starts the erasure saga: each service erases the user's data and replies."""
+
+    TYPE: ClassVar[str] = "tenx.auth.user.account_deletion_requested.v1"
+    deletion_id: UUID

@@ -87,3 +87,18 @@ class SigningKey(Base):
         DateTime(timezone=True), server_default=func.now()
     )
     published_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AccountDeletion(Base):
+    """A user's request to be erased; the erasure saga moves its status on."""
+
+    __tablename__ = "account_deletions"
+    __table_args__ = (Index("ix_account_deletions_user", "user_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid)  # outlives the user row
+    status: Mapped[str] = mapped_column(Text)
+    requested_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

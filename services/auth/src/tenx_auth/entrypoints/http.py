@@ -1,12 +1,13 @@
 """The auth HTTP API: each route builds a command and hands it to a handler."""
 
 from typing import Annotated, Any
+from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request, Response, status
 
-from tenx_auth.adapters.orm import User
+from tenx_auth.adapters.orm import AccountDeletion, User
 from tenx_auth.domain import commands
-from tenx_auth.entrypoints.schemas import KeyRotated, TokenResponse, UserPublic
+from tenx_auth.entrypoints.schemas import DeletionStatus, KeyRotated, TokenResponse, UserPublic
 from tenx_auth.service_layer import handlers
 from tenx_auth.service_layer.handlers import AuthDeps, TokenPair
 from tenx_common.security import AdminUser, CurrentUser
@@ -63,6 +64,25 @@ async def log_out(principal: CurrentUser, deps: Deps) -> None:
 @router.get("/me")
 async def me(principal: CurrentUser, deps: Deps) -> UserPublic:
     return _public(await handlers.get_user(principal.user_id, deps=deps))
+
+
+@router.delete("/me", status_code=status.HTTP_202_ACCEPTED)
+async def delete_me(principal: CurrentUser, deps: Deps) -> DeletionStatus:
+    return _deletion(await handlers.request_account_deletion(principal, deps=deps))
+
+
+@router.get("/deletions/{deletion_id}")
+async def deletion_status(deletion_id: UUID, principal: CurrentUser, deps: Deps) -> DeletionStatus:
+    return _deletion(await handlers.get_deletion(deletion_id, principal, deps=deps))
+
+
+def _deletion(deletion: AccountDeletion) -> DeletionStatus:
+    return DeletionStatus(
+        deletion_id=deletion.id,
+        status=deletion.status,
+        requested_at=deletion.requested_at,
+        completed_at=deletion.completed_at,
+    )
 
 
 @router.post("/verify-email", status_code=status.HTTP_204_NO_CONTENT)

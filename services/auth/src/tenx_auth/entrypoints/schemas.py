@@ -21,6 +21,13 @@ class TokenResponse(BaseModel):
     refresh_token: str
 
 
+class DeletionStatus(BaseModel):
+    deletion_id: UUID
+    status: str
+    requested_at: datetime
+    completed_at: datetime | None
+
+
 class KeyRotated(BaseModel):
     kid: str
     activates_at: datetime

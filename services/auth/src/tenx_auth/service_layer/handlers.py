@@ -13,19 +13,25 @@ from sqlalchemy.exc import IntegrityError
 
 from tenx_auth.adapters import keys
 from tenx_auth.adapters.keys import Signer
-from tenx_auth.adapters.orm import OneTimeToken, RefreshToken, SigningKey, User
+from tenx_auth.adapters.orm import AccountDeletion, OneTimeToken, RefreshToken, SigningKey, User
 from tenx_auth.domain import commands, errors
 from tenx_auth.domain.passwords import Passwords, check_policy
 from tenx_auth.domain.secrets import new_token, token_hash
 from tenx_auth.service_layer.unit_of_work import UnitOfWork
 from tenx_auth.settings import Settings
-from tenx_common.events.auth_users import EmailVerified, PasswordResetRequested, UserRegistered
+from tenx_common.events.auth_users import (
+    AccountDeletionRequested,
+    EmailVerified,
+    PasswordResetRequested,
+    UserRegistered,
+)
 from tenx_common.problems import ProblemError
 from tenx_common.ratelimit import Limit, RateLimiter
 from tenx_common.tokens import Denylist, Jwks, Principal
 
 VERIFY_EMAIL = "verify_email"
 PASSWORD_RESET = "password_reset"  # noqa: S105 (a purpose, not a secret)
+REQUESTED = "requested"  # the first status of an account deletion
 
 
 @dataclass
@@ -66,8 +72,6 @@ async def sign_up(cmd: commands.SignUp, *, deps: AuthDeps) -> User:
     email = cmd.email.lower()
     _weak_password(cmd.password, user_inputs=[email, cmd.name])
     password_hash = await asyncio.to_thread(deps.passwords.hash, cmd.password)
-    verification = new_token("ev")
-    expires_at = _now() + timedelta(seconds=deps.settings.verification_token_ttl_s)
     async with deps.uow() as uow:
         if await _user_by_email(uow, email) is not None:
             raise errors.email_taken()
@@ -79,13 +83,8 @@ async def sign_up(cmd: commands.SignUp, *, deps: AuthDeps) -> User:
             await uow.session.flush()
         except IntegrityError:  # a concurrent sign-up with the same email won
             raise errors.email_taken() from None
-        uow.session.add(
-            OneTimeToken(
-                token_hash=token_hash(verification),
-                purpose=VERIFY_EMAIL,
-                user_id=user.id,
-                expires_at=expires_at,
-            )
+        verification, expires_at = _one_time_token(
+            uow, user.id, purpose=VERIFY_EMAIL, ttl_s=deps.settings.verification_token_ttl_s
         )
         await uow.publish(
             UserRegistered(
@@ -115,7 +114,7 @@ async def log_in(cmd: commands.LogIn, *, client_ip: str, deps: AuthDeps) -> Toke
         ok = await asyncio.to_thread(
             deps.passwords.verify, user.password_hash if user else None, cmd.password
         )
-        if user is None or not ok:
+        if user is None or not ok or await _pending_deletion(uow, user.id) is not None:
             await deps.limiter.hit(account_key, limits[0])
             await deps.limiter.hit(ip_key, limits[1])
             raise errors.invalid_credentials()
@@ -166,6 +165,40 @@ async def get_user(user_id: uuid.UUID, *, deps: AuthDeps) -> User:
         return user
 
 
+async def request_account_deletion(principal: Principal, *, deps: AuthDeps) -> AccountDeletion:
+    """Start the erasure of the caller's account. Every session ends now; the
+    erasure saga (services' replies, then the credentials) takes it from here."""
+    async with deps.uow() as uow:
+        pending = await _pending_deletion(uow, principal.user_id)
+        if pending is not None:
+            return pending
+        deletion = AccountDeletion(
+            id=uuid.uuid4(), user_id=principal.user_id, status=REQUESTED, requested_at=_now()
+        )
+        uow.session.add(deletion)
+        await uow.publish(
+            AccountDeletionRequested(user_id=principal.user_id, deletion_id=deletion.id)
+        )
+        await uow.session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.user_id == principal.user_id, RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=_now())
+        )
+        await uow.commit()
+    await deps.denylist.add(principal.token_id, expires_at=principal.expires_at)
+    return deletion
+
+
+async def get_deletion(
+    deletion_id: uuid.UUID, principal: Principal, *, deps: AuthDeps
+) -> AccountDeletion:
+    async with deps.uow() as uow:
+        deletion = await uow.session.get(AccountDeletion, deletion_id)
+    if deletion is None or not (principal.is_admin or deletion.user_id == principal.user_id):
+        raise ProblemError(status=404, code="not_found", detail="No such account deletion.")
+    return deletion
+
+
 async def verify_email(cmd: commands.VerifyEmail, *, deps: AuthDeps) -> None:
     async with deps.uow() as uow:
         token = await _use_one_time_token(uow, cmd.token, purpose=VERIFY_EMAIL)
@@ -178,19 +211,12 @@ async def verify_email(cmd: commands.VerifyEmail, *, deps: AuthDeps) -> None:
 
 async def request_password_reset(cmd: commands.RequestPasswordReset, *, deps: AuthDeps) -> None:
     """Answered the same whether the email is known or not."""
-    reset = new_token("pr")
-    expires_at = _now() + timedelta(seconds=deps.settings.reset_token_ttl_s)
     async with deps.uow() as uow:
         user = await _user_by_email(uow, cmd.email.strip().lower())
         if user is None:
             return
-        uow.session.add(
-            OneTimeToken(
-                token_hash=token_hash(reset),
-                purpose=PASSWORD_RESET,
-                user_id=user.id,
-                expires_at=expires_at,
-            )
+        reset, expires_at = _one_time_token(
+            uow, user.id, purpose=PASSWORD_RESET, ttl_s=deps.settings.reset_token_ttl_s
         )
         await uow.publish(
             PasswordResetRequested(
@@ -276,6 +302,15 @@ def _login_limits(settings: Settings) -> tuple[Limit, Limit]:
     )
 
 
+async def _pending_deletion(uow: UnitOfWork, user_id: uuid.UUID) -> AccountDeletion | None:
+    result = await uow.session.execute(
+        select(AccountDeletion).where(
+            AccountDeletion.user_id == user_id, AccountDeletion.completed_at.is_(None)
+        )
+    )
+    return result.scalars().first()
+
+
 async def _user_by_email(uow: UnitOfWork, email: str) -> User | None:
     result = await uow.session.execute(select(User).where(User.email == email))
     return result.scalar_one_or_none()
@@ -314,6 +349,20 @@ async def _revoke_family(uow: UnitOfWork, family_id: uuid.UUID) -> None:
         .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=_now())
     )
+
+
+def _one_time_token(
+    uow: UnitOfWork, user_id: uuid.UUID, *, purpose: str, ttl_s: int
+) -> tuple[str, datetime]:
+    """A new single-use token for ``purpose``; only its hash is stored."""
+    raw = new_token("ev" if purpose == VERIFY_EMAIL else "pr")
+    expires_at = _now() + timedelta(seconds=ttl_s)
+    uow.session.add(
+        OneTimeToken(
+            token_hash=token_hash(raw), purpose=purpose, user_id=user_id, expires_at=expires_at
+        )
+    )
+    return raw, expires_at
 
 
 async def _use_one_time_token(uow: UnitOfWork, raw: str, *, purpose: str) -> OneTimeToken:
