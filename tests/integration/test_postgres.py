@@ -32,12 +32,12 @@ async def test_row_written_on_primary_is_read_on_replica(engines: Engines, uniqu
     table = f"it_replication_{unique}"
     async with engines.primary.begin() as conn:
         await conn.execute(text(f"CREATE TABLE {table} (id text PRIMARY KEY)"))
-        await conn.execute(text(f"INSERT INTO {table} VALUES (:id)"), {"id": unique})  # noqa: S608
+        await conn.execute(text(f"INSERT INTO {table} VALUES (:id)"), {"id": unique})
     try:
         seen = None
         for _ in range(100):
             try:
-                seen = await _scalar(replica, f"SELECT id FROM {table}")  # noqa: S608
+                seen = await _scalar(replica, f"SELECT id FROM {table}")
             except DBAPIError:  # the CREATE TABLE has not been replayed yet
                 seen = None
             if seen == unique:

@@ -2,7 +2,8 @@
 
 What a service uses is read from the settings mixins it is built of: a
 ``PostgresSettings`` gets engines and a postgres check, a ``RedisSettings`` a
-Redis client, and so on. Everything opened is closed on the way out.
+Redis client, both together a session router (reads to the replicas with
+read-your-writes), and so on. Everything opened is closed on the way out.
 """
 
 from collections.abc import AsyncIterator
@@ -19,6 +20,7 @@ from tenx_common.health import Check
 from tenx_common.kafka import kafka_check
 from tenx_common.mail import smtp_check
 from tenx_common.search import create_elasticsearch, elasticsearch_check
+from tenx_common.session_router import RedisWritePositions, SessionRouter
 from tenx_common.settings import (
     ElasticsearchSettings,
     JwksSettings,
@@ -38,6 +40,7 @@ class Infra:
     redis: Redis | None = None
     elasticsearch: AsyncElasticsearch | None = None
     verifier: TokenVerifier | None = None
+    router: SessionRouter | None = None
 
 
 @asynccontextmanager
@@ -52,6 +55,12 @@ async def open_infra(settings: ServiceSettings) -> AsyncIterator[Infra]:
             infra.redis = create_redis(settings)
             stack.push_async_callback(infra.redis.aclose)
             infra.checks.append(redis_check(infra.redis))
+        if infra.engines is not None and infra.redis is not None:
+            infra.router = SessionRouter(
+                engines=infra.engines, positions=RedisWritePositions(infra.redis)
+            )
+            await infra.router.start()
+            stack.push_async_callback(infra.router.stop)
         if isinstance(settings, KafkaSettings):
             infra.checks.append(kafka_check(settings))
         if isinstance(settings, ElasticsearchSettings):

@@ -1,0 +1,192 @@
+"""The session router: writes go to the primary, reads that may be stale go to
+the replicas in rotation, and a client reads its own writes.
+
+Read-your-writes: after a client's write commits, the router records the
+primary's WAL position for that client (in Redis, so every instance knows it).
+That client's reads go to a replica only once the replica has replayed up to
+that position; until then they go to the primary. A health loop measures each
+replica's replay lag; a replica that is down or lags past ``max_lag_bytes`` is
+out of rotation until it is healthy again. With no healthy replica every read
+goes to the primary.
+"""
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from tenx_common.db import Engines
+
+log = logging.getLogger(__name__)
+
+PRIMARY = "primary"
+
+
+def parse_lsn(value: str) -> int:
+    """A PostgreSQL LSN ('16/B374D848') as a comparable integer."""
+    high, low = value.split("/")
+    return (int(high, 16) << 32) | int(low, 16)
+
+
+class WritePositions(Protocol):
+    """Where each client's last commit position is kept."""
+
+    async def get(self, client: str) -> int | None: ...
+
+    async def advance(self, client: str, lsn: int) -> None: ...
+
+
+class RedisWritePositions:
+    """Positions in Redis, shared by every instance, kept ``ttl_s`` after the write."""
+
+    # Keep the highest position: two instances may record one client's writes out of order.
+    _ADVANCE = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > current then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+else redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return 1
+"""
+
+    def __init__(self, redis: Redis, *, ttl_s: int = 300, prefix: str = "ryw:lsn") -> None:
+        self._redis = redis
+        self._ttl_s = ttl_s
+        self._prefix = prefix
+
+    async def get(self, client: str) -> int | None:
+        raw = await self._redis.get(f"{self._prefix}:{client}")
+        return int(raw) if raw is not None else None
+
+    async def advance(self, client: str, lsn: int) -> None:
+        await self._redis.eval(self._ADVANCE, 1, f"{self._prefix}:{client}", lsn, self._ttl_s)
+
+
+@dataclass
+class Replica:
+    name: str
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    healthy: bool = False
+    replay_lsn: int = 0
+    lag_bytes: int | None = None
+
+
+@dataclass
+class SessionRouter:
+    engines: Engines
+    positions: WritePositions
+    max_lag_bytes: int = 16 * 1024 * 1024
+    check_interval_s: float = 1.0
+    probe_timeout_s: float = 1.0
+    replicas: list[Replica] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._primary = async_sessionmaker(self.engines.primary, expire_on_commit=False)
+        self.replicas = [
+            Replica(
+                name=f"replica-{i}",
+                engine=engine,
+                sessions=async_sessionmaker(engine, expire_on_commit=False),
+            )
+            for i, engine in enumerate(self.engines.replicas, start=1)
+        ]
+        self._turn = itertools.count()
+        self._task: asyncio.Task[None] | None = None
+
+    # --- lifecycle -----------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.check_replicas()
+        self._task = asyncio.create_task(self._watch(), name="session-router-health")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    # --- sessions --------------------------------------------------------------
+
+    def writer(self) -> AsyncSession:
+        session = self._primary()
+        session.info["target"] = PRIMARY
+        return session
+
+    async def record_write(self, client: str) -> None:
+        """Call after a client's write has committed."""
+        async with self.engines.primary.connect() as conn:
+            lsn = (await conn.execute(text("SELECT pg_current_wal_lsn()::text"))).scalar_one()
+        await self.positions.advance(client, parse_lsn(lsn))
+
+    async def reader(self, client: str | None = None) -> AsyncSession:
+        """A session for reads that may be stale, yet never older than the
+        client's own last write."""
+        needed = await self.positions.get(client) if client is not None else None
+        healthy = [replica for replica in self.replicas if replica.healthy]
+        if healthy:
+            start = next(self._turn)
+            for offset in range(len(healthy)):
+                replica = healthy[(start + offset) % len(healthy)]
+                if needed is None or await self._has_replayed(replica, needed):
+                    session = replica.sessions()
+                    session.info["target"] = replica.name
+                    return session
+        session = self._primary()
+        session.info["target"] = PRIMARY
+        return session
+
+    # --- health ------------------------------------------------------------------
+
+    async def check_replicas(self) -> None:
+        try:
+            primary_lsn = await self._scalar_lsn(self.engines.primary, "pg_current_wal_lsn()")
+        except Exception as exc:  # without the primary no lag can be measured
+            log.warning("session router: primary position unknown: %r", exc)
+            return
+        for replica in self.replicas:
+            try:
+                replica.replay_lsn = await self._scalar_lsn(
+                    replica.engine, "pg_last_wal_replay_lsn()"
+                )
+            except Exception as exc:
+                self._set_health(replica, healthy=False, why=f"unreachable: {exc!r}")
+                continue
+            replica.lag_bytes = max(0, primary_lsn - replica.replay_lsn)
+            healthy = replica.lag_bytes <= self.max_lag_bytes
+            self._set_health(replica, healthy=healthy, why=f"lag {replica.lag_bytes} bytes")
+
+    async def _has_replayed(self, replica: Replica, needed: int) -> bool:
+        if replica.replay_lsn >= needed:
+            return True
+        try:
+            replica.replay_lsn = await self._scalar_lsn(replica.engine, "pg_last_wal_replay_lsn()")
+        except Exception:
+            return False
+        return replica.replay_lsn >= needed
+
+    async def _scalar_lsn(self, engine: AsyncEngine, function: str) -> int:
+        async with asyncio.timeout(self.probe_timeout_s), engine.connect() as conn:
+            value = (await conn.execute(text(f"SELECT {function}::text"))).scalar_one()
+        if value is None:
+            raise RuntimeError(f"{function} is null: not a streaming replica")
+        return parse_lsn(value)
+
+    def _set_health(self, replica: Replica, *, healthy: bool, why: str) -> None:
+        if replica.healthy != healthy:
+            log.warning(
+                "session router: %s %s rotation (%s)",
+                replica.name,
+                "back in" if healthy else "out of",
+                why,
+            )
+        replica.healthy = healthy
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.check_interval_s)
+            await self.check_replicas()

@@ -1,0 +1,179 @@
+"""The session router on the real primary and streaming replica.
+
+Replay on the replica is paused (as the postgres superuser, over the replica's
+Unix socket) to make it lag for as long as a test needs.
+"""
+
+import os
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tenx_api.settings import Settings as ApiSettings
+from tenx_common.cache import create_redis
+from tenx_common.db import Engines, create_engines
+from tenx_common.session_router import RedisWritePositions, SessionRouter
+
+ROOT = Path(__file__).resolve().parents[2]
+SOCKET_DIR = (Path(os.environ.get("TENX_STATE", ROOT / ".state")) / "postgres").resolve()
+
+
+def replica_sql(sql: str) -> str:
+    result = subprocess.run(
+        [
+            "runuser",
+            "-u",
+            "postgres",
+            "--",
+            "psql",
+            "-h",
+            str(SOCKET_DIR),
+            "-p",
+            "5433",
+            "-d",
+            "postgres",
+            "-qAtc",
+            sql,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd="/",
+    )
+    return result.stdout.strip()
+
+
+@pytest.fixture
+async def router(api_settings: ApiSettings) -> AsyncIterator[SessionRouter]:
+    engines = create_engines(api_settings)
+    redis = create_redis(api_settings)
+    router = SessionRouter(
+        engines=engines, positions=RedisWritePositions(redis, ttl_s=60), check_interval_s=0.2
+    )
+    await router.start()
+    yield router
+    await router.stop()
+    await redis.aclose()
+    await engines.dispose()
+
+
+@pytest.fixture
+async def table(router: SessionRouter) -> AsyncIterator[str]:
+    name = f"it_router_{uuid.uuid4().hex[:10]}"
+    async with router.writer() as session:
+        await session.execute(text(f"CREATE TABLE {name} (id text PRIMARY KEY, client text)"))
+        await session.commit()
+    await router.record_write("setup")
+    yield name
+    replica_sql("SELECT pg_wal_replay_resume()")
+    async with router.writer() as session:
+        await session.execute(text(f"DROP TABLE {name}"))
+        await session.commit()
+
+
+@pytest.fixture
+def paused_replica() -> Iterator[None]:
+    replica_sql("SELECT pg_wal_replay_pause()")
+    yield
+    replica_sql("SELECT pg_wal_replay_resume()")
+
+
+async def _wait_replayed(router: SessionRouter, client: str) -> None:
+    session = await router.reader(client)
+    await session.close()
+
+
+async def test_a_client_reads_its_own_writes_while_the_replica_lags(
+    router: SessionRouter, table: str
+) -> None:
+    async with await router.reader("setup") as session:  # the table reached the replica
+        await session.execute(text(f"SELECT 1 FROM {table} LIMIT 1"))
+    replica_sql("SELECT pg_wal_replay_pause()")
+    stale, targets = 0, {"primary": 0, "replica": 0}
+    for i in range(1000):
+        client = f"client-{i % 20}"
+        row_id = f"row-{i}"
+        async with router.writer() as session:
+            await session.execute(
+                text(f"INSERT INTO {table} VALUES (:id, :client)"),
+                {"id": row_id, "client": client},
+            )
+            await session.commit()
+        await router.record_write(client)
+        session = await router.reader(client)
+        async with session:
+            found = (
+                await session.execute(
+                    text(f"SELECT id FROM {table} WHERE id = :id"),
+                    {"id": row_id},
+                )
+            ).scalar_one_or_none()
+            targets["primary" if session.info["target"] == "primary" else "replica"] += 1
+        stale += found != row_id
+        if i % 100 == 0:  # a client that never wrote still reads from the replica
+            bystander = await router.reader(f"bystander-{i}")
+            async with bystander:
+                assert bystander.info["target"] == "replica-1"
+    replica_sql("SELECT pg_wal_replay_resume()")
+    assert stale == 0
+    assert targets["primary"] == 1000  # the paused replica could not serve them
+
+
+async def test_a_lagging_replica_leaves_and_rejoins_the_rotation(
+    router: SessionRouter, table: str, paused_replica: None
+) -> None:
+    router.max_lag_bytes = 1024
+    async with router.writer() as session:
+        for i in range(50):
+            await session.execute(
+                text(f"INSERT INTO {table} VALUES (:id, 'filler')"),
+                {"id": f"filler-{i}-" + "x" * 200},
+            )
+        await session.commit()
+    await router.check_replicas()
+    assert router.replicas[0].healthy is False
+    assert router.replicas[0].lag_bytes is not None
+    assert router.replicas[0].lag_bytes > 1024
+    async with await router.reader() as session:
+        assert session.info["target"] == "primary"
+
+    replica_sql("SELECT pg_wal_replay_resume()")
+    for _ in range(50):
+        await router.check_replicas()
+        if router.replicas[0].healthy:
+            break
+    assert router.replicas[0].healthy is True
+    async with await router.reader() as session:
+        assert session.info["target"] == "replica-1"
+
+
+async def test_a_dead_replica_sends_every_read_to_the_primary(api_settings: ApiSettings) -> None:
+    engines = create_engines(api_settings)
+    dead = create_engines(
+        api_settings.model_copy(
+            update={"replica_urls": ["postgresql+asyncpg://tenx_api@127.0.0.1:1/tenx_api"]}
+        )
+    )
+    redis = create_redis(api_settings)
+    router = SessionRouter(
+        engines=Engines(primary=engines.primary, replicas=dead.replicas),
+        positions=RedisWritePositions(redis),
+    )
+    await router.start()
+    try:
+        assert router.replicas[0].healthy is False
+        for _ in range(20):
+            session: AsyncSession = await router.reader()
+            async with session:
+                assert session.info["target"] == "primary"
+                assert (await session.execute(text("SELECT 1"))).scalar_one() == 1
+    finally:
+        await router.stop()
+        await redis.aclose()
+        await engines.dispose()
+        await dead.dispose()
