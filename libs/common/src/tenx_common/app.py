@@ -16,8 +16,9 @@ from tenx_common.logging import configure_logging
 from tenx_common.metrics import Metrics, metrics_router
 from tenx_common.middleware import RequestContextMiddleware
 from tenx_common.problems import install_problem_handlers
-from tenx_common.settings import ServiceSettings
+from tenx_common.settings import RateLimitSettings, ServiceSettings
 from tenx_common.telemetry import create_tracer_provider, instrument_app
+from tenx_common.throttle import RateLimitMiddleware
 
 
 class Container(Protocol):
@@ -54,6 +55,8 @@ def create_service_app(
     install_problem_handlers(app)
     for router in (health_router(), metrics_router(), *routers):
         app.include_router(router)
+    if isinstance(settings, RateLimitSettings):
+        app.add_middleware(RateLimitMiddleware, settings=settings)
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     instrument_app(app, tracer_provider)
     return app

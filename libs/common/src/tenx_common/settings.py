@@ -103,3 +103,16 @@ class JwksSettings(TokenSettings):
     jwks_url: str = "http://127.0.0.1:8001/.well-known/jwks.json"
     jwks_cache_ttl_s: float = Field(default=300.0, gt=0)
     jwks_min_refetch_interval_s: float = Field(default=10.0, ge=0)
+
+
+class RateLimitSettings(BaseSettings):
+    """Request rates per user and per client address, by route class (reads are
+    GET, HEAD and OPTIONS; writes are the rest). A bucket holds ``burst_seconds``
+    worth of its rate."""
+
+    rate_limit_enabled: bool = True
+    rate_limit_user_read_per_minute: int = Field(default=600, ge=1)
+    rate_limit_user_write_per_minute: int = Field(default=120, ge=1)
+    rate_limit_ip_read_per_minute: int = Field(default=1200, ge=1)
+    rate_limit_ip_write_per_minute: int = Field(default=240, ge=1)
+    rate_limit_burst_seconds: int = Field(default=10, ge=1, le=60)

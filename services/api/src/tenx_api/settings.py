@@ -7,12 +7,14 @@ from tenx_common.settings import (
     JwksSettings,
     KafkaSettings,
     PostgresSettings,
+    RateLimitSettings,
     RedisSettings,
     ServiceSettings,
 )
 
 
 class Settings(
+    RateLimitSettings,
     JwksSettings,
     PostgresSettings,
     RedisSettings,

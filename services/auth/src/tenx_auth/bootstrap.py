@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from cryptography.fernet import Fernet
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from tenx_auth.adapters.keys import Signer
@@ -29,6 +30,10 @@ class Container:
     @property
     def checks(self) -> Sequence[Check]:
         return self.infra.checks
+
+    @property
+    def redis(self) -> Redis | None:
+        return self.infra.redis
 
 
 def key_encryption(settings: Settings) -> Fernet:

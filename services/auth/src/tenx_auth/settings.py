@@ -6,13 +6,21 @@ from pydantic_settings import SettingsConfigDict
 from tenx_common.settings import (
     KafkaSettings,
     PostgresSettings,
+    RateLimitSettings,
     RedisSettings,
     ServiceSettings,
     TokenSettings,
 )
 
 
-class Settings(PostgresSettings, RedisSettings, KafkaSettings, TokenSettings, ServiceSettings):
+class Settings(
+    RateLimitSettings,
+    PostgresSettings,
+    RedisSettings,
+    KafkaSettings,
+    TokenSettings,
+    ServiceSettings,
+):
     model_config = SettingsConfigDict(env_prefix="TENX_AUTH_", extra="ignore", frozen=True)
 
     service_name: str = "auth"

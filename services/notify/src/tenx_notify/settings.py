@@ -6,6 +6,7 @@ from tenx_common.settings import (
     JwksSettings,
     KafkaSettings,
     PostgresSettings,
+    RateLimitSettings,
     RedisSettings,
     ServiceSettings,
     SmtpSettings,
@@ -13,7 +14,13 @@ from tenx_common.settings import (
 
 
 class Settings(
-    JwksSettings, PostgresSettings, RedisSettings, KafkaSettings, SmtpSettings, ServiceSettings
+    RateLimitSettings,
+    JwksSettings,
+    PostgresSettings,
+    RedisSettings,
+    KafkaSettings,
+    SmtpSettings,
+    ServiceSettings,
 ):
     model_config = SettingsConfigDict(env_prefix="TENX_NOTIFY_", extra="ignore", frozen=True)
 

@@ -1,0 +1,70 @@
+"""Rate limits on the real Redis: the bucket itself, and the middleware across
+both api instances."""
+
+import asyncio
+import time
+import uuid
+
+import httpx
+
+from tenx_api.settings import Settings as ApiSettings
+from tenx_common.cache import create_redis
+from tenx_common.ratelimit import Rate, TokenBuckets
+
+STRONG = "correct horse battery staple 42"
+
+
+async def test_a_bucket_passes_its_burst_then_its_rate(api_settings: ApiSettings) -> None:
+    redis = create_redis(api_settings)
+    try:
+        buckets = TokenBuckets(redis, prefix=f"it:{uuid.uuid4().hex}")
+        rate = Rate(per_minute=60, burst=5)
+        started = time.monotonic()
+        verdicts = [await buckets.take("k", rate) for _ in range(20)]
+        elapsed = time.monotonic() - started
+    finally:
+        await redis.aclose()
+    allowed = sum(v.allowed for v in verdicts)
+    assert 5 <= allowed <= 5 + int(elapsed) + 1
+    assert verdicts[0].remaining == 4
+    refused = [v for v in verdicts if not v.allowed]
+    assert refused
+    assert all(v.retry_after_s >= 1 for v in refused)
+
+
+async def test_a_user_over_the_limit_is_refused_by_both_instances_together(
+    api_settings: ApiSettings,
+) -> None:
+    per_minute = api_settings.rate_limit_user_read_per_minute
+    burst = per_minute * api_settings.rate_limit_burst_seconds // 60
+    async with httpx.AsyncClient(timeout=10) as client:
+        email = f"rl-{uuid.uuid4().hex[:10]}@example.com"
+        auth = "http://127.0.0.1:8001/v1/auth"
+        await client.post(f"{auth}/signup", json={"email": email, "password": STRONG, "name": "R"})
+        token = (
+            await client.post(f"{auth}/token", json={"email": email, "password": STRONG})
+        ).json()["access_token"]
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "X-Forwarded-For": f"10.77.{uuid.uuid4().int % 250}.1",
+        }
+        started = time.monotonic()
+        # Twice the burst, spread over both instances, as fast as they answer.
+        responses = await asyncio.gather(
+            *(
+                client.get(f"http://127.0.0.1:{8000 if i % 2 else 8010}/v1/me", headers=headers)
+                for i in range(2 * burst)
+            )
+        )
+        elapsed = time.monotonic() - started
+    passed = [r for r in responses if r.status_code == 200]
+    refused = [r for r in responses if r.status_code == 429]
+    assert len(passed) + len(refused) == len(responses)
+    refill = int(elapsed * per_minute / 60) + 1
+    assert burst <= len(passed) <= burst + refill  # one shared bucket, not one per instance
+    problem = refused[0]
+    assert problem.headers["content-type"] == "application/problem+json"
+    assert problem.json()["code"] == "rate_limited"
+    assert int(problem.headers["retry-after"]) >= 1
+    assert problem.headers["ratelimit-remaining"] == "0"
+    assert int(passed[0].headers["ratelimit-limit"]) == burst
