@@ -1,6 +1,8 @@
 """A span exported by a running service comes back from Jaeger's query API;
 every service serves Prometheus metrics."""
 
+import uuid
+
 import httpx
 import pytest
 
@@ -13,7 +15,7 @@ async def test_span_of_a_request_is_returned_by_jaeger(
     edge: httpx.AsyncClient, jaeger: httpx.AsyncClient
 ) -> None:
     traceparent, trace_id = new_traceparent()
-    response = await edge.get("/v1/products/abc", headers={"traceparent": traceparent})
+    response = await edge.get(f"/v1/products/{uuid.uuid4()}", headers={"traceparent": traceparent})
     assert response.status_code == 404
     trace = await wait_for_trace(jaeger, trace_id)
     assert trace["traceID"] == trace_id

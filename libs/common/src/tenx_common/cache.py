@@ -1,19 +1,29 @@
-"""The Redis client every service shares for cache, rate limits and denylists."""
+"""The Redis client every service shares for cache, rate limits and denylists,
+and the cache-aside helper."""
 
-from redis.asyncio import Redis
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from tenx_common.health import Check
 from tenx_common.settings import RedisSettings
 
 
 def create_redis(settings: RedisSettings) -> Redis:
-    return Redis.from_url(
+    """A client over a bounded pool: past ``redis_max_connections`` callers wait
+    (up to 5 s) for a free connection instead of failing."""
+    pool = BlockingConnectionPool.from_url(
         settings.redis_url,
         password=settings.redis_password.get_secret_value() or None,
-        decode_responses=False,
+        max_connections=settings.redis_max_connections,
+        timeout=5,
         socket_connect_timeout=2,
         health_check_interval=30,
     )
+    return Redis.from_pool(pool)
 
 
 def redis_check(client: Redis) -> Check:
@@ -21,3 +31,87 @@ def redis_check(client: Redis) -> Check:
         await client.ping()
 
     return Check("redis", probe)
+
+
+class Cache:
+    """Cache-aside over Redis with stampede protection.
+
+    On a miss, one coroutine per process loads the value (the others await the
+    same future), and across processes a short Redis lock lets one instance
+    rebuild while the others poll for the value it writes.
+    """
+
+    _RELEASE = (
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end"
+        " return 0"
+    )
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        prefix: str,
+        lock_ttl_s: float = 5.0,
+        poll_s: float = 0.02,
+    ) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._lock_ttl_ms = int(lock_ttl_s * 1000)
+        self._poll_s = poll_s
+        self._inflight: dict[str, asyncio.Future[bytes | None]] = {}
+
+    async def get_or_load(
+        self, key: str, load: Callable[[], Awaitable[bytes | None]], *, ttl_s: int
+    ) -> bytes | None:
+        cached = await self._get(key)
+        if cached is not None:
+            return cached
+        if key in self._inflight:
+            return await asyncio.shield(self._inflight[key])
+        future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            value = await self._rebuild(key, load, ttl_s=ttl_s)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it, nobody else must
+            raise
+        else:
+            future.set_result(value)
+            return value
+        finally:
+            del self._inflight[key]
+
+    async def invalidate(self, key: str) -> None:
+        await self._redis.delete(self._key(key))
+
+    async def _rebuild(
+        self, key: str, load: Callable[[], Awaitable[bytes | None]], *, ttl_s: int
+    ) -> bytes | None:
+        lock, token = self._key(key) + ":lock", uuid.uuid4().hex
+        deadline = time.monotonic() + self._lock_ttl_ms / 1000
+        while not await self._redis.set(lock, token, nx=True, px=self._lock_ttl_ms):
+            # Another instance is rebuilding: wait for its value, or for its lock to go.
+            await asyncio.sleep(self._poll_s)
+            cached = await self._get(key)
+            if cached is not None:
+                return cached
+            if time.monotonic() > deadline:
+                return await load()  # the rebuilder is stuck: serve from the source
+        try:
+            cached = await self._get(key)
+            if cached is not None:
+                return cached
+            value = await load()
+            if value is not None:
+                await self._redis.set(self._key(key), value, ex=ttl_s)
+            return value
+        finally:
+            await self._redis.eval(self._RELEASE, 1, lock, token)
+
+    async def _get(self, key: str) -> bytes | None:
+        value = await self._redis.get(self._key(key))
+        return value.encode() if isinstance(value, str) else value
+
+    def _key(self, key: str) -> str:
+        return f"{self._prefix}:{key}"

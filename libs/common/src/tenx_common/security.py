@@ -48,3 +48,16 @@ async def admin_principal(principal: CurrentUser) -> Principal:
 
 
 AdminUser = Annotated[Principal, Depends(admin_principal)]
+
+
+async def optional_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal | None:
+    """The caller when a token is sent (and it must then be valid); None when none is."""
+    if credentials is None:
+        return None
+    return await current_principal(request, credentials)
+
+
+MaybeUser = Annotated[Principal | None, Depends(optional_principal)]

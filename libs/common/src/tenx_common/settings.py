@@ -74,6 +74,7 @@ class PostgresSettings(BaseSettings):
 class RedisSettings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_password: SecretStr = SecretStr("")
+    redis_max_connections: int = Field(default=64, ge=1)
 
 
 class KafkaSettings(BaseSettings):

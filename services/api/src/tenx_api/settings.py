@@ -1,5 +1,6 @@
 """Settings of the api service, read from ``TENX_API_*`` variables."""
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from tenx_common.settings import (
@@ -27,3 +28,5 @@ class Settings(
     service_name: str = "api"
     port: int = 8000
     database_url: str = "postgresql+asyncpg://tenx_api@127.0.0.1:5432/tenx_api"
+
+    product_cache_ttl_s: int = Field(default=300, ge=1)

@@ -10,15 +10,16 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from tenx_auth.adapters.keys import Signer
+from tenx_auth.adapters.orm import outbox
 from tenx_auth.domain.passwords import Passwords
 from tenx_auth.service_layer import handlers
 from tenx_auth.service_layer.handlers import AuthDeps
-from tenx_auth.service_layer.unit_of_work import UnitOfWork
 from tenx_auth.settings import Settings
 from tenx_common.health import Check
 from tenx_common.infra import Infra, open_infra
 from tenx_common.ratelimit import RateLimiter
 from tenx_common.tokens import Denylist, JwksCache, TokenVerifier
+from tenx_common.uow import UnitOfWork
 
 
 @dataclass
@@ -56,7 +57,7 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Container]:
         denylist = Denylist(infra.redis)
         deps = AuthDeps(
             settings=settings,
-            uow=lambda: UnitOfWork(session_factory),
+            uow=lambda: UnitOfWork(session_factory, outbox=outbox, source="/tenx/auth"),
             passwords=Passwords(),
             signer=Signer(
                 session_factory=session_factory, fernet=fernet, cache_s=settings.signing_key_cache_s

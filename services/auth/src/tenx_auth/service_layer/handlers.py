@@ -17,7 +17,6 @@ from tenx_auth.adapters.orm import AccountDeletion, OneTimeToken, RefreshToken, 
 from tenx_auth.domain import commands, errors
 from tenx_auth.domain.passwords import Passwords, check_policy
 from tenx_auth.domain.secrets import new_token, token_hash
-from tenx_auth.service_layer.unit_of_work import UnitOfWork
 from tenx_auth.settings import Settings
 from tenx_common.events.auth_users import (
     AccountDeletionRequested,
@@ -28,6 +27,7 @@ from tenx_common.events.auth_users import (
 from tenx_common.problems import ProblemError
 from tenx_common.ratelimit import Limit, RateLimiter
 from tenx_common.tokens import Denylist, Jwks, Principal
+from tenx_common.uow import UnitOfWork
 
 VERIFY_EMAIL = "verify_email"
 PASSWORD_RESET = "password_reset"  # noqa: S105 (a purpose, not a secret)

@@ -1,22 +1,24 @@
-"""One transaction per command: state changes and outbox rows commit together."""
+"""One transaction per command: the state change and its outbox rows commit together."""
 
 from types import TracebackType
 from typing import Self
 
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tenx_auth.adapters.orm import outbox
 from tenx_common.events import Event
 from tenx_common.outbox import add_event
-
-EVENT_SOURCE = "/tenx/auth"
 
 
 class UnitOfWork:
     session: AsyncSession
 
-    def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, session_factory: async_sessionmaker[AsyncSession], *, outbox: Table, source: str
+    ) -> None:
         self._session_factory = session_factory
+        self._outbox = outbox
+        self._source = source
 
     async def __aenter__(self) -> Self:
         self.session = self._session_factory()
@@ -33,7 +35,8 @@ class UnitOfWork:
         await self.session.close()
 
     async def publish(self, event: Event) -> None:
-        await add_event(self.session, outbox, event, source=EVENT_SOURCE)
+        """Stage ``event`` in this transaction's outbox."""
+        await add_event(self.session, self._outbox, event, source=self._source)
 
     async def commit(self) -> None:
         await self.session.commit()

@@ -1,0 +1,38 @@
+"""Events of the ``catalog.products`` topic, keyed by product id. ``version``
+grows with every change, so consumers can drop stale or repeated events."""
+
+from typing import ClassVar
+from uuid import UUID
+
+from tenx_common.events import Event
+
+TOPIC = "catalog.products"
+
+
+class ProductEvent(Event):
+    TOPIC: ClassVar[str] = TOPIC
+    product_id: UUID
+    version: int
+
+    def aggregate_id(self) -> str:
+        return str(self.product_id)
+
+
+class ProductCreated(ProductEvent):
+    TYPE: ClassVar[str] = "tenx.catalog.product.created.v1"
+    sku: str
+    name: str
+    description: str
+    category: str
+    price_cents: int
+    currency: str
+    stock: int
+
+
+class ProductUpdated(ProductCreated):
+    TYPE: ClassVar[str] = "tenx.catalog.product.updated.v1"
+
+
+class StockChanged(ProductEvent):
+    TYPE: ClassVar[str] = "tenx.catalog.product.stock_changed.v1"
+    stock: int

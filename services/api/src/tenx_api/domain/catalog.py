@@ -1,0 +1,42 @@
+"""What admins send to shape the catalog."""
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Sku = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+Description = Annotated[str, Field(max_length=5000)]
+Category = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9-]*$")]
+PriceCents = Annotated[int, Field(gt=0, le=100_000_000)]
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+Stock = Annotated[int, Field(ge=0, le=1_000_000)]
+
+
+class ProductCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sku: Sku
+    name: Name
+    description: Description = ""
+    category: Category
+    price_cents: PriceCents
+    currency: Currency = "EUR"
+    stock: Stock = 0
+
+
+class ProductUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Name | None = None
+    description: Description | None = None
+    category: Category | None = None
+    price_cents: PriceCents | None = None
+    currency: Currency | None = None
+    stock: Stock | None = None
+
+    @model_validator(mode="after")
+    def _something_to_change(self) -> "ProductUpdate":
+        if not self.model_fields_set:
+            raise ValueError("send at least one field to change")
+        return self

@@ -1,0 +1,149 @@
+"""Catalog use cases: admins create and change products; anyone reads them."""
+
+import base64
+import binascii
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from tenx_api.adapters.orm import Product
+from tenx_api.domain.catalog import ProductCreate, ProductUpdate
+from tenx_api.service_layer.deps import ApiDeps
+from tenx_common.events.catalog_products import ProductCreated, ProductUpdated, StockChanged
+from tenx_common.problems import ProblemError
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def public(product: Product) -> dict[str, Any]:
+    return {
+        "id": str(product.id),
+        "sku": product.sku,
+        "name": product.name,
+        "description": product.description,
+        "category": product.category,
+        "price_cents": product.price_cents,
+        "currency": product.currency,
+        "stock": product.stock,
+        "version": product.version,
+        "created_at": product.created_at.isoformat(),
+        "updated_at": product.updated_at.isoformat(),
+    }
+
+
+def _event_fields(product: Product) -> dict[str, Any]:
+    return {
+        "product_id": product.id,
+        "version": product.version,
+        "sku": product.sku,
+        "name": product.name,
+        "description": product.description,
+        "category": product.category,
+        "price_cents": product.price_cents,
+        "currency": product.currency,
+        "stock": product.stock,
+    }
+
+
+def not_found() -> ProblemError:
+    return ProblemError(status=404, code="not_found", detail="No such product.")
+
+
+async def create_product(cmd: ProductCreate, *, client: str, deps: ApiDeps) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    product = Product(
+        id=uuid.uuid4(), version=1, created_at=now, updated_at=now, **cmd.model_dump()
+    )
+    async with deps.uow() as uow:
+        uow.session.add(product)
+        try:
+            await uow.session.flush()
+        except IntegrityError:
+            raise ProblemError(
+                status=409, code="sku_taken", detail=f"SKU {cmd.sku!r} is already in the catalog."
+            ) from None
+        await uow.publish(ProductCreated(**_event_fields(product)))
+        await uow.commit()
+    await deps.router.record_write(client)
+    return public(product)
+
+
+async def update_product(
+    product_id: uuid.UUID, cmd: ProductUpdate, *, client: str, deps: ApiDeps
+) -> dict[str, Any]:
+    async with deps.uow() as uow:
+        product = await uow.session.get(Product, product_id, with_for_update=True)
+        if product is None:
+            raise not_found()
+        old_stock = product.stock
+        for name, value in cmd.model_dump(exclude_unset=True).items():
+            setattr(product, name, value)
+        product.version += 1
+        product.updated_at = datetime.now(UTC)
+        await uow.publish(ProductUpdated(**_event_fields(product)))
+        if product.stock != old_stock:
+            await uow.publish(
+                StockChanged(product_id=product.id, version=product.version, stock=product.stock)
+            )
+        await uow.commit()
+    await deps.cache.invalidate(_cache_key(product_id))
+    await deps.router.record_write(client)
+    return public(product)
+
+
+async def get_product(product_id: uuid.UUID, *, client: str | None, deps: ApiDeps) -> bytes:
+    """The product's public JSON, cache-aside."""
+
+    async def load() -> bytes | None:
+        async with await deps.router.reader(client) as session:
+            product = await session.get(Product, product_id)
+            return json.dumps(public(product)).encode() if product else None
+
+    document = await deps.cache.get_or_load(
+        _cache_key(product_id), load, ttl_s=deps.settings.product_cache_ttl_s
+    )
+    if document is None:
+        raise not_found()
+    return document
+
+
+async def list_products(
+    *, category: str | None, limit: int, cursor: str | None, client: str | None, deps: ApiDeps
+) -> Page:
+    query = select(Product).order_by(Product.id).limit(limit + 1)
+    if category is not None:
+        query = query.where(Product.category == category)
+    if cursor is not None:
+        query = query.where(Product.id > _decode_cursor(cursor))
+    async with await deps.router.reader(client) as session:
+        products = list((await session.execute(query)).scalars())
+    more = len(products) > limit
+    products = products[:limit]
+    next_cursor = _encode_cursor(products[-1].id) if more else None
+    return Page(items=[public(p) for p in products], next_cursor=next_cursor)
+
+
+def _cache_key(product_id: uuid.UUID) -> str:
+    return f"product:{product_id}"
+
+
+def _encode_cursor(last_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"after": str(last_id)}).encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(json.loads(base64.urlsafe_b64decode(cursor.encode()))["after"])
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise ProblemError(
+            status=400, code="invalid_cursor", detail="The cursor is not one this API gave."
+        ) from None

@@ -1,0 +1,198 @@
+"""The catalog on the real stack: admin writes, public reads through the cache."""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from tenx_api.settings import Settings as ApiSettings
+from tenx_auth.settings import Settings as AuthSettings
+from tenx_common.cache import Cache, create_redis
+
+EDGE = "http://127.0.0.1:8080"
+STRONG = "correct horse battery staple 42"
+
+
+async def _token(client: httpx.AsyncClient, email: str, password: str) -> str:
+    response = await client.post("/v1/auth/token", json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+    token: str = response.json()["access_token"]
+    return token
+
+
+@pytest.fixture
+async def edge() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=EDGE, timeout=15) as client:
+        yield client
+
+
+@pytest.fixture
+async def admin(edge: httpx.AsyncClient) -> dict[str, str]:
+    settings = AuthSettings()
+    token = await _token(edge, settings.admin_email, settings.admin_password.get_secret_value())
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+async def user(edge: httpx.AsyncClient) -> dict[str, str]:
+    email = f"cat-{uuid.uuid4().hex[:10]}@example.com"
+    await edge.post("/v1/auth/signup", json={"email": email, "password": STRONG, "name": "U"})
+    return {"Authorization": f"Bearer {await _token(edge, email, STRONG)}"}
+
+
+def product(**overrides: Any) -> dict[str, Any]:
+    body = {
+        "sku": f"SKU-{uuid.uuid4().hex[:10]}",
+        "name": "Espresso cup",
+        "description": "A small cup.",
+        "category": "kitchen",
+        "price_cents": 1299,
+        "currency": "EUR",
+        "stock": 10,
+    }
+    return body | overrides
+
+
+async def test_admin_creates_and_anyone_reads_with_etag(
+    edge: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    created = await edge.post("/v1/products", json=product(), headers=admin)
+    assert created.status_code == 201, created.text
+    product_id = created.json()["id"]
+    read = await edge.get(f"/v1/products/{product_id}")
+    assert read.status_code == 200
+    assert read.json()["price_cents"] == 1299
+    etag = read.headers["etag"]
+    cached = await edge.get(f"/v1/products/{product_id}", headers={"If-None-Match": etag})
+    assert cached.status_code == 304
+    assert cached.headers["etag"] == etag
+
+
+async def test_an_update_is_seen_at_once_and_leaves_events(
+    edge: httpx.AsyncClient, admin: dict[str, str], api_settings: ApiSettings
+) -> None:
+    product_id = (await edge.post("/v1/products", json=product(), headers=admin)).json()["id"]
+    before = await edge.get(f"/v1/products/{product_id}")  # now cached
+    changed = await edge.patch(
+        f"/v1/products/{product_id}", json={"price_cents": 999, "stock": 3}, headers=admin
+    )
+    assert changed.status_code == 200
+    after = await edge.get(f"/v1/products/{product_id}", headers=admin)
+    assert after.json()["price_cents"] == 999
+    assert after.json()["version"] == 2
+    assert after.headers["etag"] != before.headers["etag"]
+    engine = create_async_engine(api_settings.primary_url())
+    try:
+        async with engine.connect() as conn:
+            types = (
+                await conn.execute(
+                    text("SELECT type FROM outbox WHERE key = :k"), {"k": product_id}
+                )
+            ).scalars()
+            assert sorted(types) == [
+                "tenx.catalog.product.created.v1",
+                "tenx.catalog.product.stock_changed.v1",
+                "tenx.catalog.product.updated.v1",
+            ]
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        product(price_cents=0),
+        product(price_cents=-5),
+        product(stock=-1),
+        product(currency="euro"),
+        product(sku=""),
+        product(name="x" * 201),
+        product(color="red"),
+    ],
+)
+async def test_bad_products_are_refused_and_nothing_is_created(
+    edge: httpx.AsyncClient, admin: dict[str, str], body: dict[str, Any]
+) -> None:
+    response = await edge.post("/v1/products", json=body, headers=admin)
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    listing = await edge.get("/v1/products", params={"category": "kitchen", "limit": 100})
+    assert body["sku"] not in {item["sku"] for item in listing.json()["items"]}
+
+
+async def test_only_admins_write_the_catalog(
+    edge: httpx.AsyncClient, admin: dict[str, str], user: dict[str, str]
+) -> None:
+    assert (await edge.post("/v1/products", json=product())).status_code == 401
+    assert (await edge.post("/v1/products", json=product(), headers=user)).status_code == 403
+    product_id = (await edge.post("/v1/products", json=product(), headers=admin)).json()["id"]
+    patch = await edge.patch(f"/v1/products/{product_id}", json={"stock": 0}, headers=user)
+    assert patch.status_code == 403
+    body = product()
+    assert (await edge.post("/v1/products", json=body, headers=admin)).status_code == 201
+    again = await edge.post("/v1/products", json=body, headers=admin)
+    assert again.status_code == 409
+    assert again.json()["code"] == "sku_taken"
+
+
+async def test_keyset_pages_cover_a_category_once(
+    edge: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    category = f"it-{uuid.uuid4().hex[:8]}"
+    created = {
+        (await edge.post("/v1/products", json=product(category=category), headers=admin)).json()[
+            "id"
+        ]
+        for _ in range(5)
+    }
+    seen: list[str] = []
+    cursor = None
+    for _ in range(5):
+        params: dict[str, Any] = {"category": category, "limit": 2}
+        if cursor:
+            params["cursor"] = cursor
+        page = (await edge.get("/v1/products", params=params)).json()
+        seen += [item["id"] for item in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert sorted(seen) == sorted(created)
+    forged = await edge.get("/v1/products", params={"cursor": "not-a-cursor"})
+    assert forged.status_code == 400
+    assert forged.json()["code"] == "invalid_cursor"
+    huge = await edge.get("/v1/products", params={"limit": 100000})
+    assert huge.status_code == 422
+
+
+async def test_unknown_product_is_404(edge: httpx.AsyncClient) -> None:
+    response = await edge.get(f"/v1/products/{uuid.uuid4()}")
+    assert response.status_code == 404
+    assert (await edge.get("/v1/products/not-a-uuid")).status_code == 422
+
+
+async def test_concurrent_misses_on_one_key_load_once(api_settings: ApiSettings) -> None:
+    # Two caches stand for the two api processes; 500 requests miss at once.
+    redis = create_redis(api_settings)
+    loads = 0
+
+    async def load() -> bytes:
+        nonlocal loads
+        loads += 1
+        await asyncio.sleep(0.05)  # a database read
+        return b'{"id": "x"}'
+
+    try:
+        prefix = f"it:{uuid.uuid4().hex}"
+        caches = [Cache(redis, prefix=prefix) for _ in range(2)]
+        results = await asyncio.gather(
+            *(caches[i % 2].get_or_load("product:x", load, ttl_s=30) for i in range(500))
+        )
+    finally:
+        await redis.aclose()
+    assert set(results) == {b'{"id": "x"}'}
+    assert loads == 1
