@@ -4,12 +4,15 @@ import hashlib
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from tenx_api.domain.catalog import Category, ProductCreate, ProductUpdate
-from tenx_api.service_layer import catalog
+from tenx_api.domain.orders import PlaceOrder
+from tenx_api.service_layer import catalog, orders
 from tenx_api.service_layer.deps import ApiDeps
+from tenx_common.problems import ProblemError
 from tenx_common.security import AdminUser, CurrentUser, MaybeUser
 
 
@@ -37,6 +40,57 @@ class ProductPage(BaseModel):
 async def me(principal: CurrentUser) -> Identity:
     # The customer profile (cache-aside in Redis) joins this with the orders.
     return Identity(user_id=principal.user_id, roles=sorted(principal.roles))
+
+
+class OrderPage(BaseModel):
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", description="Required; 1 to 255 characters, kept 24 h"),
+]
+
+
+@router.post("/orders", status_code=status.HTTP_201_CREATED, tags=["orders"])
+async def place_order(
+    body: PlaceOrder,
+    principal: CurrentUser,
+    deps: Deps,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
+    if not idempotency_key or len(idempotency_key) > 255:
+        raise ProblemError(
+            status=400,
+            code="idempotency_key_required",
+            detail="Send an Idempotency-Key header of 1 to 255 characters.",
+        )
+    request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+    answer = await orders.place_order(
+        body, user_id=principal.user_id, key=idempotency_key, request_hash=request_hash, deps=deps
+    )
+    headers = {"Idempotent-Replayed": "true"} if answer.replayed else {}
+    return JSONResponse(answer.body, status_code=answer.status, headers=headers)
+
+
+@router.get("/orders/{order_id}", tags=["orders"])
+async def get_order(order_id: UUID, principal: CurrentUser, deps: Deps) -> dict[str, Any]:
+    return await orders.get_order(order_id, principal, deps=deps)
+
+
+@router.get("/orders", tags=["orders"])
+async def list_orders(
+    principal: CurrentUser,
+    deps: Deps,
+    order_status: Annotated[str | None, Query(alias="status", pattern=r"^[a-z_]{1,32}$")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=400)] = None,
+) -> OrderPage:
+    items, next_cursor = await orders.list_orders(
+        principal, status=order_status, limit=limit, cursor=cursor, deps=deps
+    )
+    return OrderPage(items=items, next_cursor=next_cursor)
 
 
 @router.post("/products", status_code=status.HTTP_201_CREATED, tags=["catalog"])

@@ -1,7 +1,5 @@
 """Catalog use cases: admins create and change products; anyone reads them."""
 
-import base64
-import binascii
 import json
 import uuid
 from dataclasses import dataclass
@@ -15,6 +13,7 @@ from tenx_api.adapters.orm import Product
 from tenx_api.domain.catalog import ProductCreate, ProductUpdate
 from tenx_api.service_layer.deps import ApiDeps
 from tenx_common.events.catalog_products import ProductCreated, ProductUpdated, StockChanged
+from tenx_common.pagination import decode_cursor, encode_cursor
 from tenx_common.problems import ProblemError
 
 
@@ -137,13 +136,8 @@ def _cache_key(product_id: uuid.UUID) -> str:
 
 
 def _encode_cursor(last_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"after": str(last_id)}).encode()).decode()
+    return encode_cursor({"after": str(last_id)})
 
 
 def _decode_cursor(cursor: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(json.loads(base64.urlsafe_b64decode(cursor.encode()))["after"])
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        raise ProblemError(
-            status=400, code="invalid_cursor", detail="The cursor is not one this API gave."
-        ) from None
+    return decode_cursor(cursor, lambda position: uuid.UUID(position["after"]))

@@ -1,0 +1,37 @@
+"""Events of the ``orders.orders`` topic, keyed by order id."""
+
+from typing import ClassVar
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict
+
+from tenx_common.events import Event
+
+TOPIC = "orders.orders"
+
+
+class OrderLine(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    product_id: UUID
+    quantity: int
+    unit_price_cents: int
+
+
+class OrderEvent(Event):
+    TOPIC: ClassVar[str] = TOPIC
+    order_id: UUID
+    user_id: UUID
+
+    def aggregate_id(self) -> str:
+        return str(self.order_id)
+
+
+class OrderPlaced(OrderEvent):
+    """Stock is reserved; the order saga authorizes the payment next."""
+
+    TYPE: ClassVar[str] = "tenx.orders.order.placed.v1"
+    items: list[OrderLine]
+    total_cents: int
+    currency: str
+    payment_method: str

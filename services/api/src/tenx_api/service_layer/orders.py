@@ -1,0 +1,231 @@
+"""Placing and reading orders.
+
+An order is placed in one transaction: the idempotency key is claimed (an
+advisory lock, so a concurrent repeat gets 409 at once), the stock of every
+line is reserved with a conditional UPDATE (never below zero, whatever the
+concurrency), the order and its OrderPlaced event are written, and the answer
+is stored under the key for replay. Refusals (unknown product, out of stock)
+are not stored: a retry with the same key runs again.
+"""
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+
+from tenx_api.adapters.orm import IdempotencyKey, Order, OrderItem, Product
+from tenx_api.domain.orders import PENDING, PlaceOrder
+from tenx_api.service_layer.deps import ApiDeps
+from tenx_common.events.catalog_products import StockChanged
+from tenx_common.events.orders_orders import OrderLine, OrderPlaced
+from tenx_common.pagination import decode_cursor, encode_cursor
+from tenx_common.problems import ProblemError
+from tenx_common.tokens import Principal
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    body: dict[str, Any]
+    replayed: bool = False
+
+
+def public(order: Order, items: list[OrderItem]) -> dict[str, Any]:
+    return {
+        "id": str(order.id),
+        "status": order.status,
+        "items": [
+            {
+                "product_id": str(item.product_id),
+                "quantity": item.quantity,
+                "unit_price_cents": item.unit_price_cents,
+            }
+            for item in items
+        ],
+        "total_cents": order.total_cents,
+        "currency": order.currency,
+        "payment_method": order.payment_method,
+        "created_at": order.created_at.isoformat(),
+    }
+
+
+async def place_order(
+    cmd: PlaceOrder, *, user_id: uuid.UUID, key: str, request_hash: str, deps: ApiDeps
+) -> Answer:
+    async with deps.uow() as uow:
+        session = uow.session
+        claimed = await session.scalar(
+            select(func.pg_try_advisory_xact_lock(func.hashtextextended(f"{user_id}:{key}", 0)))
+        )
+        if not claimed:
+            raise ProblemError(
+                status=409,
+                code="idempotency_key_in_use",
+                detail="A request with this Idempotency-Key is still being processed.",
+            )
+        earlier = await session.get(IdempotencyKey, (user_id, key))
+        if earlier is not None:
+            if earlier.request_hash != request_hash:
+                raise ProblemError(
+                    status=422,
+                    code="idempotency_key_reused",
+                    detail="This Idempotency-Key was used with a different request.",
+                )
+            return Answer(earlier.response_status, earlier.response_body, replayed=True)
+
+        now = datetime.now(UTC)
+        order_id = uuid.uuid4()
+        items: list[OrderItem] = []
+        currencies = set()
+        # In product order, so two orders never wait on each other's rows.
+        for line in sorted(cmd.items, key=lambda item: item.product_id):
+            reserved = (
+                await session.execute(
+                    update(Product)
+                    .where(Product.id == line.product_id, Product.stock >= line.quantity)
+                    .values(
+                        stock=Product.stock - line.quantity,
+                        version=Product.version + 1,
+                        updated_at=now,
+                    )
+                    .returning(
+                        Product.price_cents, Product.currency, Product.stock, Product.version
+                    )
+                )
+            ).one_or_none()
+            if reserved is None:
+                exists = await session.get(Product, line.product_id)
+                if exists is None:
+                    raise ProblemError(
+                        status=422,
+                        code="unknown_product",
+                        detail=f"Product {line.product_id} does not exist.",
+                    )
+                raise ProblemError(
+                    status=409,
+                    code="out_of_stock",
+                    detail=f"Not enough stock of product {line.product_id}.",
+                )
+            price, currency, stock, version = reserved
+            currencies.add(currency)
+            items.append(
+                OrderItem(
+                    order_id=order_id,
+                    product_id=line.product_id,
+                    quantity=line.quantity,
+                    unit_price_cents=price,
+                )
+            )
+            await uow.publish(
+                StockChanged(product_id=line.product_id, version=version, stock=stock)
+            )
+        if len(currencies) != 1:
+            raise ProblemError(
+                status=422, code="mixed_currencies", detail="All items must share one currency."
+            )
+        order = Order(
+            id=order_id,
+            user_id=user_id,
+            status=PENDING,
+            total_cents=sum(item.quantity * item.unit_price_cents for item in items),
+            currency=currencies.pop(),
+            payment_method=cmd.payment_method,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(order)
+        await session.flush()
+        session.add_all(items)
+        await uow.publish(
+            OrderPlaced(
+                order_id=order.id,
+                user_id=user_id,
+                items=[
+                    OrderLine(
+                        product_id=i.product_id,
+                        quantity=i.quantity,
+                        unit_price_cents=i.unit_price_cents,
+                    )
+                    for i in items
+                ],
+                total_cents=order.total_cents,
+                currency=order.currency,
+                payment_method=order.payment_method,
+            )
+        )
+        body = public(order, items)
+        session.add(
+            IdempotencyKey(
+                user_id=user_id,
+                key=key,
+                request_hash=request_hash,
+                response_status=201,
+                response_body=body,
+                created_at=now,
+            )
+        )
+        await uow.commit()
+    for item in items:
+        await deps.cache.invalidate(f"product:{item.product_id}")
+    await deps.router.record_write(str(user_id))
+    return Answer(201, body)
+
+
+async def get_order(order_id: uuid.UUID, principal: Principal, *, deps: ApiDeps) -> dict[str, Any]:
+    async with await deps.router.reader(str(principal.user_id)) as session:
+        order = await session.get(Order, order_id)
+        # Someone else's order is "not found": ids cannot be probed.
+        if order is None or not (principal.is_admin or order.user_id == principal.user_id):
+            raise ProblemError(status=404, code="not_found", detail="No such order.")
+        items = list(
+            (
+                await session.execute(select(OrderItem).where(OrderItem.order_id == order_id))
+            ).scalars()
+        )
+    return public(order, items)
+
+
+async def list_orders(
+    principal: Principal, *, status: str | None, limit: int, cursor: str | None, deps: ApiDeps
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The caller's own orders, newest first."""
+    query = (
+        select(Order)
+        .where(Order.user_id == principal.user_id)
+        .order_by(Order.created_at.desc(), Order.id.desc())
+        .limit(limit + 1)
+    )
+    if status is not None:
+        query = query.where(Order.status == status)
+    if cursor is not None:
+        created_at, last_id = _decode_cursor(cursor)
+        query = query.where(
+            or_(
+                Order.created_at < created_at,
+                and_(Order.created_at == created_at, Order.id < last_id),
+            )
+        )
+    async with await deps.router.reader(str(principal.user_id)) as session:
+        orders = list((await session.execute(query)).scalars())
+        more = len(orders) > limit
+        orders = orders[:limit]
+        rows = (
+            await session.execute(
+                select(OrderItem).where(OrderItem.order_id.in_([o.id for o in orders]))
+            )
+        ).scalars()
+        by_order: dict[uuid.UUID, list[OrderItem]] = {}
+        for item in rows:
+            by_order.setdefault(item.order_id, []).append(item)
+    next_cursor = _encode_cursor(orders[-1]) if more else None
+    return [public(o, by_order.get(o.id, [])) for o in orders], next_cursor
+
+
+def _encode_cursor(order: Order) -> str:
+    return encode_cursor({"t": order.created_at.isoformat(), "id": str(order.id)})
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    return decode_cursor(cursor, lambda p: (datetime.fromisoformat(p["t"]), uuid.UUID(p["id"])))

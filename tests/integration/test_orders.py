@@ -1,0 +1,225 @@
+"""Orders on the real stack: idempotency keys, stock that is never oversold,
+authorization, bad input."""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from tenx_api.settings import Settings as ApiSettings
+from tenx_auth.settings import Settings as AuthSettings
+
+EDGE = "http://127.0.0.1:8080"
+STRONG = "correct horse battery staple 42"
+
+
+@pytest.fixture
+async def edge() -> AsyncIterator[httpx.AsyncClient]:
+    limits = httpx.Limits(max_connections=100)
+    async with httpx.AsyncClient(base_url=EDGE, timeout=30, limits=limits) as client:
+        yield client
+
+
+async def new_user(edge: httpx.AsyncClient) -> dict[str, str]:
+    email = f"ord-{uuid.uuid4().hex[:10]}@example.com"
+    await edge.post("/v1/auth/signup", json={"email": email, "password": STRONG, "name": "O"})
+    token = (await edge.post("/v1/auth/token", json={"email": email, "password": STRONG})).json()[
+        "access_token"
+    ]
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+async def admin(edge: httpx.AsyncClient) -> dict[str, str]:
+    settings = AuthSettings()
+    response = await edge.post(
+        "/v1/auth/token",
+        json={
+            "email": settings.admin_email,
+            "password": settings.admin_password.get_secret_value(),
+        },
+    )
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+async def new_product(edge: httpx.AsyncClient, admin: dict[str, str], stock: int) -> str:
+    body = {
+        "sku": f"ORD-{uuid.uuid4().hex[:10]}",
+        "name": "Teapot",
+        "category": "kitchen",
+        "price_cents": 2500,
+        "stock": stock,
+    }
+    response = await edge.post("/v1/products", json=body, headers=admin)
+    assert response.status_code == 201, response.text
+    product_id: str = response.json()["id"]
+    return product_id
+
+
+def order(product_id: str, quantity: int = 1) -> dict[str, Any]:
+    return {
+        "items": [{"product_id": product_id, "quantity": quantity}],
+        "payment_method": "pm_card_visa",
+    }
+
+
+def key() -> dict[str, str]:
+    return {"Idempotency-Key": uuid.uuid4().hex}
+
+
+async def count_orders(user_id: str) -> int:
+    engine = create_async_engine(ApiSettings().primary_url())
+    try:
+        async with engine.connect() as conn:
+            result = await conn.execute(
+                text("SELECT count(*) FROM orders WHERE user_id = :u"), {"u": user_id}
+            )
+            return int(result.scalar_one())
+    finally:
+        await engine.dispose()
+
+
+async def user_id(edge: httpx.AsyncClient, headers: dict[str, str]) -> str:
+    uid: str = (await edge.get("/v1/me", headers=headers)).json()["user_id"]
+    return uid
+
+
+async def test_an_order_reserves_stock_and_replays_under_its_key(
+    edge: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    user = await new_user(edge)
+    product_id = await new_product(edge, admin, stock=5)
+    headers = user | key()
+    first = await edge.post("/v1/orders", json=order(product_id, 2), headers=headers)
+    assert first.status_code == 201, first.text
+    placed = first.json()
+    assert placed["status"] == "pending"
+    assert placed["total_cents"] == 5000
+    assert placed["currency"] == "EUR"
+    assert (await edge.get(f"/v1/products/{product_id}")).json()["stock"] == 3
+
+    again = await edge.post("/v1/orders", json=order(product_id, 2), headers=headers)
+    assert again.status_code == 201
+    assert again.json() == placed
+    assert again.headers["idempotent-replayed"] == "true"
+    assert (await edge.get(f"/v1/products/{product_id}")).json()["stock"] == 3
+
+    reused = await edge.post("/v1/orders", json=order(product_id, 1), headers=headers)
+    assert reused.status_code == 422
+    assert reused.json()["code"] == "idempotency_key_reused"
+    assert await count_orders(await user_id(edge, user)) == 1
+
+
+async def test_concurrent_duplicates_make_exactly_one_order(
+    edge: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    user = await new_user(edge)
+    product_id = await new_product(edge, admin, stock=1000)
+    headers = user | key()
+    responses = await asyncio.gather(
+        *(edge.post("/v1/orders", json=order(product_id), headers=headers) for _ in range(200))
+    )
+    statuses = {r.status_code for r in responses}
+    assert statuses <= {201, 409, 429}, statuses
+    created = {r.json()["id"] for r in responses if r.status_code == 201}
+    assert len(created) == 1
+    in_use = [r for r in responses if r.status_code == 409]
+    assert all(r.json()["code"] == "idempotency_key_in_use" for r in in_use)
+    assert await count_orders(await user_id(edge, user)) == 1
+    assert (await edge.get(f"/v1/products/{product_id}")).json()["stock"] == 999
+
+
+async def test_two_hundred_orders_for_fifty_units_sell_exactly_fifty(
+    edge: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    product_id = await new_product(edge, admin, stock=50)
+    users = await asyncio.gather(*(new_user(edge) for _ in range(20)))
+    responses = await asyncio.gather(
+        *(
+            edge.post("/v1/orders", json=order(product_id), headers=users[i % 20] | key())
+            for i in range(200)
+        )
+    )
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(201) == 50
+    assert statuses.count(409) == 150
+    assert all(r.json()["code"] == "out_of_stock" for r in responses if r.status_code == 409)
+    assert (await edge.get(f"/v1/products/{product_id}")).json()["stock"] == 0
+
+
+async def test_orders_are_private_to_their_owner(
+    edge: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    alice, bob = await new_user(edge), await new_user(edge)
+    product_id = await new_product(edge, admin, stock=10)
+    placed = (await edge.post("/v1/orders", json=order(product_id), headers=alice | key())).json()
+    path = f"/v1/orders/{placed['id']}"
+    assert (await edge.get(path, headers=alice)).status_code == 200
+    assert (await edge.get(path, headers=bob)).status_code == 404
+    assert (await edge.get(path, headers=admin)).status_code == 200
+    assert (await edge.get(path)).status_code == 401
+    assert (await edge.get(f"/v1/orders/{uuid.uuid4()}", headers=alice)).status_code == 404
+    mine = (await edge.get("/v1/orders", headers=alice)).json()["items"]
+    theirs = (await edge.get("/v1/orders", headers=bob)).json()["items"]
+    assert [o["id"] for o in mine] == [placed["id"]]
+    assert theirs == []
+
+
+async def test_own_orders_page_newest_first(edge: httpx.AsyncClient, admin: dict[str, str]) -> None:
+    user = await new_user(edge)
+    product_id = await new_product(edge, admin, stock=10)
+    placed = [
+        (await edge.post("/v1/orders", json=order(product_id), headers=user | key())).json()["id"]
+        for _ in range(3)
+    ]
+    first = (await edge.get("/v1/orders", params={"limit": 2}, headers=user)).json()
+    second = (
+        await edge.get(
+            "/v1/orders", params={"limit": 2, "cursor": first["next_cursor"]}, headers=user
+        )
+    ).json()
+    assert [o["id"] for o in first["items"] + second["items"]] == placed[::-1]
+    assert second["next_cursor"] is None
+    pending = (await edge.get("/v1/orders", params={"status": "pending"}, headers=user)).json()
+    assert len(pending["items"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("mutate", "status", "code"),
+    [
+        (lambda b: b["items"][0].update(quantity=0), 422, "validation_error"),
+        (lambda b: b["items"][0].update(quantity=-3), 422, "validation_error"),
+        (lambda b: b["items"][0].update(product_id=str(uuid.uuid4())), 422, "unknown_product"),
+        (lambda b: b["items"].append(dict(b["items"][0])), 422, "validation_error"),
+        (lambda b: b.update(coupon="FREE"), 422, "validation_error"),
+        (lambda b: b.update(items=[]), 422, "validation_error"),
+        (lambda b: b.update(payment_method="card"), 422, "validation_error"),
+    ],
+)
+async def test_bad_orders_are_refused_and_change_nothing(
+    edge: httpx.AsyncClient, admin: dict[str, str], mutate: Any, status: int, code: str
+) -> None:
+    user = await new_user(edge)
+    product_id = await new_product(edge, admin, stock=10)
+    body = order(product_id)
+    mutate(body)
+    response = await edge.post("/v1/orders", json=body, headers=user | key())
+    assert response.status_code == status, response.text
+    assert response.json()["code"] == code
+    assert await count_orders(await user_id(edge, user)) == 0
+    assert (await edge.get(f"/v1/products/{product_id}")).json()["stock"] == 10
+
+
+async def test_an_order_needs_an_idempotency_key(
+    edge: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    user = await new_user(edge)
+    product_id = await new_product(edge, admin, stock=1)
+    response = await edge.post("/v1/orders", json=order(product_id), headers=user)
+    assert response.status_code == 400
+    assert response.json()["code"] == "idempotency_key_required"
