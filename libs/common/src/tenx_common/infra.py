@@ -9,6 +9,7 @@ read-your-writes), and so on. Everything opened is closed on the way out.
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 import httpx
 from elasticsearch import AsyncElasticsearch
@@ -31,6 +32,8 @@ from tenx_common.settings import (
     SmtpSettings,
 )
 from tenx_common.tokens import Denylist, Jwks, JwksCache, TokenVerifier
+
+D = TypeVar("D")
 
 
 @dataclass
@@ -98,3 +101,25 @@ def jwks_verifier(
         denylist=Denylist(redis) if redis is not None else None,
         leeway_s=settings.jwt_leeway_s,
     )
+
+
+@dataclass
+class ServiceContainer(Generic[D]):
+    """What a service's bootstrap yields: its infrastructure and its handlers'
+    dependencies. The verifier is the infrastructure's unless one is given."""
+
+    infra: Infra
+    deps: D
+    verifier: TokenVerifier | None = None
+
+    def __post_init__(self) -> None:
+        if self.verifier is None:
+            self.verifier = self.infra.verifier
+
+    @property
+    def checks(self) -> list[Check]:
+        return self.infra.checks
+
+    @property
+    def redis(self) -> Redis | None:
+        return self.infra.redis

@@ -1,12 +1,10 @@
 """Builds the auth service once, at startup: clients, signing keys, the local
 admin, the handlers' dependencies; and closes them at shutdown."""
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
 from cryptography.fernet import Fernet
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from tenx_auth.adapters.keys import Signer
@@ -15,26 +13,12 @@ from tenx_auth.domain.passwords import Passwords
 from tenx_auth.service_layer import handlers
 from tenx_auth.service_layer.handlers import AuthDeps
 from tenx_auth.settings import Settings
-from tenx_common.health import Check
-from tenx_common.infra import Infra, open_infra
+from tenx_common.infra import ServiceContainer, open_infra
 from tenx_common.ratelimit import RateLimiter
 from tenx_common.tokens import Denylist, JwksCache, TokenVerifier
 from tenx_common.uow import UnitOfWork
 
-
-@dataclass
-class Container:
-    infra: Infra
-    deps: AuthDeps
-    verifier: TokenVerifier
-
-    @property
-    def checks(self) -> Sequence[Check]:
-        return self.infra.checks
-
-    @property
-    def redis(self) -> Redis | None:
-        return self.infra.redis
+Container = ServiceContainer[AuthDeps]
 
 
 def key_encryption(settings: Settings) -> Fernet:
@@ -80,4 +64,4 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Container]:
             denylist=denylist,
             leeway_s=settings.jwt_leeway_s,
         )
-        yield Container(infra=infra, deps=deps, verifier=verifier)
+        yield ServiceContainer(infra=infra, deps=deps, verifier=verifier)

@@ -23,16 +23,13 @@ class Page:
     next_cursor: str | None
 
 
+_FIELDS = ("sku", "name", "description", "category", "price_cents", "currency", "stock")
+
+
 def public(product: Product) -> dict[str, Any]:
     return {
         "id": str(product.id),
-        "sku": product.sku,
-        "name": product.name,
-        "description": product.description,
-        "category": product.category,
-        "price_cents": product.price_cents,
-        "currency": product.currency,
-        "stock": product.stock,
+        **{name: getattr(product, name) for name in _FIELDS},
         "version": product.version,
         "created_at": product.created_at.isoformat(),
         "updated_at": product.updated_at.isoformat(),
@@ -43,13 +40,7 @@ def _event_fields(product: Product) -> dict[str, Any]:
     return {
         "product_id": product.id,
         "version": product.version,
-        "sku": product.sku,
-        "name": product.name,
-        "description": product.description,
-        "category": product.category,
-        "price_cents": product.price_cents,
-        "currency": product.currency,
-        "stock": product.stock,
+        **{name: getattr(product, name) for name in _FIELDS},
     }
 
 
