@@ -22,6 +22,11 @@ migrate_services() {
     || die "migrations failed; see $LOG_DIR/migrations.log"
 }
 
+seed_demo_data() {
+  "$PY" -m tenx_api seed >>"$LOG_DIR/seed.log" 2>&1 || die "seeding the demo catalog failed; see $LOG_DIR/seed.log"
+  tail -n 1 "$LOG_DIR/seed.log" >&2
+}
+
 create_topics() {
   "$PY" -m tenx_common.topics >>"$LOG_DIR/topics.log" 2>&1 \
     || die "creating Kafka topics failed; see $LOG_DIR/topics.log"

@@ -223,3 +223,28 @@ async def test_an_order_needs_an_idempotency_key(
     response = await edge.post("/v1/orders", json=order(product_id), headers=user)
     assert response.status_code == 400
     assert response.json()["code"] == "idempotency_key_required"
+
+
+async def test_idempotency_keys_are_kept_a_day_then_swept(api_settings: ApiSettings) -> None:
+    from tenx_api.bootstrap import bootstrap
+    from tenx_api.service_layer.orders import sweep_idempotency_keys
+
+    owner = uuid.uuid4()
+    engine = create_async_engine(api_settings.primary_url())
+    insert = text(
+        "INSERT INTO idempotency_keys VALUES "
+        "(:u, :k, 'h', 201, '{}', now() - make_interval(hours => :h))"
+    )
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(insert, {"u": owner, "k": "old", "h": 25})
+            await conn.execute(insert, {"u": owner, "k": "young", "h": 23})
+        async with bootstrap(api_settings) as container:
+            assert await sweep_idempotency_keys(deps=container.deps) >= 1
+        async with engine.connect() as conn:
+            left = await conn.execute(
+                text("SELECT key FROM idempotency_keys WHERE user_id = :u"), {"u": owner}
+            )
+            assert list(left.scalars()) == ["young"]
+    finally:
+        await engine.dispose()

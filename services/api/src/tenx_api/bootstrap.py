@@ -7,10 +7,12 @@ from contextlib import asynccontextmanager
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from tenx_api.adapters.orm import outbox
+from tenx_api.service_layer import orders
 from tenx_api.service_layer.deps import ApiDeps
 from tenx_api.settings import Settings
 from tenx_common.cache import Cache
 from tenx_common.infra import ServiceContainer, open_infra
+from tenx_common.periodic import every
 from tenx_common.uow import UnitOfWork
 
 Container = ServiceContainer[ApiDeps]
@@ -29,4 +31,9 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Container]:
             router=infra.router,
             cache=Cache(infra.redis, prefix="api:cache"),
         )
-        yield ServiceContainer(infra=infra, deps=deps)
+        async with every(
+            settings.idempotency_sweep_interval_s,
+            lambda: orders.sweep_idempotency_keys(deps=deps),
+            name="idempotency-key-sweep",
+        ):
+            yield ServiceContainer(infra=infra, deps=deps)

@@ -10,10 +10,10 @@ are not stored: a retry with the same key runs again.
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 
 from tenx_api.adapters.orm import IdempotencyKey, Order, OrderItem, Product
 from tenx_api.domain.orders import PENDING, PlaceOrder
@@ -23,6 +23,8 @@ from tenx_common.events.orders_orders import OrderLine, OrderPlaced
 from tenx_common.pagination import decode_cursor, encode_cursor
 from tenx_common.problems import ProblemError
 from tenx_common.tokens import Principal
+
+_SWEEP_LOCK = 0x7E4E_0002  # advisory lock of the idempotency-key sweep
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +173,19 @@ async def place_order(
         await deps.cache.invalidate(f"product:{item.product_id}")
     await deps.router.record_write(str(user_id))
     return Answer(201, body)
+
+
+async def sweep_idempotency_keys(*, deps: ApiDeps) -> int:
+    """Forget keys older than their retention (24 h by default); one instance at a time."""
+    cutoff = datetime.now(UTC) - timedelta(seconds=deps.settings.idempotency_key_ttl_s)
+    async with deps.uow() as uow:
+        if not await uow.session.scalar(select(func.pg_try_advisory_xact_lock(_SWEEP_LOCK))):
+            return 0
+        result = await uow.session.execute(
+            delete(IdempotencyKey).where(IdempotencyKey.created_at < cutoff)
+        )
+        await uow.commit()
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def get_order(order_id: uuid.UUID, principal: Principal, *, deps: ApiDeps) -> dict[str, Any]:
