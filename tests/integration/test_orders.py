@@ -248,3 +248,23 @@ async def test_idempotency_keys_are_kept_a_day_then_swept(api_settings: ApiSetti
             assert list(left.scalars()) == ["young"]
     finally:
         await engine.dispose()
+
+
+async def test_cancelling_a_pending_order_releases_its_stock(
+    edge: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    alice, bob = await new_user(edge), await new_user(edge)
+    product_id = await new_product(edge, admin, stock=4)
+    placed = (
+        await edge.post("/v1/orders", json=order(product_id, 3), headers=alice | key())
+    ).json()
+    assert (await edge.get(f"/v1/products/{product_id}")).json()["stock"] == 1
+    path = f"/v1/orders/{placed['id']}/cancel"
+    assert (await edge.post(path, headers=bob)).status_code == 404
+    cancelled = await edge.post(path, headers=alice)
+    assert cancelled.status_code == 200
+    assert cancelled.json()["status"] == "cancelled"
+    assert (await edge.get(f"/v1/products/{product_id}")).json()["stock"] == 4
+    again = await edge.post(path, headers=alice)
+    assert again.status_code == 200
+    assert (await edge.get(f"/v1/products/{product_id}")).json()["stock"] == 4

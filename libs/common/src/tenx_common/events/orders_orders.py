@@ -35,3 +35,10 @@ class OrderPlaced(OrderEvent):
     total_cents: int
     currency: str
     payment_method: str
+
+
+class OrderCancelled(OrderEvent):
+    """The order's stock is released (and its payment voided, when there was one)."""
+
+    TYPE: ClassVar[str] = "tenx.orders.order.cancelled.v1"
+    reason: str

@@ -79,6 +79,11 @@ async def get_order(order_id: UUID, principal: CurrentUser, deps: Deps) -> dict[
     return await orders.get_order(order_id, principal, deps=deps)
 
 
+@router.post("/orders/{order_id}/cancel", tags=["orders"])
+async def cancel_order(order_id: UUID, principal: CurrentUser, deps: Deps) -> dict[str, Any]:
+    return await orders.cancel_order(order_id, principal, deps=deps)
+
+
 @router.get("/orders", tags=["orders"])
 async def list_orders(
     principal: CurrentUser,

@@ -16,10 +16,10 @@ from typing import Any
 from sqlalchemy import and_, delete, func, or_, select, update
 
 from tenx_api.adapters.orm import IdempotencyKey, Order, OrderItem, Product
-from tenx_api.domain.orders import PENDING, PlaceOrder
+from tenx_api.domain.orders import CANCELLED, PENDING, PlaceOrder
 from tenx_api.service_layer.deps import ApiDeps
 from tenx_common.events.catalog_products import StockChanged
-from tenx_common.events.orders_orders import OrderLine, OrderPlaced
+from tenx_common.events.orders_orders import OrderCancelled, OrderLine, OrderPlaced
 from tenx_common.pagination import decode_cursor, encode_cursor
 from tenx_common.problems import ProblemError
 from tenx_common.tokens import Principal
@@ -173,6 +173,58 @@ async def place_order(
         await deps.cache.invalidate(f"product:{item.product_id}")
     await deps.router.record_write(str(user_id))
     return Answer(201, body)
+
+
+async def cancel_order(
+    order_id: uuid.UUID, principal: Principal, *, deps: ApiDeps
+) -> dict[str, Any]:
+    """Cancel a pending order: its stock goes back, OrderCancelled is written.
+    (An order whose payment was authorized is compensated by the order saga.)"""
+    async with deps.uow() as uow:
+        session = uow.session
+        order = await session.get(Order, order_id, with_for_update=True)
+        if order is None or not (principal.is_admin or order.user_id == principal.user_id):
+            raise ProblemError(status=404, code="not_found", detail="No such order.")
+        items = list(
+            (
+                await session.execute(select(OrderItem).where(OrderItem.order_id == order_id))
+            ).scalars()
+        )
+        if order.status == CANCELLED:
+            return public(order, items)  # cancelling twice is the same as once
+        if order.status != PENDING:
+            raise ProblemError(
+                status=409,
+                code="order_not_cancellable",
+                detail=f"An order that is {order.status} cannot be cancelled here.",
+            )
+        now = datetime.now(UTC)
+        for item in sorted(items, key=lambda i: i.product_id):
+            stock, version = (
+                await session.execute(
+                    update(Product)
+                    .where(Product.id == item.product_id)
+                    .values(
+                        stock=Product.stock + item.quantity,
+                        version=Product.version + 1,
+                        updated_at=now,
+                    )
+                    .returning(Product.stock, Product.version)
+                )
+            ).one()
+            await uow.publish(
+                StockChanged(product_id=item.product_id, version=version, stock=stock)
+            )
+        order.status = CANCELLED
+        order.updated_at = now
+        await uow.publish(
+            OrderCancelled(order_id=order.id, user_id=order.user_id, reason="cancelled_by_customer")
+        )
+        await uow.commit()
+    for item in items:
+        await deps.cache.invalidate(f"product:{item.product_id}")
+    await deps.router.record_write(str(principal.user_id))
+    return public(order, items)
 
 
 async def sweep_idempotency_keys(*, deps: ApiDeps) -> int:
