@@ -56,3 +56,4 @@ test-down:
 bench: up
 	set -a; source .state/local.env; set +a; $(RUN) python -m bench.edge_overhead
 	set -a; source .state/local.env; set +a; $(RUN) python -m bench.auth
+	set -a; source .state/local.env; set +a; $(RUN) python -m bench.api_throughput
