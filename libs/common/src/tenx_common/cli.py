@@ -2,7 +2,10 @@
 plus the commands a service adds."""
 
 import argparse
-from collections.abc import Callable, Mapping
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import TypeVar
 
 from fastapi import FastAPI
@@ -12,6 +15,7 @@ from tenx_common.server import serve
 from tenx_common.settings import PostgresSettings, ServiceSettings
 
 S = TypeVar("S", bound=ServiceSettings)
+C = TypeVar("C")
 
 
 def run_service_cli(
@@ -36,3 +40,20 @@ def run_service_cli(
         upgrade(package=package, url=settings.primary_url())
     else:
         serve(create_app(settings), settings)
+
+
+def container_command(
+    bootstrap: Callable[[S], AbstractAsyncContextManager[C]],
+    job: Callable[[C], Awaitable[str]],
+) -> Callable[[S], None]:
+    """A CLI command that runs ``job`` inside the service's bootstrap and prints
+    the line it returns."""
+
+    def run(settings: S) -> None:
+        async def main() -> str:
+            async with bootstrap(settings) as container:
+                return await job(container)
+
+        sys.stdout.write(asyncio.run(main()) + "\n")
+
+    return run

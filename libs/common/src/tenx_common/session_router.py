@@ -74,6 +74,7 @@ class Replica:
     healthy: bool = False
     replay_lsn: int = 0
     lag_bytes: int | None = None
+    checked: bool = False
 
 
 @dataclass
@@ -177,7 +178,7 @@ class SessionRouter:
         return parse_lsn(value)
 
     def _set_health(self, replica: Replica, *, healthy: bool, why: str) -> None:
-        if replica.healthy != healthy:
+        if replica.checked and replica.healthy != healthy:
             log.warning(
                 "session router: %s %s rotation (%s)",
                 replica.name,
@@ -185,6 +186,7 @@ class SessionRouter:
                 why,
             )
         replica.healthy = healthy
+        replica.checked = True
 
     async def _watch(self) -> None:
         while True:

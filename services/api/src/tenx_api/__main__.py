@@ -1,19 +1,14 @@
 """``python -m tenx_api [serve | migrate | seed]``."""
 
-import asyncio
-import sys
-
 from tenx_api.app import create_app
-from tenx_api.bootstrap import bootstrap
+from tenx_api.bootstrap import Container, bootstrap
 from tenx_api.service_layer.seed import seed_catalog
 from tenx_api.settings import Settings
-from tenx_common.cli import run_service_cli
+from tenx_common.cli import container_command, run_service_cli
 
 
-async def _seed(settings: Settings) -> None:
-    async with bootstrap(settings) as container:
-        added = await seed_catalog(deps=container.deps)
-    sys.stdout.write(f"demo catalog: {added} products added\n")
+async def _seed(container: Container) -> str:
+    return f"demo catalog: {await seed_catalog(deps=container.deps)} products added"
 
 
 def main() -> None:
@@ -21,7 +16,7 @@ def main() -> None:
         package="tenx_api",
         load_settings=Settings,
         create_app=create_app,
-        commands={"seed": lambda settings: asyncio.run(_seed(settings))},
+        commands={"seed": container_command(bootstrap, _seed)},
     )
 
 
