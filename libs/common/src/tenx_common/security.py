@@ -7,7 +7,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from tenx_common.problems import ProblemError
-from tenx_common.tokens import InvalidTokenError, Principal, TokenVerifier
+from tenx_common.tokens import PRINCIPAL_STATE, InvalidTokenError, Principal, TokenVerifier
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,9 @@ async def current_principal(
             detail="A bearer access token is required.",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    checked = request.scope.get("state", {}).get(PRINCIPAL_STATE)
+    if isinstance(checked, Principal):  # the rate limiter verified this request's token
+        return checked
     verifier: TokenVerifier = request.app.state.container.verifier
     try:
         return await verifier.verify(credentials.credentials)

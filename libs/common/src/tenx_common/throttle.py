@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tenx_common.problems import problem_response
 from tenx_common.ratelimit import BucketVerdict, Rate, TokenBuckets
 from tenx_common.settings import RateLimitSettings
-from tenx_common.tokens import InvalidTokenError, TokenVerifier
+from tenx_common.tokens import PRINCIPAL_STATE, InvalidTokenError, TokenVerifier
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,10 @@ async def _user(scope: Scope, verifier: TokenVerifier | None) -> str | None:
             if scheme.lower() != "bearer" or not token:
                 return None
             try:
-                return str((await verifier.verify(token.strip())).user_id)
+                principal = await verifier.verify(token.strip())
             except InvalidTokenError:
                 return None
+            # The route's CurrentUser reuses this check instead of asking again.
+            scope.setdefault("state", {})[PRINCIPAL_STATE] = principal
+            return str(principal.user_id)
     return None

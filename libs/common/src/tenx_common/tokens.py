@@ -30,6 +30,8 @@ ALGORITHMS = ("ES256",)
 TOKEN_TYPE = "at+jwt"  # noqa: S105 (a media type, RFC 9068)
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp", "iat", "jti")
 MAX_TOKEN_LENGTH = 8192
+# Where a request's verified principal is kept (ASGI scope state) once checked.
+PRINCIPAL_STATE = "tenx.principal"
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 Jwks = dict[str, Any]
