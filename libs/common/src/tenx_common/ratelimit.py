@@ -109,12 +109,12 @@ class BucketVerdict:
 
 class TokenBuckets:
     def __init__(self, redis: Redis, *, prefix: str) -> None:
-        self._redis = redis
+        self.redis = redis
         self._prefix = prefix
 
     async def take(self, key: str, rate: Rate) -> BucketVerdict:
         interval_ms = max(1, 60_000 // rate.per_minute)
-        allowed, remaining, retry_ms, reset_ms = await self._redis.eval(
+        allowed, remaining, retry_ms, reset_ms = await self.redis.eval(
             _GCRA, 1, f"{self._prefix}:{key}", interval_ms, rate.burst
         )
         return BucketVerdict(

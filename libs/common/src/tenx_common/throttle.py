@@ -30,6 +30,9 @@ class RateLimitMiddleware:
             return Rate(per_minute=per_minute, burst=max(1, per_minute * seconds // 60))
 
         self.enabled = settings.rate_limit_enabled
+        self._buckets: TokenBuckets | None = (
+            None  # made on the first request (Redis opens at startup)
+        )
         self.rates = {
             ("ip", "read"): rate(settings.rate_limit_ip_read_per_minute),
             ("ip", "write"): rate(settings.rate_limit_ip_write_per_minute),
@@ -45,7 +48,9 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         route_class = "read" if scope["method"] in READS else "write"
-        buckets = TokenBuckets(redis, prefix="ratelimit")
+        if self._buckets is None or self._buckets.redis is not redis:
+            self._buckets = TokenBuckets(redis, prefix="ratelimit")
+        buckets = self._buckets
         client = scope.get("client")
         subjects = [("ip", client[0] if client else "unknown")]
         user = await _user(scope, getattr(container, "verifier", None))

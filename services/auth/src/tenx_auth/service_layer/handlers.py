@@ -179,11 +179,7 @@ async def request_account_deletion(principal: Principal, *, deps: AuthDeps) -> A
         await uow.publish(
             AccountDeletionRequested(user_id=principal.user_id, deletion_id=deletion.id)
         )
-        await uow.session.execute(
-            update(RefreshToken)
-            .where(RefreshToken.user_id == principal.user_id, RefreshToken.revoked_at.is_(None))
-            .values(revoked_at=_now())
-        )
+        await _revoke_user_sessions(uow, principal.user_id)
         await uow.commit()
     await deps.denylist.add(principal.token_id, expires_at=principal.expires_at)
     return deletion
@@ -234,11 +230,7 @@ async def reset_password(cmd: commands.ResetPassword, *, deps: AuthDeps) -> None
             raise errors.invalid_one_time_token()
         _weak_password(cmd.new_password, user_inputs=[user.email, user.name])
         user.password_hash = await asyncio.to_thread(deps.passwords.hash, cmd.new_password)
-        await uow.session.execute(
-            update(RefreshToken)
-            .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
-            .values(revoked_at=_now())
-        )
+        await _revoke_user_sessions(uow, user.id)
         await uow.commit()
 
 
@@ -363,6 +355,15 @@ def _one_time_token(
         )
     )
     return raw, expires_at
+
+
+async def _revoke_user_sessions(uow: UnitOfWork, user_id: uuid.UUID) -> None:
+    """Every refresh token of the user, in every family, stops working."""
+    await uow.session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=_now())
+    )
 
 
 async def _use_one_time_token(uow: UnitOfWork, raw: str, *, purpose: str) -> OneTimeToken:
