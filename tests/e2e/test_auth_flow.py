@@ -27,7 +27,7 @@ async def test_sign_up_to_log_out_through_the_edge(edge: httpx.AsyncClient) -> N
     assert me.json()["id"] == user_id
     api_me = await edge.get("/v1/me", headers=bearer(access))
     assert api_me.status_code == 200
-    assert api_me.json() == {"user_id": user_id, "roles": ["user"]}
+    assert api_me.json()["user_id"] == user_id
 
     rotated = await edge.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
     assert rotated.status_code == 200

@@ -6,6 +6,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 
 import pytest
+from prometheus_client.registry import Collector
 
 from tenx_common.health import Check
 from tenx_common.settings import ServiceSettings
@@ -14,6 +15,7 @@ from tenx_common.settings import ServiceSettings
 @dataclass
 class FakeContainer:
     checks: list[Check] = field(default_factory=list)
+    collectors: list[Collector] = field(default_factory=list)
 
 
 class FakeSettings(ServiceSettings):

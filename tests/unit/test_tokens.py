@@ -1,5 +1,6 @@
 """The token verifier every service uses, against the rules of RFC 8725."""
 
+import asyncio
 import json
 import time
 import uuid
@@ -11,7 +12,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
-from tenx_common.tokens import InvalidTokenError, Jwks, JwksCache, TokenVerifier
+from tenx_common.tokens import (
+    InvalidTokenError,
+    Jwks,
+    JwksCache,
+    KeysUnavailableError,
+    TokenVerifier,
+)
 
 ISSUER, AUDIENCE = "tenx-auth", "tenx"
 
@@ -227,3 +234,53 @@ async def test_a_remembered_token_still_expires_and_can_still_be_revoked() -> No
     now[0] += 10  # past exp: the remembered result is dropped and the check fails
     with pytest.raises(InvalidTokenError):
         await check.verify(token)
+
+
+async def test_a_cold_cache_fetches_once_for_many_concurrent_requests() -> None:
+    key = KeyPair()
+    jwks = FakeJwks(key)
+
+    async def slow_fetch() -> Jwks:
+        await asyncio.sleep(0.05)
+        return await jwks()
+
+    cache = JwksCache(fetch=slow_fetch, ttl_s=300, min_refetch_interval_s=10, clock=Clock())
+    check = TokenVerifier(keys=cache, issuer=ISSUER, audience=AUDIENCE, denylist=None, leeway_s=0)
+    token = sign(key, claims())
+    principals = await asyncio.gather(*(check.verify(token) for _ in range(200)))
+    assert len(principals) == 200
+    assert jwks.fetches == 1
+
+
+async def test_known_keys_outlive_a_failed_refresh_and_none_at_all_is_unavailable() -> None:
+    key = KeyPair()
+    jwks = FakeJwks(key)
+    failing = False
+
+    async def fetch() -> Jwks:
+        if failing:
+            raise ConnectionError("auth is down")
+        return await jwks()
+
+    clock = Clock()
+    check = TokenVerifier(
+        keys=JwksCache(fetch=fetch, ttl_s=300, min_refetch_interval_s=10, clock=clock),
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        denylist=None,
+        leeway_s=0,
+    )
+    await check.verify(sign(key, claims()))
+    failing = True
+    clock.now += 301  # stale: a refresh is tried, fails, the known key still serves
+    assert (await check.verify(sign(key, claims()))).user_id
+
+    cold = TokenVerifier(
+        keys=JwksCache(fetch=fetch, clock=Clock()),
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        denylist=None,
+        leeway_s=0,
+    )
+    with pytest.raises(KeysUnavailableError):
+        await cold.verify(sign(key, claims()))

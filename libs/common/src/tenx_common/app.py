@@ -10,6 +10,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol, TypeVar
 
 from fastapi import APIRouter, FastAPI
+from prometheus_client.registry import Collector
 
 from tenx_common.health import Check, health_router
 from tenx_common.logging import configure_logging
@@ -22,10 +23,14 @@ from tenx_common.throttle import RateLimitMiddleware
 
 
 class Container(Protocol):
-    """What a bootstrap yields: at least the readiness checks of the service."""
+    """What a bootstrap yields: the readiness checks of the service, and the
+    Prometheus collectors of its clients."""
 
     @property
     def checks(self) -> Sequence[Check]: ...
+
+    @property
+    def collectors(self) -> Sequence[Collector]: ...
 
 
 S = TypeVar("S", bound=ServiceSettings)
@@ -46,7 +51,12 @@ def create_service_app(
         async with bootstrap(settings) as container:
             app.state.container = container
             app.state.checks = container.checks
+            registry = app.state.metrics.registry
+            for collector in container.collectors:
+                registry.register(collector)
             yield
+            for collector in container.collectors:
+                registry.unregister(collector)
         tracer_provider.shutdown()
 
     app = FastAPI(title=title, version=settings.service_version, lifespan=lifespan)

@@ -39,12 +39,21 @@ class Cache:
     On a miss, one coroutine per process loads the value (the others await the
     same future), and across processes a short Redis lock lets one instance
     rebuild while the others poll for the value it writes.
+
+    Each key has a generation that ``invalidate`` bumps: a rebuild stores its
+    value only if the generation it started under is still current, so a load
+    that read the data before a change can never put the old value back.
     """
 
     _RELEASE = (
         "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end"
         " return 0"
     )
+    _SET_IF_GENERATION = (
+        "if (redis.call('GET', KEYS[2]) or '') == ARGV[3] then"
+        " return redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) end return 0"
+    )
+    _GENERATION_TTL_S = 3600  # far longer than any rebuild
 
     def __init__(
         self,
@@ -82,8 +91,14 @@ class Cache:
         finally:
             del self._inflight[key]
 
-    async def invalidate(self, key: str) -> None:
-        await self._redis.delete(self._key(key))
+    async def invalidate(self, *keys: str) -> None:
+        """Drop ``keys``; call after the change is committed."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for key in keys:
+                pipe.incr(self._key(key) + ":gen")
+                pipe.expire(self._key(key) + ":gen", self._GENERATION_TTL_S)
+                pipe.delete(self._key(key))
+            await pipe.execute()
 
     async def _rebuild(
         self, key: str, load: Callable[[], Awaitable[bytes | None]], *, ttl_s: int
@@ -99,12 +114,20 @@ class Cache:
             if time.monotonic() > deadline:
                 return await load()  # the rebuilder is stuck: serve from the source
         try:
-            cached = await self._get(key)
-            if cached is not None:
-                return cached
+            current, generation = await self._redis.mget(self._key(key), self._key(key) + ":gen")
+            if current is not None:
+                return current.encode() if isinstance(current, str) else bytes(current)
             value = await load()
             if value is not None:
-                await self._redis.set(self._key(key), value, ex=ttl_s)
+                await self._redis.eval(
+                    self._SET_IF_GENERATION,
+                    2,
+                    self._key(key),
+                    self._key(key) + ":gen",
+                    value,
+                    ttl_s,
+                    generation or "",
+                )
             return value
         finally:
             await self._redis.eval(self._RELEASE, 1, lock, token)

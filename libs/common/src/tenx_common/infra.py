@@ -13,6 +13,7 @@ from typing import Generic, TypeVar
 
 import httpx
 from elasticsearch import AsyncElasticsearch
+from prometheus_client.registry import Collector
 from redis.asyncio import Redis
 
 from tenx_common.cache import create_redis, redis_check
@@ -39,6 +40,7 @@ D = TypeVar("D")
 @dataclass
 class Infra:
     checks: list[Check] = field(default_factory=list)
+    collectors: list[Collector] = field(default_factory=list)
     engines: Engines | None = None
     redis: Redis | None = None
     elasticsearch: AsyncElasticsearch | None = None
@@ -64,6 +66,7 @@ async def open_infra(settings: ServiceSettings) -> AsyncIterator[Infra]:
             )
             await infra.router.start()
             stack.push_async_callback(infra.router.stop)
+            infra.collectors.append(infra.router)
         if isinstance(settings, KafkaSettings):
             infra.checks.append(kafka_check(settings))
         if isinstance(settings, ElasticsearchSettings):
@@ -119,6 +122,10 @@ class ServiceContainer(Generic[D]):
     @property
     def checks(self) -> list[Check]:
         return self.infra.checks
+
+    @property
+    def collectors(self) -> list[Collector]:
+        return self.infra.collectors
 
     @property
     def redis(self) -> Redis | None:

@@ -7,7 +7,13 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from tenx_common.problems import ProblemError
-from tenx_common.tokens import PRINCIPAL_STATE, InvalidTokenError, Principal, TokenVerifier
+from tenx_common.tokens import (
+    PRINCIPAL_STATE,
+    InvalidTokenError,
+    KeysUnavailableError,
+    Principal,
+    TokenVerifier,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +37,14 @@ async def current_principal(
     verifier: TokenVerifier = request.app.state.container.verifier
     try:
         return await verifier.verify(credentials.credentials)
+    except KeysUnavailableError as exc:
+        log.warning("access token not checked: %s", exc)
+        raise ProblemError(
+            status=503,
+            code="auth_unavailable",
+            detail="Access tokens cannot be checked right now; retry shortly.",
+            headers={"Retry-After": "2"},
+        ) from None
     except InvalidTokenError as exc:
         log.info("access token refused: %s", exc)
         raise ProblemError(

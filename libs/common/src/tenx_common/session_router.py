@@ -7,18 +7,23 @@ That client's reads go to a replica only once the replica has replayed up to
 that position; until then they go to the primary. A health loop measures each
 replica's replay lag; a replica that is down or lags past ``max_lag_bytes`` is
 out of rotation until it is healthy again. With no healthy replica every read
-goes to the primary.
+goes to the primary. ``read`` runs a read and, when the replica it chose fails
+under it, takes that replica out of rotation and runs the read on the primary.
 """
 
 import asyncio
 import contextlib
 import itertools
 import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from redis.asyncio import Redis
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tenx_common.db import Engines
@@ -26,6 +31,8 @@ from tenx_common.db import Engines
 log = logging.getLogger(__name__)
 
 PRIMARY = "primary"
+
+T = TypeVar("T")
 
 
 def parse_lsn(value: str) -> int:
@@ -77,7 +84,7 @@ class Replica:
     checked: bool = False
 
 
-@dataclass
+@dataclass(eq=False)  # hashable: it is registered as a Prometheus collector
 class SessionRouter:
     engines: Engines
     positions: WritePositions
@@ -85,6 +92,7 @@ class SessionRouter:
     check_interval_s: float = 1.0
     probe_timeout_s: float = 1.0
     replicas: list[Replica] = field(init=False)
+    reads: Counter[str] = field(init=False, default_factory=Counter)
 
     def __post_init__(self) -> None:
         self._primary = async_sessionmaker(self.engines.primary, expire_on_commit=False)
@@ -118,11 +126,13 @@ class SessionRouter:
         session.info["target"] = PRIMARY
         return session
 
-    async def record_write(self, client: str) -> None:
-        """Call after a client's write has committed."""
+    async def record_write(self, *clients: str) -> None:
+        """Call after a write has committed: reads for each of ``clients`` (a
+        user, or a resource such as a cache key) see it from now on."""
         async with self.engines.primary.connect() as conn:
             lsn = (await conn.execute(text("SELECT pg_current_wal_lsn()::text"))).scalar_one()
-        await self.positions.advance(client, parse_lsn(lsn))
+        for client in clients:
+            await self.positions.advance(client, parse_lsn(lsn))
 
     async def reader(self, client: str | None = None) -> AsyncSession:
         """A session for reads that may be stale, yet never older than the
@@ -140,6 +150,48 @@ class SessionRouter:
         session = self._primary()
         session.info["target"] = PRIMARY
         return session
+
+    async def read(
+        self, query: Callable[[AsyncSession], Awaitable[T]], *, client: str | None = None
+    ) -> T:
+        """Run ``query`` (reads only: it may run twice) on a session from ``reader``.
+
+        A replica that fails under it (stopped, restarting, a recovery conflict)
+        leaves the rotation at once, and ``query`` runs again on the primary.
+        """
+        session = await self.reader(client)
+        target = session.info["target"]
+        try:
+            async with session:
+                result = await query(session)
+        except (DBAPIError, OSError, TimeoutError) as exc:
+            if target == PRIMARY:
+                raise
+            replica = next(r for r in self.replicas if r.name == target)
+            self._set_health(replica, healthy=False, why=f"a read failed: {exc!r:.200}")
+            self.reads["fallback"] += 1
+            async with self.writer() as session:
+                return await query(session)
+        self.reads[target] += 1
+        return result
+
+    def collect(self) -> Iterator[Metric]:
+        """Prometheus collector: reads per target, and each replica's state."""
+        reads = CounterMetricFamily(
+            "tenx_db_reads", "Reads routed by the session router", labels=["target"]
+        )
+        for target, count in sorted(self.reads.items()):
+            reads.add_metric([target], count)
+        healthy = GaugeMetricFamily(
+            "tenx_db_replica_healthy", "1 when the replica is in rotation", labels=["replica"]
+        )
+        lag = GaugeMetricFamily(
+            "tenx_db_replica_lag_bytes", "Replay lag at the last check", labels=["replica"]
+        )
+        for replica in self.replicas:
+            healthy.add_metric([replica.name], float(replica.healthy))
+            lag.add_metric([replica.name], float(replica.lag_bytes or 0))
+        yield from (reads, healthy, lag)
 
     # --- health ------------------------------------------------------------------
 

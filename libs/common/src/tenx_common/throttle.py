@@ -13,7 +13,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tenx_common.problems import problem_response
 from tenx_common.ratelimit import BucketVerdict, Rate, TokenBuckets
 from tenx_common.settings import RateLimitSettings
-from tenx_common.tokens import PRINCIPAL_STATE, InvalidTokenError, TokenVerifier
+from tenx_common.tokens import (
+    PRINCIPAL_STATE,
+    InvalidTokenError,
+    KeysUnavailableError,
+    TokenVerifier,
+)
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +107,8 @@ async def _user(scope: Scope, verifier: TokenVerifier | None) -> str | None:
                 return None
             try:
                 principal = await verifier.verify(token.strip())
-            except InvalidTokenError:
-                return None
+            except (InvalidTokenError, KeysUnavailableError):
+                return None  # the route says why
             # The route's CurrentUser reuses this check instead of asking again.
             scope.setdefault("state", {})[PRINCIPAL_STATE] = principal
             return str(principal.user_id)

@@ -9,8 +9,10 @@ yet to come, and whose ``jti`` is not on the logout denylist in Redis. The JWKS
 is cached; an unknown ``kid`` triggers one refetch, at most once per interval.
 """
 
+import asyncio
 import base64
 import json
+import logging
 import re
 import time
 from collections import OrderedDict
@@ -25,6 +27,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from jwt.algorithms import ECAlgorithm
 from redis.asyncio import Redis
+
+log = logging.getLogger(__name__)
 
 ALGORITHMS = ("ES256",)
 TOKEN_TYPE = "at+jwt"  # noqa: S105 (a media type, RFC 9068)
@@ -54,8 +58,17 @@ class Principal:
         return "admin" in self.roles
 
 
+class KeysUnavailableError(Exception):
+    """No signing keys could be fetched and none are known: tokens cannot be checked."""
+
+
 class JwksCache:
-    """Public keys by ``kid``, fetched through ``fetch`` and kept for ``ttl_s``."""
+    """Public keys by ``kid``, fetched through ``fetch`` and kept for ``ttl_s``.
+
+    One fetch at a time, however many requests need the keys at once (a cold
+    start under load asks the auth service once). When a refresh fails, the
+    keys already known keep serving until a later refresh succeeds.
+    """
 
     def __init__(
         self,
@@ -71,23 +84,40 @@ class JwksCache:
         self._clock = clock
         self._keys: dict[str, ec.EllipticCurvePublicKey] = {}
         self._fetched_at: float | None = None
+        self._attempted_at: float | None = None
+        self._lock = asyncio.Lock()
 
     async def key(self, kid: str) -> ec.EllipticCurvePublicKey:
-        now = self._clock()
-        stale = self._fetched_at is None or now - self._fetched_at > self._ttl_s
-        unknown = kid not in self._keys
-        may_refetch = (
-            self._fetched_at is None or now - self._fetched_at >= self._min_refetch_interval_s
-        )
-        if stale or (unknown and may_refetch):
-            await self._refresh(now)
+        if not self._keys or self._wants_refresh(kid):
+            async with self._lock:  # with no keys yet, wait for a fetch in flight
+                if self._wants_refresh(kid):  # not done meanwhile by another request
+                    await self._refresh()
+        if not self._keys:
+            raise KeysUnavailableError("no signing keys yet; the last fetch failed")
         try:
             return self._keys[kid]
         except KeyError:
             raise InvalidTokenError(f"unknown kid {kid!r}") from None
 
-    async def _refresh(self, now: float) -> None:
-        jwks = await self._fetch()
+    def _wants_refresh(self, kid: str) -> bool:
+        now = self._clock()
+        if self._attempted_at is not None and now - self._attempted_at < 1.0:
+            return False  # at most one attempt a second, failed or not
+        stale = self._fetched_at is None or now - self._fetched_at > self._ttl_s
+        may_refetch = (
+            self._fetched_at is None or now - self._fetched_at >= self._min_refetch_interval_s
+        )
+        return stale or (kid not in self._keys and may_refetch)
+
+    async def _refresh(self) -> None:
+        self._attempted_at = self._clock()
+        try:
+            jwks = await self._fetch()
+        except Exception as exc:
+            log.warning("JWKS refresh failed: %r", exc)
+            if not self._keys:
+                raise KeysUnavailableError(repr(exc)) from exc
+            return
         keys = {}
         for jwk in jwks.get("keys", []):
             if jwk.get("kid") and jwk.get("alg") in ALGORITHMS and jwk.get("use", "sig") == "sig":
@@ -95,7 +125,7 @@ class JwksCache:
                 if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp256r1":
                     keys[jwk["kid"]] = key
         self._keys = keys
-        self._fetched_at = now
+        self._fetched_at = self._attempted_at
 
 
 class RevokedTokens(Protocol):

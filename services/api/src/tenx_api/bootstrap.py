@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from tenx_api.adapters.orm import outbox
+from tenx_api.adapters.payments import SandboxPayments
 from tenx_api.service_layer import orders
 from tenx_api.service_layer.deps import ApiDeps
 from tenx_api.settings import Settings
@@ -30,6 +31,7 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Container]:
             uow=lambda: UnitOfWork(sessions, outbox=outbox, source="/tenx/api"),
             router=infra.router,
             cache=Cache(infra.redis, prefix="api:cache"),
+            payments=SandboxPayments(sessions),
         )
         async with every(
             settings.idempotency_sweep_interval_s,

@@ -30,6 +30,7 @@ class Settings(
     database_url: str = "postgresql+asyncpg://tenx_api@127.0.0.1:5432/tenx_api"
 
     product_cache_ttl_s: int = Field(default=300, ge=1)
+    profile_cache_ttl_s: int = Field(default=300, ge=1)
     # Idempotency keys are kept at least this long, then swept (hourly).
     idempotency_key_ttl_s: int = Field(default=24 * 3600, ge=24 * 3600)
     idempotency_sweep_interval_s: float = Field(default=3600.0, gt=0)

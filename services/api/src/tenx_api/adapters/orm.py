@@ -1,4 +1,5 @@
-"""The api database: the catalog, orders and idempotency keys."""
+"""The api database: the catalog, orders, idempotency keys, customer profiles
+and the sandbox payment provider's ledger."""
 
 import uuid
 from datetime import datetime
@@ -87,3 +88,34 @@ class IdempotencyKey(Base):
     response_status: Mapped[int] = mapped_column(Integer)
     response_body: Mapped[dict[str, Any]] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CustomerProfile(Base):
+    """A customer's own details; one row per user, made on first change."""
+
+    __tablename__ = "customer_profiles"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    email: Mapped[str | None] = mapped_column(Text)
+    name: Mapped[str | None] = mapped_column(Text)
+    shipping_address: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SandboxPayment(Base):
+    """The local sandbox provider's record of one authorization (or void)."""
+
+    __tablename__ = "sandbox_payments"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(Text, unique=True)
+    payment_method: Mapped[str] = mapped_column(Text)
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text)
+    decline_code: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    voided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

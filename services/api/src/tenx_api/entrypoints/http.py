@@ -9,8 +9,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from tenx_api.domain.catalog import Category, ProductCreate, ProductUpdate
+from tenx_api.domain.customers import ProfileUpdate
 from tenx_api.domain.orders import PlaceOrder
-from tenx_api.service_layer import catalog, orders
+from tenx_api.service_layer import catalog, customers, orders
 from tenx_api.service_layer.deps import ApiDeps
 from tenx_common.problems import ProblemError
 from tenx_common.security import AdminUser, CurrentUser, MaybeUser
@@ -26,20 +27,31 @@ Deps = Annotated[ApiDeps, Depends(get_deps)]
 router = APIRouter(prefix="/v1")
 
 
-class Identity(BaseModel):
-    user_id: UUID
-    roles: list[str]
-
-
 class ProductPage(BaseModel):
     items: list[dict[str, Any]]
     next_cursor: str | None
 
 
-@router.get("/me", tags=["customers"], summary="Who the bearer token says the caller is")
-async def me(principal: CurrentUser) -> Identity:
-    # The customer profile (cache-aside in Redis) joins this with the orders.
-    return Identity(user_id=principal.user_id, roles=sorted(principal.roles))
+def cached_json(document: bytes, request: Request, *, cache_control: str) -> Response:
+    """A cached JSON document with its ETag; 304 when the client holds it already."""
+    etag = '"' + hashlib.sha256(document).hexdigest()[:32] + '"'
+    headers = {"ETag": etag, "Cache-Control": cache_control}
+    if etag in request.headers.get("if-none-match", ""):
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    return Response(document, media_type="application/json", headers=headers)
+
+
+@router.get("/me", tags=["customers"], response_model=dict[str, Any])
+async def get_profile(principal: CurrentUser, request: Request, deps: Deps) -> Response:
+    """The caller's customer profile (cached; revalidate with If-None-Match)."""
+    document = await customers.get_profile(principal.user_id, deps=deps)
+    return cached_json(document, request, cache_control="private, no-cache")
+
+
+@router.patch("/me", tags=["customers"], response_model=dict[str, Any])
+async def update_profile(body: ProfileUpdate, principal: CurrentUser, deps: Deps) -> Response:
+    document = await customers.update_profile(principal.user_id, body, deps=deps)
+    return Response(document, media_type="application/json")
 
 
 class OrderPage(BaseModel):
@@ -114,13 +126,8 @@ async def update_product(
 async def get_product(
     product_id: UUID, request: Request, principal: MaybeUser, deps: Deps
 ) -> Response:
-    client = str(principal.user_id) if principal else None
-    document = await catalog.get_product(product_id, client=client, deps=deps)
-    etag = '"' + hashlib.sha256(document).hexdigest()[:32] + '"'
-    headers = {"ETag": etag, "Cache-Control": "public, max-age=30"}
-    if etag in request.headers.get("if-none-match", ""):
-        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
-    return Response(document, media_type="application/json", headers=headers)
+    document = await catalog.get_product(product_id, deps=deps)
+    return cached_json(document, request, cache_control="public, max-age=30")
 
 
 @router.get("/products", tags=["catalog"])

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tenx_api.adapters.orm import Product
 from tenx_api.domain.catalog import ProductCreate, ProductUpdate
@@ -63,7 +64,7 @@ async def create_product(cmd: ProductCreate, *, client: str, deps: ApiDeps) -> d
             ) from None
         await uow.publish(ProductCreated(**_event_fields(product)))
         await uow.commit()
-    await deps.router.record_write(client)
+    await deps.committed(client, cache_key(product.id))
     return public(product)
 
 
@@ -85,21 +86,23 @@ async def update_product(
                 StockChanged(product_id=product.id, version=product.version, stock=product.stock)
             )
         await uow.commit()
-    await deps.cache.invalidate(_cache_key(product_id))
-    await deps.router.record_write(client)
+    await deps.committed(client, cache_key(product_id))
     return public(product)
 
 
-async def get_product(product_id: uuid.UUID, *, client: str | None, deps: ApiDeps) -> bytes:
-    """The product's public JSON, cache-aside."""
+async def get_product(product_id: uuid.UUID, *, deps: ApiDeps) -> bytes:
+    """The product's public JSON, cache-aside. A rebuild reads its last write
+    (the cache key is the read-your-writes client), so whoever asks after a
+    change sees the change."""
 
-    async def load() -> bytes | None:
-        async with await deps.router.reader(client) as session:
-            product = await session.get(Product, product_id)
-            return json.dumps(public(product)).encode() if product else None
+    async def query(session: AsyncSession) -> bytes | None:
+        product = await session.get(Product, product_id)
+        return json.dumps(public(product)).encode() if product else None
 
     document = await deps.cache.get_or_load(
-        _cache_key(product_id), load, ttl_s=deps.settings.product_cache_ttl_s
+        cache_key(product_id),
+        lambda: deps.router.read(query, client=cache_key(product_id)),
+        ttl_s=deps.settings.product_cache_ttl_s,
     )
     if document is None:
         raise not_found()
@@ -114,15 +117,18 @@ async def list_products(
         query = query.where(Product.category == category)
     if cursor is not None:
         query = query.where(Product.id > _decode_cursor(cursor))
-    async with await deps.router.reader(client) as session:
-        products = list((await session.execute(query)).scalars())
+
+    async def run(session: AsyncSession) -> list[Product]:
+        return list((await session.execute(query)).scalars())
+
+    products = await deps.router.read(run, client=client)
     more = len(products) > limit
     products = products[:limit]
     next_cursor = _encode_cursor(products[-1].id) if more else None
     return Page(items=[public(p) for p in products], next_cursor=next_cursor)
 
 
-def _cache_key(product_id: uuid.UUID) -> str:
+def cache_key(product_id: uuid.UUID) -> str:
     return f"product:{product_id}"
 
 

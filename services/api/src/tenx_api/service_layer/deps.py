@@ -3,6 +3,7 @@
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tenx_api.domain.payments import PaymentProvider
 from tenx_api.settings import Settings
 from tenx_common.cache import Cache
 from tenx_common.session_router import SessionRouter
@@ -15,3 +16,12 @@ class ApiDeps:
     uow: Callable[[], UnitOfWork]
     router: SessionRouter
     cache: Cache
+    payments: PaymentProvider
+
+    async def committed(self, client: str, *cache_keys: str) -> None:
+        """After a commit: the writing client, and every cached copy rebuilt from
+        now on, read the change (never a replica that has not replayed it); then
+        the cached copies go."""
+        await self.router.record_write(client, *cache_keys)
+        if cache_keys:
+            await self.cache.invalidate(*cache_keys)

@@ -14,9 +14,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tenx_api.adapters.orm import IdempotencyKey, Order, OrderItem, Product
 from tenx_api.domain.orders import CANCELLED, PENDING, PlaceOrder
+from tenx_api.service_layer.catalog import cache_key
 from tenx_api.service_layer.deps import ApiDeps
 from tenx_common.events.catalog_products import StockChanged
 from tenx_common.events.orders_orders import OrderCancelled, OrderLine, OrderPlaced
@@ -169,9 +171,7 @@ async def place_order(
             )
         )
         await uow.commit()
-    for item in items:
-        await deps.cache.invalidate(f"product:{item.product_id}")
-    await deps.router.record_write(str(user_id))
+    await deps.committed(str(user_id), *(cache_key(item.product_id) for item in items))
     return Answer(201, body)
 
 
@@ -221,9 +221,7 @@ async def cancel_order(
             OrderCancelled(order_id=order.id, user_id=order.user_id, reason="cancelled_by_customer")
         )
         await uow.commit()
-    for item in items:
-        await deps.cache.invalidate(f"product:{item.product_id}")
-    await deps.router.record_write(str(principal.user_id))
+    await deps.committed(str(principal.user_id), *(cache_key(i.product_id) for i in items))
     return public(order, items)
 
 
@@ -241,17 +239,19 @@ async def sweep_idempotency_keys(*, deps: ApiDeps) -> int:
 
 
 async def get_order(order_id: uuid.UUID, principal: Principal, *, deps: ApiDeps) -> dict[str, Any]:
-    async with await deps.router.reader(str(principal.user_id)) as session:
+
+    async def query(session: AsyncSession) -> dict[str, Any] | None:
         order = await session.get(Order, order_id)
         # Someone else's order is "not found": ids cannot be probed.
         if order is None or not (principal.is_admin or order.user_id == principal.user_id):
-            raise ProblemError(status=404, code="not_found", detail="No such order.")
-        items = list(
-            (
-                await session.execute(select(OrderItem).where(OrderItem.order_id == order_id))
-            ).scalars()
-        )
-    return public(order, items)
+            return None
+        items = await session.execute(select(OrderItem).where(OrderItem.order_id == order_id))
+        return public(order, list(items.scalars()))
+
+    found = await deps.router.read(query, client=str(principal.user_id))
+    if found is None:
+        raise ProblemError(status=404, code="not_found", detail="No such order.")
+    return found
 
 
 async def list_orders(
@@ -274,18 +274,19 @@ async def list_orders(
                 and_(Order.created_at == created_at, Order.id < last_id),
             )
         )
-    async with await deps.router.reader(str(principal.user_id)) as session:
+
+    async def run(session: AsyncSession) -> tuple[list[Order], list[OrderItem]]:
         orders = list((await session.execute(query)).scalars())
-        more = len(orders) > limit
-        orders = orders[:limit]
-        rows = (
-            await session.execute(
-                select(OrderItem).where(OrderItem.order_id.in_([o.id for o in orders]))
-            )
-        ).scalars()
-        by_order: dict[uuid.UUID, list[OrderItem]] = {}
-        for item in rows:
-            by_order.setdefault(item.order_id, []).append(item)
+        ids = [order.id for order in orders[:limit]]
+        items = await session.execute(select(OrderItem).where(OrderItem.order_id.in_(ids)))
+        return orders, list(items.scalars())
+
+    orders, items = await deps.router.read(run, client=str(principal.user_id))
+    by_order: dict[uuid.UUID, list[OrderItem]] = {}
+    for item in items:
+        by_order.setdefault(item.order_id, []).append(item)
+    more = len(orders) > limit
+    orders = orders[:limit]
     next_cursor = _encode_cursor(orders[-1]) if more else None
     return [public(o, by_order.get(o.id, [])) for o in orders], next_cursor
 

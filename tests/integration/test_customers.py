@@ -1,0 +1,72 @@
+"""Customer profiles through the edge: an empty profile first, changes seen at
+once by their owner on both api instances, ETags, and refused bad input."""
+
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from tests.stack import API_PORTS, EDGE, new_user
+
+
+@pytest.fixture
+async def edge() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=EDGE, timeout=15) as client:
+        yield client
+
+
+ADDRESS = {"line1": "1 Main St", "city": "Lisbon", "postal_code": "1000-001", "country": "PT"}
+
+
+async def test_a_new_user_has_an_empty_profile(edge: httpx.AsyncClient) -> None:
+    user = await new_user(edge, "cust")
+    profile = (await edge.get("/v1/me", headers=user)).json()
+    assert profile["version"] == 0
+    assert profile["name"] is None
+    assert profile["shipping_address"] is None
+    assert uuid.UUID(profile["user_id"])
+
+
+async def test_a_change_is_seen_at_once_on_both_instances(edge: httpx.AsyncClient) -> None:
+    user = await new_user(edge, "cust")
+    first = await edge.get("/v1/me", headers=user)  # now cached
+    etag = first.headers["etag"]
+    assert (await edge.get("/v1/me", headers=user | {"If-None-Match": etag})).status_code == 304
+    for version in range(1, 6):
+        changed = await edge.patch(
+            "/v1/me", json={"name": f"Ada {version}", "shipping_address": ADDRESS}, headers=user
+        )
+        assert changed.status_code == 200, changed.text
+        assert changed.json()["version"] == version
+        for port in API_PORTS:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as api:
+                seen = (await api.get("/v1/me", headers=user)).json()
+            assert seen["name"] == f"Ada {version}", port
+            assert seen["shipping_address"] == ADDRESS | {"line2": ""}
+    stale = await edge.get("/v1/me", headers=user | {"If-None-Match": etag})
+    assert stale.status_code == 200
+    assert stale.headers["etag"] != etag
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"name": "A", "roles": ["admin"]},
+        {"email": "someone@example.com"},
+        {"name": ""},
+        {"shipping_address": ADDRESS | {"country": "Portugal"}},
+        {"shipping_address": ADDRESS | {"unknown": 1}},
+    ],
+)
+async def test_bad_changes_are_refused_and_change_nothing(
+    edge: httpx.AsyncClient, body: dict[str, object]
+) -> None:
+    user = await new_user(edge, "cust")
+    await edge.patch("/v1/me", json={"name": "Kept"}, headers=user)
+    refused = await edge.patch("/v1/me", json=body, headers=user)
+    assert refused.status_code == 422
+    assert refused.headers["content-type"] == "application/problem+json"
+    profile = (await edge.get("/v1/me", headers=user)).json()
+    assert (profile["name"], profile["version"]) == ("Kept", 1)

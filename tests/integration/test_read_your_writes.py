@@ -1,0 +1,117 @@
+"""Read-your-writes through the edge, with the real replica delayed or stopped.
+
+The replica is delayed with recovery_min_apply_delay (it replays each commit a
+second late, so it stays in rotation) and stopped with the stack's own
+command. The api instances count the reads they route, by target, on /metrics.
+"""
+
+import asyncio
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.test_session_router import replica_sql
+from tests.stack import EDGE, admin, api_metric, new_key, new_product, new_user, order_body
+
+STACK = Path(__file__).resolve().parents[2] / "deploy" / "local" / "stack"
+USERS = 40
+PAIRS_PER_USER = 25  # 1,000 create-then-read pairs
+
+
+@pytest.fixture
+async def edge() -> AsyncIterator[httpx.AsyncClient]:
+    limits = httpx.Limits(max_connections=USERS + 10)
+    async with httpx.AsyncClient(base_url=EDGE, timeout=30, limits=limits) as client:
+        yield client
+
+
+@pytest.fixture
+def delayed_replica() -> Iterator[None]:
+    replica_sql("ALTER SYSTEM SET recovery_min_apply_delay = '1s'")
+    replica_sql("SELECT pg_reload_conf()")
+    yield
+    replica_sql("ALTER SYSTEM RESET recovery_min_apply_delay")
+    replica_sql("SELECT pg_reload_conf()")
+
+
+async def send(edge: httpx.AsyncClient, method: str, url: str, **kwargs: object) -> httpx.Response:
+    """One request; a 429 is waited out (the limits are not under test here)."""
+    while True:
+        response = await edge.request(method, url, **kwargs)  # type: ignore[arg-type]
+        if response.status_code != 429:
+            return response
+        await asyncio.sleep(float(response.headers.get("retry-after", "1")))
+
+
+async def test_a_thousand_writes_are_each_read_back_while_the_replica_is_a_second_late(
+    edge: httpx.AsyncClient, delayed_replica: None
+) -> None:
+    product_id = await new_product(edge, await admin(edge), stock=USERS * PAIRS_PER_USER)
+    users = [await new_user(edge, "ryw") for _ in range(USERS)]
+    replica_reads_before = await api_metric("tenx_db_reads_total", target="replica-1")
+    stale: list[str] = []
+    bystander_reads = 0
+
+    async def customer(user: dict[str, str]) -> None:
+        nonlocal bystander_reads
+        for _ in range(PAIRS_PER_USER):
+            placed = await send(
+                edge, "POST", "/v1/orders", json=order_body(product_id), headers=user | new_key()
+            )
+            assert placed.status_code == 201, placed.text
+            order_id = placed.json()["id"]
+            read = await send(edge, "GET", f"/v1/orders/{order_id}", headers=user)
+            if read.status_code != 200:
+                stale.append(order_id)
+            # Someone who wrote nothing reads the catalog: that may come from the replica.
+            listed = await send(edge, "GET", "/v1/products", params={"category": "kitchen"})
+            assert listed.status_code == 200
+            bystander_reads += 1
+
+    started = time.monotonic()
+    await asyncio.gather(*(customer(user) for user in users))
+    elapsed = time.monotonic() - started
+    replica_reads = await api_metric("tenx_db_reads_total", target="replica-1")
+    assert stale == []
+    assert bystander_reads == USERS * PAIRS_PER_USER
+    # The delay held the replica back, yet reads that could be stale still went there.
+    assert replica_reads - replica_reads_before > 0.2 * bystander_reads, elapsed
+
+
+def stack(*args: str) -> None:
+    subprocess.run([str(STACK), *args], check=True, capture_output=True, timeout=120)
+
+
+async def test_every_read_answers_while_the_replica_is_stopped(edge: httpx.AsyncClient) -> None:
+    product_id = await new_product(edge, await admin(edge), stock=100)
+    user = await new_user(edge, "ryw")
+    placed = await edge.post("/v1/orders", json=order_body(product_id), headers=user | new_key())
+    assert placed.status_code == 201
+    order_id = placed.json()["id"]
+    fallbacks_before = await api_metric("tenx_db_reads_total", target="primary")
+    stack("stop", "postgres-replica")
+    try:
+        for i in range(60):
+            if i % 3 == 0:
+                response = await edge.get("/v1/products", params={"category": "kitchen"})
+            elif i % 3 == 1:
+                response = await edge.get(f"/v1/orders/{order_id}", headers=user)
+            else:
+                response = await edge.get("/v1/orders", headers=user)
+            assert response.status_code == 200, (i, response.text)
+        assert await api_metric("tenx_db_replica_healthy", replica="replica-1") == 0
+        assert await api_metric("tenx_db_reads_total", target="primary") >= fallbacks_before + 40
+    finally:
+        stack("start", "postgres-replica")
+    deadline = time.monotonic() + 30
+    while await api_metric("tenx_db_replica_healthy", replica="replica-1") < 2:
+        assert time.monotonic() < deadline, "the replica never came back into rotation"
+        await asyncio.sleep(0.5)
+    before = await api_metric("tenx_db_reads_total", target="replica-1")
+    for _ in range(10):
+        assert (await edge.get("/v1/products", params={"category": "kitchen"})).status_code == 200
+    assert await api_metric("tenx_db_reads_total", target="replica-1") > before

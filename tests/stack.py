@@ -1,0 +1,79 @@
+"""Helpers for tests that talk to the running local stack through the edge."""
+
+import re
+import uuid
+from typing import Any
+
+import httpx
+
+from tenx_auth.settings import Settings as AuthSettings
+
+EDGE = "http://127.0.0.1:8080"
+API_PORTS = (8000, 8010)  # the two api instances behind the edge
+STRONG = "correct horse battery staple 42"
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def log_in(edge: httpx.AsyncClient, email: str, password: str) -> dict[str, str]:
+    response = await edge.post("/v1/auth/token", json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+    return bearer(response.json()["access_token"])
+
+
+async def new_user(edge: httpx.AsyncClient, prefix: str = "t") -> dict[str, str]:
+    """Sign up a fresh user; its Authorization header."""
+    email = f"{prefix}-{uuid.uuid4().hex[:10]}@example.com"
+    signed_up = await edge.post(
+        "/v1/auth/signup", json={"email": email, "password": STRONG, "name": prefix}
+    )
+    assert signed_up.status_code == 201, signed_up.text
+    return await log_in(edge, email, STRONG)
+
+
+async def admin(edge: httpx.AsyncClient) -> dict[str, str]:
+    settings = AuthSettings()
+    return await log_in(edge, settings.admin_email, settings.admin_password.get_secret_value())
+
+
+def product_body(**overrides: Any) -> dict[str, Any]:
+    body = {
+        "sku": f"SKU-{uuid.uuid4().hex[:10]}",
+        "name": "Espresso cup",
+        "description": "A small cup.",
+        "category": "kitchen",
+        "price_cents": 2500,
+        "currency": "EUR",
+        "stock": 10,
+    }
+    return body | overrides
+
+
+async def new_product(edge: httpx.AsyncClient, admin: dict[str, str], stock: int) -> str:
+    response = await edge.post("/v1/products", json=product_body(stock=stock), headers=admin)
+    assert response.status_code == 201, response.text
+    product_id: str = response.json()["id"]
+    return product_id
+
+
+def order_body(product_id: str, quantity: int = 1, card: str = "pm_card_visa") -> dict[str, Any]:
+    return {"items": [{"product_id": product_id, "quantity": quantity}], "payment_method": card}
+
+
+def new_key() -> dict[str, str]:
+    return {"Idempotency-Key": uuid.uuid4().hex}
+
+
+async def api_metric(name: str, **labels: str) -> float:
+    """A Prometheus sample summed over both api instances (0 when absent)."""
+    wanted = [f'{k}="{v}"' for k, v in labels.items()]
+    total = 0.0
+    async with httpx.AsyncClient(timeout=10) as client:
+        for port in API_PORTS:
+            text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+            for match in re.finditer(rf"^{name}(?:{{(.*)}})? (\S+)$", text, re.M):
+                if all(label in (match.group(1) or "") for label in wanted):
+                    total += float(match.group(2))
+    return total
