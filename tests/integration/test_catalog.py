@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from tenx_api.settings import Settings as ApiSettings
 from tenx_auth.settings import Settings as AuthSettings
 from tenx_common.cache import Cache, create_redis
+from tests.stack import api_metric
 
 EDGE = "http://127.0.0.1:8080"
 STRONG = "correct horse battery staple 42"
@@ -203,3 +204,51 @@ async def test_concurrent_misses_on_one_key_load_once(api_settings: ApiSettings)
         await redis.aclose()
     assert set(results) == {b'{"id": "x"}'}
     assert loads == 1
+
+
+async def test_five_hundred_concurrent_misses_through_the_edge_read_the_database_once(
+    admin: dict[str, str],
+) -> None:
+    limits = httpx.Limits(max_connections=200)
+    async with httpx.AsyncClient(base_url=EDGE, timeout=30, limits=limits) as edge:
+        created = await edge.post("/v1/products", json=product(), headers=admin)
+        product_id = created.json()["id"]
+        changed = await edge.patch(f"/v1/products/{product_id}", json={"stock": 7}, headers=admin)
+        assert changed.status_code == 200  # the cached copy is gone
+        before = await api_metric("tenx_db_reads_total")
+        responses = await asyncio.gather(
+            *(edge.get(f"/v1/products/{product_id}") for _ in range(500))
+        )
+        reads = await api_metric("tenx_db_reads_total") - before
+    assert {r.status_code for r in responses} == {200}
+    assert {r.json()["stock"] for r in responses} == {7}
+    assert reads == 1
+
+
+async def test_a_rebuild_that_read_before_a_change_never_caches_the_old_value(
+    api_settings: ApiSettings,
+) -> None:
+    redis = create_redis(api_settings)
+    cache = Cache(redis, prefix=f"it:{uuid.uuid4().hex}")
+    source = {"value": b"old"}
+    read_done, changed = asyncio.Event(), asyncio.Event()
+
+    async def slow_load() -> bytes:
+        value = source["value"]  # read before the change commits...
+        read_done.set()
+        await changed.wait()  # ...and stored after it
+        return value
+
+    async def load() -> bytes:
+        return source["value"]
+
+    try:
+        rebuild = asyncio.create_task(cache.get_or_load("k", slow_load, ttl_s=30))
+        await read_done.wait()
+        source["value"] = b"new"
+        await cache.invalidate("k")
+        changed.set()
+        assert await rebuild == b"old"  # that caller saw the old value, once
+        assert await cache.get_or_load("k", load, ttl_s=30) == b"new"
+    finally:
+        await redis.aclose()
