@@ -1,88 +1,192 @@
-"""GET /v1/products/{id} (cached) against a bare FastAPI endpoint and a raw ASGI
-app, and a SQLAlchemy primary-key lookup against a raw asyncpg loop.
+"""The api against its baselines, measured side by side in one run.
 
-All sides run in one go on this machine; the results are ratios. wrk (Debian)
-runs pinned to CPU 1 and each server process to CPU 0, 2 connections, 10 s,
-loopback only. Run: make bench (the stack must be up).
+HTTP (wrk from Debian pinned to CPU 1, each server pinned to CPU 0, 16
+connections, 8 s each, loopback only):
+- a raw ASGI app and a bare FastAPI JSON endpoint (bench/baseline_apps.py);
+- GET /v1/products/{id} (cached) on a bench instance of the api (port 8099,
+  the stack's code and settings, per-address limits raised so the rate limiter
+  runs on every request but never refuses): as it ships, then without tracing,
+  then without tracing and rate limiting, to show what each layer costs;
+- POST /v1/orders on the same instance: throughput and p99 (one customer,
+  one unit of one of 50 products per order, a fresh Idempotency-Key per
+  request, bench/orders.lua).
+
+SQL: the api's product lookup (catalog.PRODUCT_BY_ID through an AsyncSession)
+against asyncpg's fetchrow of the same row, in interleaved chunks so that the
+machine's noise falls on both alike.
+
+Writes bench/results/api_throughput.json. Run: make bench (the stack must be up).
 """
 
 import asyncio
 import json
+import os
 import re
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import asyncpg
-from sqlalchemy import select
+import httpx
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from tenx_api.adapters.orm import Product
+from tenx_api.service_layer.catalog import PRODUCT_BY_ID
 from tenx_api.settings import Settings
+from tenx_auth.settings import Settings as AuthSettings
 
 ROOT = Path(__file__).resolve().parents[1]
-DURATION_S = 10
+EDGE = "http://127.0.0.1:8080"
+DURATION_S = 8
+CONNECTIONS = 16
+BENCH_PORT = 8099
+UNLIMITED = "100000000"
+ORDER_PRODUCTS = 50  # orders spread over many rows, as a catalog's would be
 
 
-def wrk_requests_per_s(url: str) -> float:
+def wrk(url: str, *extra: str, env: dict[str, str] | None = None) -> dict[str, float]:
+    command = ["taskset", "-c", "1", "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{DURATION_S}s"]
     out = subprocess.run(
-        ["taskset", "-c", "1", "wrk", "-t1", "-c2", f"-d{DURATION_S}s", url],
+        [*command, "--latency", *extra, url],
         capture_output=True,
         text=True,
         check=True,
+        env={**os.environ, **(env or {})},
     ).stdout
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    assert match, out
-    return float(match.group(1))
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
+    refused = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    assert rps, out
+    assert p99, out
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
+    return {
+        "rps": round(float(rps.group(1))),
+        "p99_ms": round(float(p99.group(1)) * scale, 2),
+        "non_2xx": int(refused.group(1)) if refused else 0,
+    }
 
 
-def serve_baseline(kind: str, port: int) -> subprocess.Popen[bytes]:
+@contextmanager
+def serving(command: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[None]:
     process = subprocess.Popen(
-        ["taskset", "-c", "0", sys.executable, "-m", "bench.baseline_apps", kind, str(port)],
+        ["taskset", "-c", "0", *command],
         cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
-    for _ in range(100):
-        probe = subprocess.run(
-            ["curl", "-fs", "-o", "/dev/null", f"http://127.0.0.1:{port}/v1/products/x"],
-            check=False,
+    try:
+        for _ in range(150):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code < 500:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        else:
+            raise RuntimeError(f"{command} did not start on {port}")
+        yield
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def api_instance() -> list[str]:
+    return [sys.executable, "-m", "tenx_api", "serve", "--port", str(BENCH_PORT)]
+
+
+def api_env(**overrides: str) -> dict[str, str]:
+    """The bench instance's environment: limits raised; ``overrides`` are TENX_API_* settings."""
+    limits = {
+        f"TENX_API_RATE_LIMIT_{who}_{kind}_PER_MINUTE": UNLIMITED
+        for who in ("IP", "USER")
+        for kind in ("READ", "WRITE")
+    }
+    return limits | {f"TENX_API_{name.upper()}": value for name, value in overrides.items()}
+
+
+def prepare() -> tuple[list[str], str]:
+    """Products with plenty of stock (made through the bench instance, whose
+    limits allow it) and a customer's access token."""
+    bench = httpx.Client(base_url=f"http://127.0.0.1:{BENCH_PORT}", timeout=30)
+    with httpx.Client(base_url=EDGE, timeout=30) as edge, bench:
+        auth = AuthSettings()
+        admin = edge.post(
+            "/v1/auth/token",
+            json={"email": auth.admin_email, "password": auth.admin_password.get_secret_value()},
+        ).json()["access_token"]
+        products = []
+        for _ in range(ORDER_PRODUCTS):
+            product = bench.post(
+                "/v1/products",
+                json={
+                    "sku": f"BENCH-{uuid.uuid4().hex[:10]}",
+                    "name": "Bench kettle",
+                    "category": "kitchen",
+                    "price_cents": 4200,
+                    "stock": 1_000_000,
+                },
+                headers={"Authorization": f"Bearer {admin}"},
+            )
+            product.raise_for_status()
+            products.append(product.json()["id"])
+        email = f"bench-{uuid.uuid4().hex[:10]}@example.com"
+        password = f"bench {uuid.uuid4().hex}"
+        edge.post("/v1/auth/signup", json={"email": email, "password": password, "name": "B"})
+        token = edge.post("/v1/auth/token", json={"email": email, "password": password}).json()[
+            "access_token"
+        ]
+    return products, token
+
+
+def http_benchmarks(products: list[str], token: str) -> dict[str, Any]:
+    product_id = products[0]
+    results: dict[str, Any] = {}
+    for kind, port in (("asgi", 8091), ("fastapi", 8092)):
+        with serving([sys.executable, "-m", "bench.baseline_apps", kind, str(port)], port):
+            results[f"{kind}_baseline"] = wrk(f"http://127.0.0.1:{port}/v1/products/x")
+    product_url = f"http://127.0.0.1:{BENCH_PORT}/v1/products/{product_id}"
+    ladder = {
+        "api_cached_product": {},
+        "api_cached_product_untraced": {"tracing_enabled": "false"},
+        "api_cached_product_untraced_unlimited": {
+            "tracing_enabled": "false",
+            "rate_limit_enabled": "false",
+        },
+    }
+    for name, overrides in ladder.items():
+        with serving(api_instance(), BENCH_PORT, api_env(**overrides)):
+            httpx.get(product_url)  # fill the cache
+            results[name] = wrk(product_url)
+    with serving(api_instance(), BENCH_PORT, api_env()):
+        results["api_place_order"] = wrk(
+            f"http://127.0.0.1:{BENCH_PORT}/v1/orders",
+            "-s",
+            str(ROOT / "bench" / "orders.lua"),
+            env={
+                "TENX_BENCH_TOKEN": token,
+                "TENX_BENCH_PRODUCTS": ",".join(products),
+                "TENX_BENCH_KEY_PREFIX": uuid.uuid4().hex,
+            },
         )
-        if probe.returncode == 0:
-            return process
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"the {kind} baseline did not start")
-
-
-def http_ratios(product_id: str) -> dict[str, float]:
-    api = wrk_requests_per_s(f"http://127.0.0.1:8000/v1/products/{product_id}")
-    results: dict[str, float] = {"api_cached_product_rps": round(api)}
-    for kind, port in (("fastapi", 8091), ("asgi", 8092)):
-        server = serve_baseline(kind, port)
-        try:
-            rps = wrk_requests_per_s(f"http://127.0.0.1:{port}/v1/products/{uuid.uuid4()}")
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
-        results[f"{kind}_baseline_rps"] = round(rps)
-        results[f"api_to_{kind}_ratio"] = round(api / rps, 2)
+    fastapi, asgi = results["fastapi_baseline"]["rps"], results["asgi_baseline"]["rps"]
+    for name in ladder:
+        results[f"{name}_to_fastapi_ratio"] = round(results[name]["rps"] / fastapi, 2)
+        results[f"{name}_to_asgi_ratio"] = round(results[name]["rps"] / asgi, 2)
     return results
 
 
-async def lookup_ratio(product_id: str, rounds: int = 3000) -> dict[str, float]:
+async def lookup_benchmark(
+    product_id: str, chunks: int = 20, per_chunk: int = 200
+) -> dict[str, Any]:
     settings = Settings()
-    engine = create_async_engine(settings.primary_url(), pool_size=1)
-    sessions = async_sessionmaker(engine, expire_on_commit=False)
-    uid = uuid.UUID(product_id)
-    started = time.perf_counter()
-    async with sessions() as session:
-        for _ in range(rounds):
-            (await session.execute(select(Product).where(Product.id == uid))).scalar_one()
-            session.expunge_all()
-    orm = rounds / (time.perf_counter() - started)
-    await engine.dispose()
     url = settings.primary_url()
+    engine = create_async_engine(url, pool_size=1)
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
     conn = await asyncpg.connect(
         host=url.host,
         port=url.port,
@@ -90,28 +194,42 @@ async def lookup_ratio(product_id: str, rounds: int = 3000) -> dict[str, float]:
         password=url.password,
         database=url.database,
     )
-    started = time.perf_counter()
-    for _ in range(rounds):
-        await conn.fetchrow("SELECT * FROM products WHERE id = $1", uid)
-    raw = rounds / (time.perf_counter() - started)
-    await conn.close()
+    uid = uuid.UUID(product_id)
+    spent = {"sqlalchemy": 0.0, "asyncpg": 0.0}
+    try:
+        async with sessions() as session:
+            for _ in range(chunks):
+                started = time.perf_counter()
+                for _ in range(per_chunk):
+                    (await session.execute(PRODUCT_BY_ID, {"id": uid})).one()
+                spent["sqlalchemy"] += time.perf_counter() - started
+                started = time.perf_counter()
+                for _ in range(per_chunk):
+                    await conn.fetchrow("SELECT * FROM products WHERE id = $1", uid)
+                spent["asyncpg"] += time.perf_counter() - started
+    finally:
+        await conn.close()
+        await engine.dispose()
+    lookups = chunks * per_chunk
     return {
-        "sqlalchemy_pk_lookups_per_s": round(orm),
-        "asyncpg_fetchrow_per_s": round(raw),
-        "sqlalchemy_to_asyncpg_ratio": round(orm / raw, 2),
+        "sqlalchemy_pk_lookups_per_s": round(lookups / spent["sqlalchemy"]),
+        "asyncpg_fetchrow_per_s": round(lookups / spent["asyncpg"]),
+        "sqlalchemy_to_asyncpg_ratio": round(spent["asyncpg"] / spent["sqlalchemy"], 2),
     }
 
 
 def main() -> None:
-    listing = subprocess.run(
-        ["curl", "-fs", "http://127.0.0.1:8080/v1/products?limit=1"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    product_id = json.loads(listing)["items"][0]["id"]
-    results = http_ratios(product_id)
-    results.update(asyncio.run(lookup_ratio(product_id)))
+    with serving(api_instance(), BENCH_PORT, api_env()):
+        products, token = prepare()
+    results = http_benchmarks(products, token)
+    results.update(asyncio.run(lookup_benchmark(products[0])))
+    results["targets"] = {
+        "api_cached_product_to_fastapi_ratio": ">= 0.5",
+        "sqlalchemy_to_asyncpg_ratio": ">= 0.5",
+    }
+    out = ROOT / "bench" / "results" / "api_throughput.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
 
 

@@ -7,9 +7,9 @@ its routers. Nothing connects before the lifespan runs the bootstrap.
 
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from prometheus_client.registry import Collector
 
 from tenx_common.health import Check, health_router
@@ -34,6 +34,12 @@ class Container(Protocol):
 
 
 S = TypeVar("S", bound=ServiceSettings)
+
+
+async def handler_deps(request: Request) -> Any:
+    """The handlers' dependencies the bootstrap built, for ``Depends``. (Async:
+    FastAPI would run a plain function in a worker thread on every request.)"""
+    return request.app.state.container.deps
 
 
 def create_service_app(
@@ -63,8 +69,11 @@ def create_service_app(
     app.state.settings = settings
     app.state.metrics = Metrics(service=settings.service_name)
     install_problem_handlers(app)
+    # The routers' routes go straight onto the app (each router carries its own
+    # prefix): include_router would nest them, and every request would then be
+    # matched through the nesting, which costs as much as the handler itself.
     for router in (health_router(), metrics_router(), *routers):
-        app.include_router(router)
+        app.router.routes.extend(router.routes)
     if isinstance(settings, RateLimitSettings):
         app.add_middleware(RateLimitMiddleware, settings=settings)
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)

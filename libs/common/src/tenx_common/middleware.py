@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tenx_common.logging import request_id_var
 from tenx_common.metrics import Metrics
 from tenx_common.problems import problem_response
+from tenx_common.telemetry import name_server_span
 
 REQUEST_ID_HEADER = b"x-request-id"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -64,6 +65,7 @@ class RequestContextMiddleware:
 
     def _record(self, scope: Scope, status: int, seconds: float) -> None:
         route = _route_template(scope)
+        name_server_span(scope["method"], route)
         self.metrics.observe_request(
             method=scope["method"], route=route, status=status, seconds=seconds
         )

@@ -3,8 +3,9 @@
 import socket
 
 from fastapi import FastAPI
+from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
@@ -37,11 +38,25 @@ def create_tracer_provider(
 
 
 def instrument_app(app: FastAPI, provider: TracerProvider) -> None:
-    # One server span per request: the per-message send/receive spans cost more
-    # than they tell.
-    FastAPIInstrumentor.instrument_app(
-        app,
+    """One server span per request, as the outermost middleware.
+
+    The plain ASGI middleware, not FastAPIInstrumentor: that one finds each
+    request's route by trying every route again (a third of a cached read's
+    time here). The span starts named by the method; ``name_server_span``
+    renames it with the route template once routing has matched. The
+    per-message send/receive spans cost more than they tell.
+    """
+    app.add_middleware(
+        OpenTelemetryMiddleware,
         tracer_provider=provider,
         excluded_urls=UNTRACED_PATHS,
         exclude_spans=["receive", "send"],
+        default_span_details=lambda scope: (scope.get("method", "HTTP"), {}),
     )
+
+
+def name_server_span(method: str, route: str) -> None:
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.update_name(f"{method} {route}")
+        span.set_attribute("http.route", route)

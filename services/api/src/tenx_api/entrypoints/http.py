@@ -13,16 +13,11 @@ from tenx_api.domain.customers import ProfileUpdate
 from tenx_api.domain.orders import PlaceOrder
 from tenx_api.service_layer import catalog, customers, orders
 from tenx_api.service_layer.deps import ApiDeps
+from tenx_common.app import handler_deps
 from tenx_common.problems import ProblemError
 from tenx_common.security import AdminUser, CurrentUser, MaybeUser
 
-
-def get_deps(request: Request) -> ApiDeps:
-    deps: ApiDeps = request.app.state.container.deps
-    return deps
-
-
-Deps = Annotated[ApiDeps, Depends(get_deps)]
+Deps = Annotated[ApiDeps, Depends(handler_deps)]
 
 router = APIRouter(prefix="/v1")
 
@@ -123,9 +118,7 @@ async def update_product(
 
 
 @router.get("/products/{product_id}", tags=["catalog"], response_model=dict[str, Any])
-async def get_product(
-    product_id: UUID, request: Request, principal: MaybeUser, deps: Deps
-) -> Response:
+async def get_product(product_id: UUID, request: Request, deps: Deps) -> Response:
     document = await catalog.get_product(product_id, deps=deps)
     return cached_json(document, request, cache_control="public, max-age=30")
 

@@ -10,15 +10,10 @@ from tenx_auth.domain import commands
 from tenx_auth.entrypoints.schemas import DeletionStatus, KeyRotated, TokenResponse, UserPublic
 from tenx_auth.service_layer import handlers
 from tenx_auth.service_layer.handlers import AuthDeps, TokenPair
+from tenx_common.app import handler_deps
 from tenx_common.security import AdminUser, CurrentUser
 
-
-def get_deps(request: Request) -> AuthDeps:
-    deps: AuthDeps = request.app.state.container.deps
-    return deps
-
-
-Deps = Annotated[AuthDeps, Depends(get_deps)]
+Deps = Annotated[AuthDeps, Depends(handler_deps)]
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
 jwks_router = APIRouter(tags=["auth"])
