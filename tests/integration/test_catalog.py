@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from tenx_api.settings import Settings as ApiSettings
 from tenx_auth.settings import Settings as AuthSettings
 from tenx_common.cache import Cache, create_redis
-from tests.stack import api_metric
+from tests.stack import API_PORTS, api_metric
 
 EDGE = "http://127.0.0.1:8080"
 STRONG = "correct horse battery staple 42"
@@ -252,3 +252,21 @@ async def test_a_rebuild_that_read_before_a_change_never_caches_the_old_value(
         assert await cache.get_or_load("k", load, ttl_s=30) == b"new"
     finally:
         await redis.aclose()
+
+
+async def test_anonymous_copies_on_both_instances_drop_a_change_within_moments(
+    admin: dict[str, str],
+) -> None:
+    async with httpx.AsyncClient(base_url=EDGE, timeout=15) as edge:
+        product_id = (await edge.post("/v1/products", json=product(), headers=admin)).json()["id"]
+        urls = [f"http://127.0.0.1:{port}/v1/products/{product_id}" for port in API_PORTS]
+        for url in urls:  # each instance now holds a near copy
+            assert (await edge.get(url)).json()["stock"] == 10
+        changed = await edge.patch(f"/v1/products/{product_id}", json={"stock": 4}, headers=admin)
+        assert changed.status_code == 200
+        for url in urls:
+            assert (await edge.get(url, headers=admin)).json()["stock"] == 4  # the writer: at once
+            deadline = asyncio.get_running_loop().time() + 1.0  # well under the 5 s copy life
+            while (await edge.get(url)).json()["stock"] != 4:
+                assert asyncio.get_running_loop().time() < deadline, url
+                await asyncio.sleep(0.01)

@@ -9,7 +9,7 @@ import httpx
 
 from tenx_api.settings import Settings as ApiSettings
 from tenx_common.cache import create_redis
-from tenx_common.ratelimit import Rate, TokenBuckets
+from tenx_common.ratelimit import Rate, TokenBuckets, lease_size
 
 STRONG = "correct horse battery staple 42"
 
@@ -30,6 +30,34 @@ async def test_a_bucket_passes_its_burst_then_its_rate(api_settings: ApiSettings
     refused = [v for v in verdicts if not v.allowed]
     assert refused
     assert all(v.retry_after_s >= 1 for v in refused)
+
+
+async def test_two_instances_leasing_tokens_share_one_bucket(api_settings: ApiSettings) -> None:
+    redis = create_redis(api_settings)
+    calls = 0
+    real_eval = redis.eval
+
+    async def counted_eval(*args: object) -> object:
+        nonlocal calls
+        calls += 1
+        return await real_eval(*args)  # type: ignore[arg-type]
+
+    redis.eval = counted_eval  # type: ignore[method-assign,assignment]
+    rate = Rate(per_minute=60, burst=100)  # leases of 10
+    try:
+        prefix = f"it:{uuid.uuid4().hex}"
+        instances = [TokenBuckets(redis, prefix=prefix) for _ in range(2)]
+        started = time.monotonic()
+        # All at once: requests that arrive while a lease is fetched share it.
+        verdicts = await asyncio.gather(*(instances[i % 2].take("k", rate) for i in range(300)))
+        elapsed = time.monotonic() - started
+    finally:
+        await redis.aclose()
+    allowed = sum(v.allowed for v in verdicts)
+    unspent = 2 * (lease_size(rate) - 1)
+    assert 100 - unspent <= allowed <= 100 + int(elapsed) + 1
+    assert calls < 300 / 5  # most requests spent a lease or a remembered refusal
+    assert all(v.remaining >= 0 for v in verdicts)
 
 
 async def test_a_user_over_the_limit_is_refused_by_both_instances_together(
@@ -61,7 +89,10 @@ async def test_a_user_over_the_limit_is_refused_by_both_instances_together(
     refused = [r for r in responses if r.status_code == 429]
     assert len(passed) + len(refused) == len(responses)
     refill = int(elapsed * per_minute / 60) + 1
-    assert burst <= len(passed) <= burst + refill  # one shared bucket, not one per instance
+    # One shared bucket, not one per instance; each instance may leave part of a
+    # lease unspent (refused early, never late).
+    unspent = 2 * (lease_size(Rate(per_minute, burst)) - 1)
+    assert burst - unspent <= len(passed) <= burst + refill
     problem = refused[0]
     assert problem.headers["content-type"] == "application/problem+json"
     assert problem.json()["code"] == "rate_limited"

@@ -18,7 +18,7 @@ from tenx_common.metrics import Metrics, metrics_router
 from tenx_common.middleware import RequestContextMiddleware
 from tenx_common.problems import install_problem_handlers
 from tenx_common.settings import RateLimitSettings, ServiceSettings
-from tenx_common.telemetry import create_tracer_provider, instrument_app
+from tenx_common.telemetry import create_tracer_provider
 from tenx_common.throttle import RateLimitMiddleware
 
 
@@ -76,6 +76,6 @@ def create_service_app(
         app.router.routes.extend(router.routes)
     if isinstance(settings, RateLimitSettings):
         app.add_middleware(RateLimitMiddleware, settings=settings)
-    app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
-    instrument_app(app, tracer_provider)
+    tracer = tracer_provider.get_tracer("tenx.http") if settings.tracing_enabled else None
+    app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics, tracer=tracer)
     return app

@@ -2,14 +2,17 @@
 and the cache-aside helper."""
 
 import asyncio
+import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from tenx_common.health import Check
 from tenx_common.settings import RedisSettings
+
+log = logging.getLogger(__name__)
 
 
 def create_redis(settings: RedisSettings) -> Redis:
@@ -31,6 +34,84 @@ def redis_check(client: Redis) -> Check:
         await client.ping()
 
     return Check("redis", probe)
+
+
+class NearCache:
+    """This process's copy of hot cache entries, for readers that may see a
+    change late by the time its invalidation takes to cross Redis pub/sub.
+
+    ``Cache.invalidate`` drops the local copies at once and publishes the keys;
+    every process drops its copies when the message arrives. A copy lives at
+    most ``ttl_s``; a subscriber that loses its connection drops everything. A
+    fill stores its value only if the key was not dropped since the fill began.
+    """
+
+    def __init__(
+        self,
+        *,
+        channel: str,
+        ttl_s: float = 5.0,
+        max_entries: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.channel = channel
+        self._ttl_s = ttl_s
+        self._max_entries = max_entries
+        self._clock = clock
+        self._entries: dict[str, tuple[float, bytes]] = {}
+        self._drops: dict[str, int] = {}
+        self._epoch = 0
+
+    def get(self, key: str) -> bytes | None:
+        entry = self._entries.get(key)
+        if entry is None or entry[0] < self._clock():
+            return None
+        return entry[1]
+
+    def version(self, key: str) -> tuple[int, int]:
+        return self._epoch, self._drops.get(key, 0)
+
+    def put(self, key: str, value: bytes, *, version: tuple[int, int]) -> None:
+        if self.version(key) != version:
+            return  # dropped while it loaded: the value may be old
+        if len(self._entries) >= self._max_entries:
+            self.clear()
+        self._entries[key] = (self._clock() + self._ttl_s, value)
+
+    def drop(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            self._entries.pop(key, None)
+            self._drops[key] = self._drops.get(key, 0) + 1
+        if len(self._drops) > 2 * self._max_entries:
+            self.clear()
+
+    def clear(self) -> None:
+        """Drop every copy; no fill that began before this stores its value."""
+        self._epoch += 1
+        self._entries.clear()
+        self._drops.clear()
+
+    async def listen(self, redis: Redis) -> None:
+        """Drop what other processes invalidate, until cancelled."""
+        while True:
+            try:
+                async with redis.pubsub() as pubsub:
+                    await pubsub.subscribe(self.channel)
+                    self.clear()  # what was published while unsubscribed is unknown
+                    while True:
+                        message = await pubsub.get_message(
+                            ignore_subscribe_messages=True, timeout=5.0
+                        )
+                        if message is not None:
+                            data = message["data"]
+                            text = data.decode() if isinstance(data, bytes) else str(data)
+                            self.drop(text.split("\n"))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("near cache: subscription lost, dropping every copy: %r", exc)
+                self.clear()
+                await asyncio.sleep(1.0)
 
 
 class Cache:
@@ -62,14 +143,37 @@ class Cache:
         prefix: str,
         lock_ttl_s: float = 5.0,
         poll_s: float = 0.02,
+        near: NearCache | None = None,
     ) -> None:
         self._redis = redis
+        self.near = near
         self._prefix = prefix
         self._lock_ttl_ms = int(lock_ttl_s * 1000)
         self._poll_s = poll_s
         self._inflight: dict[str, asyncio.Future[bytes | None]] = {}
 
     async def get_or_load(
+        self,
+        key: str,
+        load: Callable[[], Awaitable[bytes | None]],
+        *,
+        ttl_s: int,
+        near: bool = False,
+    ) -> bytes | None:
+        """The cached value, else ``load``'s (stored). With ``near``, this
+        process's copy may answer (see NearCache): only for readers that may see
+        a change a moment late."""
+        if not near or self.near is None:
+            return await self._get_or_load(key, load, ttl_s=ttl_s)
+        if (copy := self.near.get(key)) is not None:
+            return copy
+        version = self.near.version(key)
+        value = await self._get_or_load(key, load, ttl_s=ttl_s)
+        if value is not None:
+            self.near.put(key, value, version=version)
+        return value
+
+    async def _get_or_load(
         self, key: str, load: Callable[[], Awaitable[bytes | None]], *, ttl_s: int
     ) -> bytes | None:
         cached = await self._get(key)
@@ -98,7 +202,11 @@ class Cache:
                 pipe.incr(self._key(key) + ":gen")
                 pipe.expire(self._key(key) + ":gen", self._GENERATION_TTL_S)
                 pipe.delete(self._key(key))
+            if self.near is not None:
+                pipe.publish(self.near.channel, "\n".join(keys))
             await pipe.execute()
+        if self.near is not None:
+            self.near.drop(keys)
 
     async def _rebuild(
         self, key: str, load: Callable[[], Awaitable[bytes | None]], *, ttl_s: int

@@ -1,34 +1,40 @@
-"""Pure ASGI middleware for every request: request id, access log, RED metrics.
+"""Pure ASGI middleware for every request: request id, server span, access log,
+RED metrics, all in one layer (each ASGI layer wraps every message again).
 
-It also turns an unhandled exception into a 500 problem that still carries
-the request id, so no stack trace ever reaches a client.
+The server span honours an incoming W3C ``traceparent``; it is named by the
+route template once routing has matched. An unhandled exception becomes a 500
+problem that still carries the request id, so no stack trace reaches a client.
 """
 
 import logging
 import re
 import time
 import uuid
+from contextlib import nullcontext
 from typing import Any
 
+from opentelemetry import propagate
+from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tenx_common.logging import request_id_var
 from tenx_common.metrics import Metrics
 from tenx_common.problems import problem_response
-from tenx_common.telemetry import name_server_span
 
 REQUEST_ID_HEADER = b"x-request-id"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+_QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})  # not logged, not traced
+_TRACE_HEADERS = frozenset({b"traceparent", b"tracestate"})
 
 log = logging.getLogger("tenx.access")
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, tracer: Tracer | None = None) -> None:
         self.app = app
         self.metrics = metrics
+        self.tracer = tracer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -50,29 +56,57 @@ class RequestContextMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
-        try:
-            await self.app(scope, receive, send_with_id)
-        except Exception:
-            log.exception("unhandled error", extra={"path": scope["path"]})
-            if response_started:
-                raise
-            await problem_response(
-                status=500, code="internal_error", detail="An unexpected error occurred."
-            )(scope, receive, send_with_id)
-        finally:
-            self._record(scope, status, time.perf_counter() - started)
-            request_id_var.reset(token)
+        with self._server_span(scope) as span:
+            try:
+                await self.app(scope, receive, send_with_id)
+            except Exception as exc:
+                log.exception("unhandled error", extra={"path": scope["path"]})
+                if span is not None:
+                    span.record_exception(exc)
+                if response_started:
+                    raise
+                await problem_response(
+                    status=500, code="internal_error", detail="An unexpected error occurred."
+                )(scope, receive, send_with_id)
+            finally:
+                self._record(scope, span, status, time.perf_counter() - started)
+                request_id_var.reset(token)
 
-    def _record(self, scope: Scope, status: int, seconds: float) -> None:
-        route = _route_template(scope)
-        name_server_span(scope["method"], route)
-        self.metrics.observe_request(
-            method=scope["method"], route=route, status=status, seconds=seconds
+    def _server_span(self, scope: Scope) -> Any:
+        if self.tracer is None or scope["path"] in _QUIET_PATHS:
+            return nullcontext()
+        carrier = {
+            name.decode(): value.decode("latin-1")
+            for name, value in scope["headers"]
+            if name in _TRACE_HEADERS
+        }
+        return self.tracer.start_as_current_span(
+            scope["method"],
+            context=propagate.extract(carrier) if carrier else None,
+            kind=SpanKind.SERVER,
+            attributes={
+                "http.request.method": scope["method"],
+                "url.path": scope["path"],
+                "url.scheme": scope.get("scheme", "http"),
+            },
+            record_exception=False,
+            set_status_on_exception=False,
         )
+
+    def _record(self, scope: Scope, span: Span | None, status: int, seconds: float) -> None:
+        route = _route_template(scope)
+        method = scope["method"]
+        self.metrics.observe_request(method=method, route=route, status=status, seconds=seconds)
+        if span is not None:
+            span.update_name(f"{method} {route}")
+            span.set_attribute("http.route", route)
+            span.set_attribute("http.response.status_code", status)
+            if status >= 500:
+                span.set_status(StatusCode.ERROR)
         if scope["path"] not in _QUIET_PATHS:
             log.info(
                 "%s %s %d",
-                scope["method"],
+                method,
                 scope["path"],
                 status,
                 extra={"route": route, "status": status, "duration_ms": round(seconds * 1000, 2)},

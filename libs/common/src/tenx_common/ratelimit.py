@@ -4,6 +4,10 @@ Two shapes: a fixed-window counter (``RateLimiter``: counting failed logins)
 and a token bucket by GCRA (``TokenBuckets``: request rates with a burst).
 """
 
+import asyncio
+import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -18,22 +22,25 @@ return {count, ttl}
 """
 
 # GCRA on Redis' own clock: KEYS[1] holds the theoretical arrival time (ms).
-# ARGV: emission interval (ms), burst (requests). Returns allowed, remaining,
-# retry-after (ms), reset (ms).
+# ARGV: emission interval (ms), burst (requests), tokens wanted. Takes as many
+# of the wanted tokens as the bucket holds, at least one or none. Returns
+# granted, remaining, retry-after (ms), reset (ms).
 _GCRA = """
 local now_s, now_us = unpack(redis.call('TIME'))
 local now = now_s * 1000 + math.floor(now_us / 1000)
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
+local want = tonumber(ARGV[3])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
-local new_tat = tat + interval
-local allow_at = new_tat - burst * interval
-if now < allow_at then
-  return {0, 0, allow_at - now, tat - now}
+local available = math.floor((now - tat + burst * interval) / interval)
+if available < 1 then
+  return {0, 0, tat + interval - burst * interval - now, tat - now}
 end
+local granted = math.min(want, available)
+local new_tat = tat + granted * interval
 redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now)
-return {1, math.floor((now - allow_at) / interval), 0, new_tat - now}
+return {granted, available - granted, 0, new_tat - now}
 """
 
 
@@ -107,20 +114,131 @@ class BucketVerdict:
     reset_s: int
 
 
+MAX_LEASE = 10
+
+
+def lease_size(rate: Rate, max_lease: int = MAX_LEASE) -> int:
+    """Tokens one instance takes at a time: a tenth of the burst, 1 to ``max_lease``."""
+    return max(1, min(max_lease, rate.burst // 10))
+
+
+@dataclass(slots=True)
+class _Lease:
+    tokens: int
+    remaining: int
+    reset_s: int
+    expires_at: float
+    refused_until: float = 0.0
+
+
 class TokenBuckets:
-    def __init__(self, redis: Redis, *, prefix: str) -> None:
+    """Token buckets shared through Redis, leased a few tokens at a time.
+
+    An instance takes up to a tenth of a bucket's burst (at most
+    ``max_lease``) in one round trip and spends it locally for up to
+    ``lease_s``; a busy client costs one Redis call per lease, not per request.
+    Leased tokens come out of the shared bucket, so all instances together
+    never pass more than the rate allows; a lease unused when it expires is
+    lost, so a client may be refused up to ``lease - 1`` tokens early per
+    instance (never late). A refusal is remembered until the bucket can hold a
+    token again, so a client hammering past its limit costs no round trips.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        prefix: str,
+        lease_s: float = 1.0,
+        max_lease: int = MAX_LEASE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.redis = redis
         self._prefix = prefix
+        self._lease_s = lease_s
+        self._max_lease = max_lease
+        self._clock = clock
+        self._leases: dict[str, _Lease] = {}
+        self._pending: dict[str, asyncio.Future[None]] = {}
 
     async def take(self, key: str, rate: Rate) -> BucketVerdict:
+        # Requests for one key that arrive while a lease is being fetched wait
+        # for it and share it, rather than each taking a lease of its own.
+        while (verdict := self._from_lease(key, rate)) is None and key in self._pending:
+            await asyncio.shield(self._pending[key])
+        if verdict is not None:
+            return verdict
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending[key] = done
+        try:
+            return await self._lease(key, rate)
+        finally:
+            del self._pending[key]
+            done.set_result(None)
+
+    def _from_lease(self, key: str, rate: Rate) -> BucketVerdict | None:
+        now = self._clock()
+        lease = self._leases.get(key)
+        if lease is None:
+            return None
+        if now < lease.refused_until:  # the bucket is empty till then
+            return BucketVerdict(
+                allowed=False,
+                limit=rate.burst,
+                remaining=0,
+                retry_after_s=max(1, math.ceil(lease.refused_until - now)),
+                reset_s=lease.reset_s,
+            )
+        if lease.tokens > 0 and now < lease.expires_at:
+            lease.tokens -= 1
+            return BucketVerdict(
+                allowed=True,
+                limit=rate.burst,
+                remaining=lease.remaining + lease.tokens,
+                retry_after_s=0,
+                reset_s=lease.reset_s,
+            )
+        return None
+
+    async def _lease(self, key: str, rate: Rate) -> BucketVerdict:
+        now = self._clock()
         interval_ms = max(1, 60_000 // rate.per_minute)
-        allowed, remaining, retry_ms, reset_ms = await self.redis.eval(
-            _GCRA, 1, f"{self._prefix}:{key}", interval_ms, rate.burst
+        granted, remaining, retry_ms, reset_ms = await self.redis.eval(
+            _GCRA,
+            1,
+            f"{self._prefix}:{key}",
+            interval_ms,
+            rate.burst,
+            lease_size(rate, self._max_lease),
+        )
+        reset_s = -(-int(reset_ms) // 1000)
+        if int(granted) == 0:
+            self._leases[key] = _Lease(
+                tokens=0,
+                remaining=0,
+                reset_s=reset_s,
+                expires_at=now,
+                refused_until=now + int(retry_ms) / 1000,
+            )
+            return BucketVerdict(
+                allowed=False,
+                limit=rate.burst,
+                remaining=0,
+                retry_after_s=-(-int(retry_ms) // 1000),
+                reset_s=reset_s,
+            )
+        if len(self._leases) > 10_000:
+            self._leases = {k: v for k, v in self._leases.items() if v.expires_at > now}
+        self._leases[key] = _Lease(
+            tokens=int(granted) - 1,
+            remaining=int(remaining),
+            reset_s=reset_s,
+            expires_at=now + self._lease_s,
         )
         return BucketVerdict(
-            allowed=bool(allowed),
+            allowed=True,
             limit=rate.burst,
-            remaining=int(remaining),
-            retry_after_s=-(-int(retry_ms) // 1000),
-            reset_s=-(-int(reset_ms) // 1000),
+            remaining=int(remaining) + int(granted) - 1,
+            retry_after_s=0,
+            reset_s=reset_s,
         )

@@ -2,18 +2,13 @@
 
 import socket
 
-from fastapi import FastAPI
-from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
 from tenx_common.settings import ServiceSettings
-
-UNTRACED_PATHS = "healthz,readyz,metrics"
 
 
 def create_tracer_provider(
@@ -35,28 +30,3 @@ def create_tracer_provider(
     if exporter is not None:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
-
-
-def instrument_app(app: FastAPI, provider: TracerProvider) -> None:
-    """One server span per request, as the outermost middleware.
-
-    The plain ASGI middleware, not FastAPIInstrumentor: that one finds each
-    request's route by trying every route again (a third of a cached read's
-    time here). The span starts named by the method; ``name_server_span``
-    renames it with the route template once routing has matched. The
-    per-message send/receive spans cost more than they tell.
-    """
-    app.add_middleware(
-        OpenTelemetryMiddleware,
-        tracer_provider=provider,
-        excluded_urls=UNTRACED_PATHS,
-        exclude_spans=["receive", "send"],
-        default_span_details=lambda scope: (scope.get("method", "HTTP"), {}),
-    )
-
-
-def name_server_span(method: str, route: str) -> None:
-    span = trace.get_current_span()
-    if span.is_recording():
-        span.update_name(f"{method} {route}")
-        span.set_attribute("http.route", route)

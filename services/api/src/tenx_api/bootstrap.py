@@ -1,6 +1,8 @@
 """Builds the api service once, at startup: clients, the session router, the
 cache, the handlers' dependencies; and closes them at shutdown."""
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,7 +13,7 @@ from tenx_api.adapters.payments import SandboxPayments
 from tenx_api.service_layer import orders
 from tenx_api.service_layer.deps import ApiDeps
 from tenx_api.settings import Settings
-from tenx_common.cache import Cache
+from tenx_common.cache import Cache, NearCache
 from tenx_common.infra import ServiceContainer, open_infra
 from tenx_common.periodic import every
 from tenx_common.uow import UnitOfWork
@@ -26,16 +28,23 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Container]:
         assert infra.redis is not None
         assert infra.router is not None
         sessions = async_sessionmaker(infra.engines.primary, expire_on_commit=False)
+        near = NearCache(channel="api:cache:invalidated", ttl_s=settings.near_cache_ttl_s)
         deps = ApiDeps(
             settings=settings,
             uow=lambda: UnitOfWork(sessions, outbox=outbox, source="/tenx/api"),
             router=infra.router,
-            cache=Cache(infra.redis, prefix="api:cache"),
+            cache=Cache(infra.redis, prefix="api:cache", near=near),
             payments=SandboxPayments(sessions),
         )
-        async with every(
-            settings.idempotency_sweep_interval_s,
-            lambda: orders.sweep_idempotency_keys(deps=deps),
-            name="idempotency-key-sweep",
-        ):
-            yield ServiceContainer(infra=infra, deps=deps)
+        listener = asyncio.create_task(near.listen(infra.redis), name="near-cache-listener")
+        try:
+            async with every(
+                settings.idempotency_sweep_interval_s,
+                lambda: orders.sweep_idempotency_keys(deps=deps),
+                name="idempotency-key-sweep",
+            ):
+                yield ServiceContainer(infra=infra, deps=deps)
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener

@@ -30,6 +30,9 @@ class Settings(
     database_url: str = "postgresql+asyncpg://tenx_api@127.0.0.1:5432/tenx_api"
 
     product_cache_ttl_s: int = Field(default=300, ge=1)
+    # Anonymous product reads may be served from this process's copy, which a
+    # change drops through Redis pub/sub at once, and which lives at most this long.
+    near_cache_ttl_s: float = Field(default=5.0, gt=0, le=60)
     profile_cache_ttl_s: int = Field(default=300, ge=1)
     # Idempotency keys are kept at least this long, then swept (hourly).
     idempotency_key_ttl_s: int = Field(default=24 * 3600, ge=24 * 3600)

@@ -119,7 +119,8 @@ async def update_product(
 
 @router.get("/products/{product_id}", tags=["catalog"], response_model=dict[str, Any])
 async def get_product(product_id: UUID, request: Request, deps: Deps) -> Response:
-    document = await catalog.get_product(product_id, deps=deps)
+    anonymous = "authorization" not in request.headers
+    document = await catalog.get_product(product_id, deps=deps, anonymous=anonymous)
     return cached_json(document, request, cache_control="public, max-age=30")
 
 

@@ -95,10 +95,11 @@ async def update_product(
     return public(product)
 
 
-async def get_product(product_id: uuid.UUID, *, deps: ApiDeps) -> bytes:
+async def get_product(product_id: uuid.UUID, *, deps: ApiDeps, anonymous: bool) -> bytes:
     """The product's public JSON, cache-aside. A rebuild reads its last write
     (the cache key is the read-your-writes client), so whoever asks after a
-    change sees the change."""
+    change sees the change. An anonymous reader, who cannot have written it,
+    may get this process's near copy (dropped by a change within moments)."""
 
     async def query(session: AsyncSession) -> bytes | None:
         product = (await session.execute(PRODUCT_BY_ID, {"id": product_id})).one_or_none()
@@ -108,6 +109,7 @@ async def get_product(product_id: uuid.UUID, *, deps: ApiDeps) -> bytes:
         cache_key(product_id),
         lambda: deps.router.read(query, client=cache_key(product_id)),
         ttl_s=deps.settings.product_cache_ttl_s,
+        near=anonymous,
     )
     if document is None:
         raise not_found()
