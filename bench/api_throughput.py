@@ -1,19 +1,21 @@
 """The api against its baselines, measured side by side in one run.
 
 HTTP (wrk from Debian pinned to CPU 1, each server pinned to CPU 0, 16
-connections, 8 s each, loopback only):
+connections, loopback only; three rounds of 4 s per scenario, interleaved,
+the median kept):
 - a raw ASGI app and a bare FastAPI JSON endpoint (bench/baseline_apps.py);
-- GET /v1/products/{id} (cached) on a bench instance of the api (port 8099,
-  the stack's code and settings, per-address limits raised so the rate limiter
-  runs on every request but never refuses): as it ships, then without tracing,
-  then without tracing and rate limiting, to show what each layer costs;
+- GET /v1/products/{id} (cached, anonymous) on a bench instance of the api
+  (port 8099, the stack's code and settings, per-address limits raised so the
+  rate limiter runs on every request but never refuses): as deployed (10% of
+  traces sampled), then every request traced (the local default), without
+  tracing, and without tracing and rate limiting, to show what each layer costs;
 - POST /v1/orders on the same instance: throughput and p99 (one customer,
   one unit of one of 50 products per order, a fresh Idempotency-Key per
   request, bench/orders.lua).
 
-SQL: the api's product lookup (catalog.PRODUCT_BY_ID through an AsyncSession)
-against asyncpg's fetchrow of the same row, in interleaved chunks so that the
-machine's noise falls on both alike.
+SQL: the api's product lookup (catalog.product_row: a prebuilt Core statement
+on an AsyncSession's connection) against asyncpg's fetchrow of the same row,
+in interleaved chunks so that the machine's noise falls on both alike.
 
 Writes bench/results/api_throughput.json. Run: make bench (the stack must be up).
 """
@@ -22,12 +24,13 @@ import asyncio
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,21 +38,24 @@ import asyncpg
 import httpx
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from tenx_api.service_layer.catalog import PRODUCT_BY_ID
+from tenx_api.service_layer.catalog import product_row
 from tenx_api.settings import Settings
 from tenx_auth.settings import Settings as AuthSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 EDGE = "http://127.0.0.1:8080"
-DURATION_S = 8
+DURATION_S = 4
+ROUNDS = 3
 CONNECTIONS = 16
 BENCH_PORT = 8099
 UNLIMITED = "100000000"
 ORDER_PRODUCTS = 50  # orders spread over many rows, as a catalog's would be
 
 
-def wrk(url: str, *extra: str, env: dict[str, str] | None = None) -> dict[str, float]:
-    command = ["taskset", "-c", "1", "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{DURATION_S}s"]
+def wrk(
+    url: str, *extra: str, env: dict[str, str] | None = None, seconds: int = DURATION_S
+) -> dict[str, float]:
+    command = ["taskset", "-c", "1", "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s"]
     out = subprocess.run(
         [*command, "--latency", *extra, url],
         capture_output=True,
@@ -95,8 +101,8 @@ def serving(command: list[str], port: int, env: dict[str, str] | None = None) ->
         process.wait(timeout=20)
 
 
-def api_instance() -> list[str]:
-    return [sys.executable, "-m", "tenx_api", "serve", "--port", str(BENCH_PORT)]
+def api_instance(port: int) -> list[str]:
+    return [sys.executable, "-m", "tenx_api", "serve", "--port", str(port)]
 
 
 def api_env(**overrides: str) -> dict[str, str]:
@@ -143,26 +149,45 @@ def prepare() -> tuple[list[str], str]:
     return products, token
 
 
+# The api scenarios: TENX_API_* overrides of the bench instance, each on its own port.
+LADDER: dict[str, dict[str, str]] = {
+    # As deployed: a tenth of the traces sampled (parent-based: a caller's
+    # sampled trace is always recorded), the production setting.
+    "api_cached_product": {"trace_sample_ratio": "0.1"},
+    "api_cached_product_all_traced": {},  # the local stack's setting: every request
+    "api_cached_product_untraced": {"tracing_enabled": "false"},
+    "api_cached_product_untraced_unlimited": {
+        "tracing_enabled": "false",
+        "rate_limit_enabled": "false",
+    },
+}
+
+
+def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+
+
 def http_benchmarks(products: list[str], token: str) -> dict[str, Any]:
-    product_id = products[0]
-    results: dict[str, Any] = {}
-    for kind, port in (("asgi", 8091), ("fastapi", 8092)):
-        with serving([sys.executable, "-m", "bench.baseline_apps", kind, str(port)], port):
-            results[f"{kind}_baseline"] = wrk(f"http://127.0.0.1:{port}/v1/products/x")
-    product_url = f"http://127.0.0.1:{BENCH_PORT}/v1/products/{product_id}"
-    ladder = {
-        "api_cached_product": {},
-        "api_cached_product_untraced": {"tracing_enabled": "false"},
-        "api_cached_product_untraced_unlimited": {
-            "tracing_enabled": "false",
-            "rate_limit_enabled": "false",
-        },
-    }
-    for name, overrides in ladder.items():
-        with serving(api_instance(), BENCH_PORT, api_env(**overrides)):
-            httpx.get(product_url)  # fill the cache
-            results[name] = wrk(product_url)
-    with serving(api_instance(), BENCH_PORT, api_env()):
+    """Every server is started at once (idle ones cost nothing); then ROUNDS
+    rounds run each scenario in turn, so the machine's drift falls on all of
+    them alike; each figure is the median of its rounds."""
+    targets: dict[str, str] = {}
+    with ExitStack() as stack:
+        for kind, port in (("asgi", 8091), ("fastapi", 8092)):
+            command = [sys.executable, "-m", "bench.baseline_apps", kind, str(port)]
+            stack.enter_context(serving(command, port))
+            targets[f"{kind}_baseline"] = f"http://127.0.0.1:{port}/v1/products/x"
+        for offset, (name, overrides) in enumerate(LADDER.items()):
+            port = BENCH_PORT - 1 - offset
+            stack.enter_context(serving(api_instance(port), port, api_env(**overrides)))
+            targets[name] = f"http://127.0.0.1:{port}/v1/products/{products[0]}"
+            httpx.get(targets[name])  # fill the cache
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
+        for _ in range(ROUNDS):
+            for name, url in targets.items():
+                runs[name].append(wrk(url))
+    results: dict[str, Any] = {name: median_run(found) for name, found in runs.items()}
+    with serving(api_instance(BENCH_PORT), BENCH_PORT, api_env()):
         results["api_place_order"] = wrk(
             f"http://127.0.0.1:{BENCH_PORT}/v1/orders",
             "-s",
@@ -172,9 +197,10 @@ def http_benchmarks(products: list[str], token: str) -> dict[str, Any]:
                 "TENX_BENCH_PRODUCTS": ",".join(products),
                 "TENX_BENCH_KEY_PREFIX": uuid.uuid4().hex,
             },
+            seconds=10,
         )
     fastapi, asgi = results["fastapi_baseline"]["rps"], results["asgi_baseline"]["rps"]
-    for name in ladder:
+    for name in LADDER:
         results[f"{name}_to_fastapi_ratio"] = round(results[name]["rps"] / fastapi, 2)
         results[f"{name}_to_asgi_ratio"] = round(results[name]["rps"] / asgi, 2)
     return results
@@ -201,7 +227,7 @@ async def lookup_benchmark(
             for _ in range(chunks):
                 started = time.perf_counter()
                 for _ in range(per_chunk):
-                    (await session.execute(PRODUCT_BY_ID, {"id": uid})).one()
+                    assert await product_row(session, uid) is not None
                 spent["sqlalchemy"] += time.perf_counter() - started
                 started = time.perf_counter()
                 for _ in range(per_chunk):
@@ -219,7 +245,7 @@ async def lookup_benchmark(
 
 
 def main() -> None:
-    with serving(api_instance(), BENCH_PORT, api_env()):
+    with serving(api_instance(BENCH_PORT), BENCH_PORT, api_env()):
         products, token = prepare()
     results = http_benchmarks(products, token)
     results.update(asyncio.run(lookup_benchmark(products[0])))

@@ -67,6 +67,8 @@ def test_access_log_is_json_with_request_id(
     app = create_service_app(settings, title="fake", bootstrap=fake_bootstrap([]))
     with TestClient(app) as client:
         client.get("/nope", headers={"X-Request-Id": "req-log"})
+    for handler in logging.getLogger().handlers:  # lines are buffered up to 0.5 s
+        handler.flush()
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
     access = [line for line in lines if line["logger"] == "tenx.access"]
     assert access

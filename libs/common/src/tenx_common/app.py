@@ -72,7 +72,7 @@ def create_service_app(
     # The routers' routes go straight onto the app (each router carries its own
     # prefix): include_router would nest them, and every request would then be
     # matched through the nesting, which costs as much as the handler itself.
-    for router in (health_router(), metrics_router(), *routers):
+    for router in (*routers, health_router(), metrics_router()):  # matched in this order
         app.router.routes.extend(router.routes)
     if isinstance(settings, RateLimitSettings):
         app.add_middleware(RateLimitMiddleware, settings=settings)

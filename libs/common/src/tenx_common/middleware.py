@@ -7,9 +7,9 @@ problem that still carries the request id, so no stack trace reaches a client.
 """
 
 import logging
+import random
 import re
 import time
-import uuid
 from contextlib import nullcontext
 from typing import Any
 
@@ -18,7 +18,7 @@ from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tenx_common.logging import request_id_var
+from tenx_common.logging import log_access, request_id_var
 from tenx_common.metrics import Metrics
 from tenx_common.problems import problem_response
 
@@ -40,7 +40,8 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _incoming_request_id(scope) or uuid.uuid4().hex
+        # A request id needs to be unique, not unguessable: no urandom call per request.
+        request_id = _incoming_request_id(scope) or f"{random.getrandbits(128):032x}"
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
@@ -104,12 +105,9 @@ class RequestContextMiddleware:
             if status >= 500:
                 span.set_status(StatusCode.ERROR)
         if scope["path"] not in _QUIET_PATHS:
-            log.info(
-                "%s %s %d",
-                method,
-                scope["path"],
-                status,
-                extra={"route": route, "status": status, "duration_ms": round(seconds * 1000, 2)},
+            log_access(
+                f"{method} {scope['path']} {status}",
+                {"route": route, "status": status, "duration_ms": round(seconds * 1000, 2)},
             )
 
 

@@ -114,7 +114,7 @@ class BucketVerdict:
     reset_s: int
 
 
-MAX_LEASE = 10
+MAX_LEASE = 100
 
 
 def lease_size(rate: Rate, max_lease: int = MAX_LEASE) -> int:

