@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from tenx_api.settings import Settings as ApiSettings
 from tenx_auth.settings import Settings as AuthSettings
 from tenx_common.cache import Cache, create_redis
-from tests.stack import API_PORTS, api_metric
+from tests.stack import API_PORTS, api_metric, product_body
 
 EDGE = "http://127.0.0.1:8080"
 STRONG = "correct horse battery staple 42"
@@ -47,16 +47,7 @@ async def user(edge: httpx.AsyncClient) -> dict[str, str]:
 
 
 def product(**overrides: Any) -> dict[str, Any]:
-    body = {
-        "sku": f"SKU-{uuid.uuid4().hex[:10]}",
-        "name": "Espresso cup",
-        "description": "A small cup.",
-        "category": "kitchen",
-        "price_cents": 1299,
-        "currency": "EUR",
-        "stock": 10,
-    }
-    return body | overrides
+    return product_body(**{"price_cents": 1299} | overrides)
 
 
 async def test_admin_creates_and_anyone_reads_with_etag(

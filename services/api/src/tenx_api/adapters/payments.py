@@ -10,6 +10,7 @@ tests and the chaos run can count authorizations and voids.
 import asyncio
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -41,20 +42,16 @@ class SandboxPayments:
         approved = payment_method == APPROVE
         now = datetime.now(UTC)
         async with self._sessions() as session:
-            await session.execute(
-                insert(SandboxPayment)
-                .values(
-                    id=uuid.uuid4(),
-                    idempotency_key=idempotency_key,
-                    payment_method=payment_method,
-                    amount_cents=amount_cents,
-                    currency=currency,
-                    status=AUTHORIZED if approved else DECLINED,
-                    decline_code=None if approved else _decline_code(payment_method),
-                    created_at=now,
-                    updated_at=now,
-                )
-                .on_conflict_do_nothing(index_elements=[SandboxPayment.idempotency_key])
+            await _record_first(
+                session,
+                idempotency_key,
+                payment_method=payment_method,
+                amount_cents=amount_cents,
+                currency=currency,
+                status=AUTHORIZED if approved else DECLINED,
+                decline_code=None if approved else _decline_code(payment_method),
+                created_at=now,
+                updated_at=now,
             )
             await session.commit()
             payment = await session.scalar(
@@ -78,21 +75,17 @@ class SandboxPayments:
         async with self._sessions() as session:
             # A void that comes first leaves a voided record, so a late
             # authorization under the same key finds it and is refused.
-            await session.execute(
-                insert(SandboxPayment)
-                .values(
-                    id=uuid.uuid4(),
-                    idempotency_key=idempotency_key,
-                    payment_method="",
-                    amount_cents=0,
-                    currency="",
-                    status=VOIDED,
-                    decline_code="voided",
-                    created_at=now,
-                    updated_at=now,
-                    voided_at=now,
-                )
-                .on_conflict_do_nothing(index_elements=[SandboxPayment.idempotency_key])
+            await _record_first(
+                session,
+                idempotency_key,
+                payment_method="",
+                amount_cents=0,
+                currency="",
+                status=VOIDED,
+                decline_code="voided",
+                created_at=now,
+                updated_at=now,
+                voided_at=now,
             )
             await session.execute(
                 update(SandboxPayment)
@@ -107,6 +100,15 @@ class SandboxPayments:
                 )
             )
             await session.commit()
+
+
+async def _record_first(session: AsyncSession, idempotency_key: str, **values: Any) -> None:
+    """The first record under a key wins; later ones under it change nothing."""
+    await session.execute(
+        insert(SandboxPayment)
+        .values(id=uuid.uuid4(), idempotency_key=idempotency_key, **values)
+        .on_conflict_do_nothing(index_elements=[SandboxPayment.idempotency_key])
+    )
 
 
 def _decline_code(payment_method: str) -> str:
