@@ -118,8 +118,11 @@ MAX_LEASE = 100
 
 
 def lease_size(rate: Rate, max_lease: int = MAX_LEASE) -> int:
-    """Tokens one instance takes at a time: a tenth of the burst, 1 to ``max_lease``."""
-    return max(1, min(max_lease, rate.burst // 10))
+    """Tokens one instance takes at a time: a twentieth of the burst, 1 to
+    ``max_lease``. Small buckets (a burst under 40, such as writes) are not
+    leased: a client that alternates between instances slowly would leave a
+    token unspent on each."""
+    return max(1, min(max_lease, rate.burst // 20))
 
 
 @dataclass(slots=True)
@@ -134,7 +137,7 @@ class _Lease:
 class TokenBuckets:
     """Token buckets shared through Redis, leased a few tokens at a time.
 
-    An instance takes up to a tenth of a bucket's burst (at most
+    An instance takes up to a twentieth of a bucket's burst (at most
     ``max_lease``) in one round trip and spends it locally for up to
     ``lease_s``; a busy client costs one Redis call per lease, not per request.
     Leased tokens come out of the shared bucket, so all instances together
