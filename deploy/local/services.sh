@@ -5,6 +5,8 @@ PY="$TENX_ROOT/.venv/bin/python"
 SERVICES=(api-1:tenx_api:8000 api-2:tenx_api:8010 auth:tenx_auth:8001 notify:tenx_notify:8002
   search-indexer:tenx_search_indexer:8003)
 MIGRATED=(tenx_api tenx_auth tenx_notify tenx_search_indexer)
+# name:package. Each publishes its service's outbox to Kafka (no port).
+RELAYS=(api-relay:tenx_api auth-relay:tenx_auth)
 
 install_python() {
   if [[ ! -x $UV ]] || [[ $("$UV" --version 2>/dev/null | awk '{print $2}') != "$UV_VERSION" ]]; then
@@ -44,10 +46,23 @@ up_services() {
   for entry in "${started[@]}"; do
     wait_for "${entry%%:*}" 60 http_ok "http://127.0.0.1:${entry##*:}/readyz"
   done
+  for entry in "${RELAYS[@]}"; do
+    IFS=: read -r name pkg <<<"$entry"
+    [[ -n $(live_pid "$name" "-m $pkg relay") ]] && continue
+    spawn "$name" "$PY" -m "$pkg" relay
+  done
+  sleep 1
+  for entry in "${RELAYS[@]}"; do
+    name=${entry%%:*}
+    [[ -n $(live_pid "$name" "-m ${entry##*:} relay") ]] || die "$name exited at once; see $LOG_DIR/$name.log"
+  done
 }
 
 down_services() {
   local entry name pkg port
+  for entry in "${RELAYS[@]}"; do
+    stop_named "${entry%%:*}" "-m ${entry##*:} relay" TERM 20
+  done
   for entry in "${SERVICES[@]}"; do
     IFS=: read -r name pkg port <<<"$entry"
     stop_named "$name" "$(svc_marker "$name" "$pkg" "$port")" TERM 20
@@ -59,6 +74,9 @@ status_services() {
   for entry in "${SERVICES[@]}"; do
     IFS=: read -r name pkg port <<<"$entry"
     status_line "$name" "$(live_pid "$name" "$(svc_marker "$name" "$pkg" "$port")")" "$port" "$pkg"
+  done
+  for entry in "${RELAYS[@]}"; do
+    status_line "${entry%%:*}" "$(live_pid "${entry%%:*}" "-m ${entry##*:} relay")" - "outbox -> Kafka"
   done
 }
 

@@ -81,6 +81,14 @@ class KafkaSettings(BaseSettings):
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
 
 
+class RelaySettings(BaseSettings):
+    """The outbox relay (``python -m tenx_<svc> relay``)."""
+
+    outbox_batch_size: int = Field(default=200, ge=1, le=5000)
+    outbox_poll_interval_s: float = Field(default=1.0, gt=0)
+    outbox_retention_s: float = Field(default=24 * 3600, ge=60)
+
+
 class ElasticsearchSettings(BaseSettings):
     elasticsearch_url: str = "http://127.0.0.1:9200"
 

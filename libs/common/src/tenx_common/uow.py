@@ -3,7 +3,7 @@
 from types import TracebackType
 from typing import Self
 
-from sqlalchemy import Table
+from sqlalchemy import Table, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tenx_common.events import Event
@@ -22,6 +22,7 @@ class UnitOfWork:
 
     async def __aenter__(self) -> Self:
         self.session = self._session_factory()
+        self._staged = False
         return self
 
     async def __aexit__(
@@ -37,6 +38,9 @@ class UnitOfWork:
     async def publish(self, event: Event) -> None:
         """Stage ``event`` in this transaction's outbox."""
         await add_event(self.session, self._outbox, event, source=self._source)
+        self._staged = True
 
     async def commit(self) -> None:
+        if self._staged:  # wakes the relays when the transaction commits
+            await self.session.execute(text("SELECT pg_notify('outbox', '')"))
         await self.session.commit()

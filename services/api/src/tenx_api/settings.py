@@ -10,6 +10,7 @@ from tenx_common.settings import (
     PostgresSettings,
     RateLimitSettings,
     RedisSettings,
+    RelaySettings,
     ServiceSettings,
 )
 
@@ -20,6 +21,7 @@ class Settings(
     PostgresSettings,
     RedisSettings,
     KafkaSettings,
+    RelaySettings,
     ElasticsearchSettings,
     ServiceSettings,
 ):

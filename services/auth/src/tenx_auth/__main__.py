@@ -1,10 +1,12 @@
 """``python -m tenx_auth [serve | migrate | rotate-key]``."""
 
+from tenx_auth.adapters.orm import outbox
 from tenx_auth.app import create_app
 from tenx_auth.bootstrap import Container, bootstrap
 from tenx_auth.service_layer import handlers
 from tenx_auth.settings import Settings
 from tenx_common.cli import container_command, run_service_cli
+from tenx_common.relay import run_relay
 
 
 async def _rotate_key(container: Container) -> str:
@@ -17,7 +19,10 @@ def main() -> None:
         package="tenx_auth",
         load_settings=Settings,
         create_app=create_app,
-        commands={"rotate-key": container_command(bootstrap, _rotate_key)},
+        commands={
+            "rotate-key": container_command(bootstrap, _rotate_key),
+            "relay": lambda settings: run_relay(settings, outbox),
+        },
     )
 
 

@@ -8,6 +8,7 @@ from tenx_common.settings import (
     PostgresSettings,
     RateLimitSettings,
     RedisSettings,
+    RelaySettings,
     ServiceSettings,
     TokenSettings,
 )
@@ -18,6 +19,7 @@ class Settings(
     PostgresSettings,
     RedisSettings,
     KafkaSettings,
+    RelaySettings,
     TokenSettings,
     ServiceSettings,
 ):

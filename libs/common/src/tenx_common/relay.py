@@ -1,0 +1,206 @@
+"""The outbox relay: publishes a service's outbox rows to Kafka after commit.
+
+Run as its own process (``python -m tenx_<svc> relay``), as many as wanted.
+Rows are spread over ``LANES`` by their key's hash. A batch is claimed in one
+transaction that first takes the transaction-level advisory locks of the lanes
+no other relay holds, then selects unpublished rows of those lanes
+``FOR UPDATE SKIP LOCKED``: two relays never publish one row at once, and the
+rows of one key (one lane) go out in the order they were written. Each row is
+published with the idempotent producer (acks=all) under a PRODUCER span that
+continues the trace stored in the row, and the batch is marked published in
+the same transaction. A crash between publish and commit publishes the batch
+again: consumers deduplicate by event id.
+
+Wake-ups: ``LISTEN outbox`` (the unit of work notifies in the writing
+transaction, delivered at commit), with a poll every ``outbox_poll_interval_s``
+as the fallback. Published rows are deleted after ``outbox_retention_s``.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from opentelemetry import propagate
+from opentelemetry.trace import SpanKind, Tracer
+from sqlalchemy import Table, delete, func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from tenx_common.logging import configure_logging
+from tenx_common.settings import KafkaSettings, PostgresSettings, RelaySettings, ServiceSettings
+from tenx_common.telemetry import create_tracer_provider
+
+log = logging.getLogger(__name__)
+
+LANES = 16
+_LANE_LOCKS = 0x7E4E_1000  # advisory lock ids LANE_LOCKS .. LANE_LOCKS + LANES - 1
+CHANNEL = "outbox"
+
+
+def lane_of(table: Table) -> Any:
+    return (func.hashtext(table.c.key).op("&")(0x7FFFFFFF)) % LANES
+
+
+async def publish_batch(
+    engine: AsyncEngine,
+    table: Table,
+    producer: AIOKafkaProducer,
+    tracer: Tracer,
+    *,
+    batch_size: int,
+) -> int:
+    """Publish one batch of unpublished rows; how many."""
+    async with engine.begin() as conn:
+        lanes = (
+            await conn.execute(
+                text(
+                    "SELECT coalesce(array_agg(lane), '{}') FROM generate_series(0, :last) lane"
+                    " WHERE pg_try_advisory_xact_lock(:base + lane)"
+                ),
+                {"last": LANES - 1, "base": _LANE_LOCKS},
+            )
+        ).scalar_one()
+        if not lanes:
+            return 0
+        rows = (
+            await conn.execute(
+                select(table)
+                .where(table.c.published_at.is_(None), lane_of(table).in_(lanes))
+                .order_by(table.c.occurred_at, table.c.id)
+                .limit(batch_size)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+        if not rows:
+            return 0
+        sent = []
+        for row in rows:
+            parent = propagate.extract(row.headers or {})
+            with tracer.start_as_current_span(
+                f"{row.topic} publish",
+                context=parent,
+                kind=SpanKind.PRODUCER,
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.operation.type": "publish",
+                    "messaging.destination.name": row.topic,
+                    "messaging.message.id": str(row.id),
+                    "messaging.kafka.message.key": row.key,
+                },
+            ):
+                carrier: dict[str, str] = {}
+                propagate.inject(carrier)
+                headers = [("content-type", b"application/cloudevents+json")] + [
+                    (name, value.encode()) for name, value in carrier.items()
+                ]
+                sent.append(
+                    await producer.send(
+                        row.topic,
+                        key=row.key.encode(),
+                        value=json.dumps(row.payload).encode(),
+                        headers=headers,
+                    )
+                )
+        await asyncio.gather(*sent)  # every row acknowledged by the broker (acks=all)
+        await conn.execute(
+            update(table)
+            .where(table.c.id.in_([row.id for row in rows]))
+            .values(published_at=func.now())
+        )
+    return len(rows)
+
+
+async def sweep_published(engine: AsyncEngine, table: Table, *, retention_s: float) -> int:
+    cutoff = datetime.now(UTC) - timedelta(seconds=retention_s)
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            delete(table).where(table.c.published_at.is_not(None), table.c.published_at < cutoff)
+        )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+class Relay:
+    def __init__(self, settings: Any, table: Table) -> None:
+        for needed in (PostgresSettings, KafkaSettings, RelaySettings):
+            if not isinstance(settings, needed):
+                raise TypeError(f"a relay needs {needed.__name__}")
+        self.settings: Any = settings
+        self.table: Table = table
+        self.wake: asyncio.Event = asyncio.Event()
+        self.stopping: asyncio.Event = asyncio.Event()
+
+    async def run(self) -> None:
+        settings = self.settings
+        provider = create_tracer_provider(settings)
+        tracer = provider.get_tracer("tenx.outbox")
+        engine = create_async_engine(settings.primary_url(), pool_size=2, max_overflow=0)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+        )
+        await producer.start()
+        try:
+            async with engine.connect() as listener:
+                raw = (await listener.get_raw_connection()).driver_connection
+                assert raw is not None
+                await raw.add_listener(CHANNEL, lambda *_: self.wake.set())
+                log.info("outbox relay started for %s", self.table.name)
+                await self._loop(engine, producer, tracer)
+        finally:
+            await producer.stop()
+            await engine.dispose()
+            provider.shutdown()
+
+    async def _loop(self, engine: AsyncEngine, producer: AIOKafkaProducer, tracer: Tracer) -> None:
+        settings = self.settings
+        next_sweep = time.monotonic()
+        while not self.stopping.is_set():
+            self.wake.clear()
+            try:
+                published = await publish_batch(
+                    engine, self.table, producer, tracer, batch_size=settings.outbox_batch_size
+                )
+                if time.monotonic() >= next_sweep:
+                    await sweep_published(
+                        engine, self.table, retention_s=settings.outbox_retention_s
+                    )
+                    next_sweep = time.monotonic() + 60
+            except Exception:
+                log.exception("outbox relay: a batch failed; retrying")
+                published = 0
+                await asyncio.sleep(1.0)
+            if published >= settings.outbox_batch_size:
+                continue  # more are waiting
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(settings.outbox_poll_interval_s):
+                    await _first(self.wake.wait(), self.stopping.wait())
+
+
+async def _first(*waits: Any) -> None:
+    tasks = [asyncio.ensure_future(wait) for wait in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+def run_relay(settings: ServiceSettings, table: Table) -> None:
+    """The ``relay`` command: publish until SIGTERM or SIGINT."""
+    configure_logging(service=f"{settings.service_name}-relay", level=settings.log_level)
+    relay = Relay(settings, table)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, relay.stopping.set)
+        await relay.run()
+
+    asyncio.run(main())
