@@ -12,7 +12,7 @@ RUN := $(UV) run --locked --no-sync
 PYTEST := set -a; source .state/local.env; set +a; $(RUN) pytest
 
 .PHONY: up down status logs install lint fmt test test-unit test-integration test-e2e \
-	test-down bench
+	test-down bench schemas
 
 up:
 	$(STACK) up
@@ -37,6 +37,10 @@ lint: install
 fmt:
 	$(RUN) ruff format .
 	$(RUN) ruff check --fix .
+
+# Regenerate schemas/events from the event models (tests/unit checks them).
+schemas: install
+	$(RUN) python -m tenx_common.events.schemas write
 
 # Every layer, in order; the last one stops the stack and checks nothing is left.
 test: lint test-unit up test-integration test-e2e test-down
