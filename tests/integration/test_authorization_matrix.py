@@ -9,44 +9,16 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from tenx_auth.settings import Settings as AuthSettings
-
-EDGE = "http://127.0.0.1:8080"
-STRONG = "correct horse battery staple 42"
-
-
-async def _login(edge: httpx.AsyncClient, email: str, password: str) -> dict[str, str]:
-    token = (await edge.post("/v1/auth/token", json={"email": email, "password": password})).json()[
-        "access_token"
-    ]
-    return {"Authorization": f"Bearer {token}"}
+from tests.stack import EDGE, new_product, new_user
+from tests.stack import admin as log_in_admin
 
 
 @pytest.fixture(scope="module")
 async def world() -> AsyncIterator[dict[str, object]]:
     async with httpx.AsyncClient(base_url=EDGE, timeout=15) as edge:
-        settings = AuthSettings()
-        admin = await _login(edge, settings.admin_email, settings.admin_password.get_secret_value())
-        users = {}
-        for name in ("owner", "other"):
-            email = f"mx-{name}-{uuid.uuid4().hex[:8]}@example.com"
-            await edge.post(
-                "/v1/auth/signup", json={"email": email, "password": STRONG, "name": name}
-            )
-            users[name] = await _login(edge, email, STRONG)
-        product = (
-            await edge.post(
-                "/v1/products",
-                json={
-                    "sku": f"MX-{uuid.uuid4().hex[:8]}",
-                    "name": "Mug",
-                    "category": "kitchen",
-                    "price_cents": 900,
-                    "stock": 100,
-                },
-                headers=admin,
-            )
-        ).json()["id"]
+        admin = await log_in_admin(edge)
+        users = {name: await new_user(edge, f"mx-{name}") for name in ("owner", "other")}
+        product = await new_product(edge, admin, stock=100)
         order = (
             await edge.post(
                 "/v1/orders",

@@ -11,19 +11,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tenx_api.settings import Settings as ApiSettings
-from tenx_auth.settings import Settings as AuthSettings
 from tenx_common.cache import Cache, create_redis
-from tests.stack import API_PORTS, api_metric, product_body
-
-EDGE = "http://127.0.0.1:8080"
-STRONG = "correct horse battery staple 42"
-
-
-async def _token(client: httpx.AsyncClient, email: str, password: str) -> str:
-    response = await client.post("/v1/auth/token", json={"email": email, "password": password})
-    assert response.status_code == 200, response.text
-    token: str = response.json()["access_token"]
-    return token
+from tests.stack import API_PORTS, EDGE, api_metric, new_user, product_body
+from tests.stack import admin as log_in_admin
 
 
 @pytest.fixture
@@ -34,16 +24,12 @@ async def edge() -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 async def admin(edge: httpx.AsyncClient) -> dict[str, str]:
-    settings = AuthSettings()
-    token = await _token(edge, settings.admin_email, settings.admin_password.get_secret_value())
-    return {"Authorization": f"Bearer {token}"}
+    return await log_in_admin(edge)
 
 
 @pytest.fixture
 async def user(edge: httpx.AsyncClient) -> dict[str, str]:
-    email = f"cat-{uuid.uuid4().hex[:10]}@example.com"
-    await edge.post("/v1/auth/signup", json={"email": email, "password": STRONG, "name": "U"})
-    return {"Authorization": f"Bearer {await _token(edge, email, STRONG)}"}
+    return await new_user(edge, "cat")
 
 
 def product(**overrides: Any) -> dict[str, Any]:
