@@ -1,16 +1,21 @@
 """Helpers for tests that talk to the running local stack through the edge."""
 
+import asyncio
 import re
 import uuid
-from typing import Any
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 
 from tenx_auth.settings import Settings as AuthSettings
 
+ROOT = Path(__file__).resolve().parents[1]
 EDGE = "http://127.0.0.1:8080"
 API_PORTS = (8000, 8010)  # the two api instances behind the edge
 STRONG = "correct horse battery staple 42"
+T = TypeVar("T")
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -77,3 +82,26 @@ async def api_metric(name: str, **labels: str) -> float:
                 if all(label in (match.group(1) or "") for label in wanted):
                     total += float(match.group(2))
     return total
+
+
+async def eventually(check: Callable[[], Awaitable[T | None]], *, timeout_s: float = 60) -> T:
+    """Poll ``check`` until it returns something truthy (within ``timeout_s``); that."""
+    for _ in range(int(timeout_s * 10)):
+        found = await check()
+        if found:
+            return found
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"not so within {timeout_s} s")
+
+
+async def stack(*args: str) -> None:
+    """``deploy/local/stack ARGS``: stops and (re)starts parts of the local stack."""
+    process = await asyncio.create_subprocess_exec(
+        str(ROOT / "deploy" / "local" / "stack"), *args, cwd=ROOT
+    )
+    assert await asyncio.wait_for(process.wait(), 300) == 0
+
+
+def pid_of(name: str) -> int:
+    """The pid of a process the local stack runs (``api-worker``, ``api-relay``...)."""
+    return int((ROOT / ".state" / "run" / f"{name}.pid").read_text())

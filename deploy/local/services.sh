@@ -1,9 +1,12 @@
 # The Python services: uv workspace, migrations, topics, the processes, the edge.
 
 PY="$TENX_ROOT/.venv/bin/python"
-# name:package:port. Two api instances stand behind the edge's one upstream.
-SERVICES=(api-1:tenx_api:8000 api-2:tenx_api:8010 auth:tenx_auth:8001 notify:tenx_notify:8002
-  search-indexer:tenx_search_indexer:8003)
+# name:package:port:command. Two api instances stand behind the edge's one
+# upstream; a worker runs its service's consumer and background loops, with
+# /healthz, /readyz and /metrics on its own port.
+SERVICES=(api-1:tenx_api:8000:serve api-2:tenx_api:8010:serve auth:tenx_auth:8001:serve
+  notify:tenx_notify:8002:serve search-indexer:tenx_search_indexer:8003:serve
+  api-worker:tenx_api:8004:worker auth-worker:tenx_auth:8005:worker)
 MIGRATED=(tenx_api tenx_auth tenx_notify tenx_search_indexer)
 # name:package. Each publishes its service's outbox to Kafka (no port).
 RELAYS=(api-relay:tenx_api auth-relay:tenx_auth)
@@ -17,7 +20,7 @@ install_python() {
   (cd "$TENX_ROOT" && "$UV" sync --locked --quiet) || die "uv sync failed"
 }
 
-svc_marker() { echo "-m $2 serve --port $3"; }
+svc_marker() { echo "-m $2 $4 --port $3"; }
 
 migrate_services() {
   "$PY" -m tenx_common.migrations "${MIGRATED[@]}" >>"$LOG_DIR/migrations.log" 2>&1 \
@@ -35,12 +38,12 @@ create_topics() {
 }
 
 up_services() {
-  local entry name pkg port started=()
+  local entry name pkg port cmd started=()
   for entry in "${SERVICES[@]}"; do
-    IFS=: read -r name pkg port <<<"$entry"
-    [[ -n $(live_pid "$name" "$(svc_marker "$name" "$pkg" "$port")") ]] && continue
+    IFS=: read -r name pkg port cmd <<<"$entry"
+    [[ -n $(live_pid "$name" "$(svc_marker "$name" "$pkg" "$port" "$cmd")") ]] && continue
     require_free_port "$name" "$port"
-    spawn "$name" "$PY" -m "$pkg" serve --port "$port"
+    spawn "$name" "$PY" -m "$pkg" "$cmd" --port "$port"
     started+=("$name:$port")
   done
   for entry in "${started[@]}"; do
@@ -59,21 +62,21 @@ up_services() {
 }
 
 down_services() {
-  local entry name pkg port
+  local entry name pkg port cmd
   for entry in "${RELAYS[@]}"; do
     stop_named "${entry%%:*}" "-m ${entry##*:} relay" TERM 20
   done
   for entry in "${SERVICES[@]}"; do
-    IFS=: read -r name pkg port <<<"$entry"
-    stop_named "$name" "$(svc_marker "$name" "$pkg" "$port")" TERM 20
+    IFS=: read -r name pkg port cmd <<<"$entry"
+    stop_named "$name" "$(svc_marker "$name" "$pkg" "$port" "$cmd")" TERM 20
   done
 }
 
 status_services() {
-  local entry name pkg port
+  local entry name pkg port cmd
   for entry in "${SERVICES[@]}"; do
-    IFS=: read -r name pkg port <<<"$entry"
-    status_line "$name" "$(live_pid "$name" "$(svc_marker "$name" "$pkg" "$port")")" "$port" "$pkg"
+    IFS=: read -r name pkg port cmd <<<"$entry"
+    status_line "$name" "$(live_pid "$name" "$(svc_marker "$name" "$pkg" "$port" "$cmd")")" "$port" "$pkg $cmd"
   done
   for entry in "${RELAYS[@]}"; do
     status_line "${entry%%:*}" "$(live_pid "${entry%%:*}" "-m ${entry##*:} relay")" - "outbox -> Kafka"

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from tenx_api.app import create_app
 from tenx_api.settings import Settings as ApiSettings
-from tests.stack import EDGE, new_key, new_product, new_user, order_body
+from tests.stack import EDGE, eventually, new_key, new_product, new_user, order_body
 from tests.stack import admin as log_in_admin
 
 
@@ -163,8 +163,14 @@ async def test_own_orders_page_newest_first(edge: httpx.AsyncClient, admin: dict
     ).json()
     assert [o["id"] for o in first["items"] + second["items"]] == placed[::-1]
     assert second["next_cursor"] is None
+
+    async def all_confirmed() -> bool:  # by the order saga
+        page = await edge.get("/v1/orders", params={"status": "confirmed"}, headers=user)
+        return len(page.json()["items"]) == 3
+
+    await eventually(all_confirmed)
     pending = (await edge.get("/v1/orders", params={"status": "pending"}, headers=user)).json()
-    assert len(pending["items"]) == 3
+    assert pending["items"] == []
 
 
 @pytest.mark.parametrize(

@@ -1,21 +1,37 @@
-"""The command line every service shares: ``python -m tenx_<svc> [serve [--port N] | migrate]``,
+"""The command line every service shares:
+
+    python -m tenx_<svc> serve [--port N]     the HTTP service (the default)
+    python -m tenx_<svc> migrate              its database to the latest revision
+    python -m tenx_<svc> relay                its outbox relay (services with an outbox)
+    python -m tenx_<svc> worker [--port N]    its consumer and background loops
+    python -m tenx_<svc> dead-letters list [STATUS]
+    python -m tenx_<svc> dead-letters redrive (ID... | --all)
+
 plus the commands a service adds."""
 
 import argparse
 import asyncio
+import json
 import sys
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import TypeVar
 
 from fastapi import FastAPI
+from sqlalchemy import Table
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from tenx_common.consumer import list_dead_letters, request_redrive
 from tenx_common.migrations import upgrade
+from tenx_common.relay import run_relay
 from tenx_common.server import serve
 from tenx_common.settings import PostgresSettings, ServiceSettings
 
 S = TypeVar("S", bound=ServiceSettings)
 C = TypeVar("C")
+
+Command = Callable[[S, list[str]], None]
 
 
 def run_service_cli(
@@ -23,18 +39,29 @@ def run_service_cli(
     package: str,
     load_settings: Callable[[], S],
     create_app: Callable[[S], FastAPI],
-    commands: Mapping[str, Callable[[S], None]] | None = None,
+    outbox: Table | None = None,
+    worker: Callable[[S], FastAPI] | None = None,
+    dead_letters: Table | None = None,
+    commands: Mapping[str, Command[S]] | None = None,
 ) -> None:
-    extra = dict(commands or {})
+    extra: dict[str, Command[S]] = dict(commands or {})
+    if outbox is not None:
+        extra["relay"] = lambda settings, _: run_relay(settings, outbox)
+    if worker is not None:
+        extra["worker"] = lambda settings, _: serve(worker(settings), settings)
+    if dead_letters is not None:
+        extra["dead-letters"] = lambda settings, args: _dead_letters(settings, dead_letters, args)
     parser = argparse.ArgumentParser(prog=f"python -m {package}")
     parser.add_argument("command", nargs="?", default="serve", choices=("serve", "migrate", *extra))
+    parser.add_argument("args", nargs="*", help="the command's arguments")
     parser.add_argument("--port", type=int, help="listen on this port instead of the setting's")
+    parser.add_argument("--all", action="store_true", help="dead-letters redrive: every parked one")
     args = parser.parse_args()
     settings = load_settings()
     if args.port is not None:
         settings = settings.model_copy(update={"port": args.port})
     if args.command in extra:
-        extra[args.command](settings)
+        extra[args.command](settings, [*args.args, *(["--all"] if args.all else [])])
     elif args.command == "migrate":
         assert isinstance(settings, PostgresSettings), f"{package} has no database"
         upgrade(package=package, url=settings.primary_url())
@@ -45,11 +72,11 @@ def run_service_cli(
 def container_command(
     bootstrap: Callable[[S], AbstractAsyncContextManager[C]],
     job: Callable[[C], Awaitable[str]],
-) -> Callable[[S], None]:
+) -> Command[S]:
     """A CLI command that runs ``job`` inside the service's bootstrap and prints
     the line it returns."""
 
-    def run(settings: S) -> None:
+    def run(settings: S, _: list[str]) -> None:
         async def main() -> str:
             async with bootstrap(settings) as container:
                 return await job(container)
@@ -57,3 +84,26 @@ def container_command(
         sys.stdout.write(asyncio.run(main()) + "\n")
 
     return run
+
+
+def _dead_letters(settings: ServiceSettings, table: Table, args: list[str]) -> None:
+    assert isinstance(settings, PostgresSettings)
+    action, rest = (args[0], args[1:]) if args else ("list", [])
+
+    async def main() -> str:
+        engine = create_async_engine(settings.primary_url())
+        try:
+            if action == "list":
+                found = await list_dead_letters(engine, table, status=rest[0] if rest else None)
+                return "\n".join(json.dumps(letter) for letter in found) or "no dead letters"
+            if action == "redrive" and (rest == ["--all"] or (rest and "--all" not in rest)):
+                ids = None if rest == ["--all"] else [uuid.UUID(value) for value in rest]
+                count = await request_redrive(engine, table, ids)
+                return f"{count} dead letter(s) marked for redrive; the running worker replays them"
+            raise SystemExit(
+                "usage: dead-letters list [STATUS] | dead-letters redrive (ID... | --all)"
+            )
+        finally:
+            await engine.dispose()
+
+    sys.stdout.write(asyncio.run(main()) + "\n")

@@ -5,9 +5,11 @@ import asyncio
 import importlib
 import sys
 
-from alembic import command, context
+import sqlalchemy as sa
+from alembic import command, context, op
 from alembic.config import Config
 from sqlalchemy import MetaData
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -37,6 +39,48 @@ def run_migrations(*, target_metadata: MetaData | None) -> None:
         await engine.dispose()
 
     asyncio.run(main())
+
+
+def create_consumer_tables_v1() -> None:
+    """The ``inbox`` and ``dead_letters`` tables of ``tenx_common.consumer``, as a
+    service's migration creates them (version 1; a change gets a new function)."""
+    op.create_table(
+        "inbox",
+        sa.Column("consumer", sa.Text, primary_key=True),
+        sa.Column("event_id", sa.Text, primary_key=True),
+        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_index("ix_inbox_processed_at", "inbox", ["processed_at"])
+    op.create_table(
+        "dead_letters",
+        sa.Column("id", sa.Uuid, primary_key=True),
+        sa.Column("consumer", sa.Text, nullable=False),
+        sa.Column("topic", sa.Text, nullable=False),
+        sa.Column("partition", sa.Integer, nullable=False),
+        sa.Column("offset", sa.BigInteger, nullable=False),
+        sa.Column("key", sa.Text),
+        sa.Column("event_id", sa.Text, nullable=False),
+        sa.Column("event_type", sa.Text),
+        sa.Column("value", sa.Text, nullable=False),
+        sa.Column("headers", JSONB, nullable=False),
+        sa.Column("error", sa.Text, nullable=False),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("status", sa.Text, nullable=False),
+        sa.Column("failed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("redriven_at", sa.DateTime(timezone=True)),
+    )
+    op.create_index(
+        "ux_dead_letters_record",
+        "dead_letters",
+        ["consumer", "topic", "partition", "offset"],
+        unique=True,
+    )
+    op.create_index("ix_dead_letters_status", "dead_letters", ["status", "failed_at"])
+
+
+def drop_consumer_tables_v1() -> None:
+    op.drop_table("dead_letters")
+    op.drop_table("inbox")
 
 
 def main() -> None:

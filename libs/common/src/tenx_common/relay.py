@@ -17,7 +17,6 @@ as the fallback. Published rows are deleted after ``outbox_retention_s``.
 """
 
 import asyncio
-import contextlib
 import json
 import logging
 import signal
@@ -34,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from tenx_common.logging import configure_logging
 from tenx_common.settings import KafkaSettings, PostgresSettings, RelaySettings, ServiceSettings
 from tenx_common.telemetry import create_tracer_provider
+from tenx_common.wakeup import listening, nap
 
 log = logging.getLogger(__name__)
 
@@ -147,10 +147,7 @@ class Relay:
         )
         await producer.start()
         try:
-            async with engine.connect() as listener:
-                raw = (await listener.get_raw_connection()).driver_connection
-                assert raw is not None
-                await raw.add_listener(CHANNEL, lambda *_: self.wake.set())
+            async with listening(engine, CHANNEL, self.wake):
                 log.info("outbox relay started for %s", self.table.name)
                 await self._loop(engine, producer, tracer)
         finally:
@@ -178,18 +175,7 @@ class Relay:
                 await asyncio.sleep(1.0)
             if published >= settings.outbox_batch_size:
                 continue  # more are waiting
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(settings.outbox_poll_interval_s):
-                    await _first(self.wake.wait(), self.stopping.wait())
-
-
-async def _first(*waits: Any) -> None:
-    tasks = [asyncio.ensure_future(wait) for wait in waits]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
+            await nap(self.wake, self.stopping, timeout_s=settings.outbox_poll_interval_s)
 
 
 def run_relay(settings: ServiceSettings, table: Table) -> None:

@@ -2,6 +2,7 @@
 auto-creates one. ``python -m tenx_common.topics`` creates what is missing.
 
 Naming: ``<bounded context>.<aggregate, plural>``; the aggregate id is the key.
+Each consumer group has a dead-letter topic ``dlq.<consumer>`` (same key).
 """
 
 import asyncio
@@ -13,7 +14,9 @@ from pydantic_settings import SettingsConfigDict
 
 from tenx_common.settings import KafkaSettings
 
-TOPICS = ("auth.users", "catalog.products", "orders.orders", "privacy.erasure")
+DOMAIN_TOPICS = ("auth.users", "catalog.products", "orders.orders", "privacy.erasure")
+CONSUMERS = ("api", "auth", "notify", "search-indexer")
+TOPICS = DOMAIN_TOPICS + tuple(f"dlq.{consumer}" for consumer in CONSUMERS)
 
 log = logging.getLogger(__name__)
 

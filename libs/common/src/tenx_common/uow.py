@@ -1,5 +1,6 @@
 """One transaction per command: the state change and its outbox rows commit together."""
 
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Self
 
@@ -23,6 +24,7 @@ class UnitOfWork:
     async def __aenter__(self) -> Self:
         self.session = self._session_factory()
         self._staged = False
+        self._after_commit: list[Callable[[], Awaitable[object]]] = []
         return self
 
     async def __aexit__(
@@ -40,7 +42,13 @@ class UnitOfWork:
         await add_event(self.session, self._outbox, event, source=self._source)
         self._staged = True
 
+    def after_commit(self, action: Callable[[], Awaitable[object]]) -> None:
+        """Run ``action`` once this transaction has committed (cache invalidation)."""
+        self._after_commit.append(action)
+
     async def commit(self) -> None:
         if self._staged:  # wakes the relays when the transaction commits
             await self.session.execute(text("SELECT pg_notify('outbox', '')"))
         await self.session.commit()
+        for action in self._after_commit:
+            await action()

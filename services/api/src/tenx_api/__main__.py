@@ -1,12 +1,12 @@
-"""``python -m tenx_api [serve | migrate | seed | relay]``."""
+"""``python -m tenx_api [serve | migrate | seed | relay | worker | dead-letters]``."""
 
-from tenx_api.adapters.orm import outbox
+from tenx_api.adapters.orm import dead_letters, outbox
 from tenx_api.app import create_app
 from tenx_api.bootstrap import Container, bootstrap
 from tenx_api.service_layer.seed import seed_catalog
 from tenx_api.settings import Settings
+from tenx_api.worker import create_worker
 from tenx_common.cli import container_command, run_service_cli
-from tenx_common.relay import run_relay
 
 
 async def _seed(container: Container) -> str:
@@ -18,10 +18,10 @@ def main() -> None:
         package="tenx_api",
         load_settings=Settings,
         create_app=create_app,
-        commands={
-            "seed": container_command(bootstrap, _seed),
-            "relay": lambda settings: run_relay(settings, outbox),
-        },
+        outbox=outbox,
+        worker=create_worker,
+        dead_letters=dead_letters,
+        commands={"seed": container_command(bootstrap, _seed)},
     )
 
 

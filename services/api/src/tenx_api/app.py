@@ -2,13 +2,18 @@
 
 from fastapi import FastAPI
 
+from tenx_api.adapters.orm import dead_letters
 from tenx_api.bootstrap import bootstrap
 from tenx_api.entrypoints.http import router
 from tenx_api.settings import Settings
 from tenx_common.app import create_service_app
+from tenx_common.consumer import dead_letter_router
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     return create_service_app(
-        settings or Settings(), title="Tenx API", bootstrap=bootstrap, routers=[router]
+        settings or Settings(),
+        title="Tenx API",
+        bootstrap=bootstrap,
+        routers=[router, dead_letter_router("/v1/admin", dead_letters)],
     )

@@ -3,6 +3,7 @@
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from tenx_common.consumer import ConsumerSettings
 from tenx_common.settings import (
     ElasticsearchSettings,
     JwksSettings,
@@ -22,6 +23,7 @@ class Settings(
     RedisSettings,
     KafkaSettings,
     RelaySettings,
+    ConsumerSettings,
     ElasticsearchSettings,
     ServiceSettings,
 ):
@@ -39,3 +41,9 @@ class Settings(
     # Idempotency keys are kept at least this long, then swept (hourly).
     idempotency_key_ttl_s: int = Field(default=24 * 3600, ge=24 * 3600)
     idempotency_sweep_interval_s: float = Field(default=3600.0, gt=0)
+    # The order saga: one payment authorization may take this long; a timeout
+    # or an error is retried (with backoff) up to the attempts, then compensated.
+    payment_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    payment_max_attempts: int = Field(default=3, ge=1, le=10)
+    payment_retry_backoff_s: float = Field(default=0.5, ge=0)
+    saga_poll_interval_s: float = Field(default=1.0, gt=0)

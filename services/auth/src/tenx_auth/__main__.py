@@ -1,12 +1,12 @@
-"""``python -m tenx_auth [serve | migrate | rotate-key]``."""
+"""``python -m tenx_auth [serve | migrate | rotate-key | relay | worker | dead-letters]``."""
 
-from tenx_auth.adapters.orm import outbox
+from tenx_auth.adapters.orm import dead_letters, outbox
 from tenx_auth.app import create_app
 from tenx_auth.bootstrap import Container, bootstrap
 from tenx_auth.service_layer import handlers
 from tenx_auth.settings import Settings
+from tenx_auth.worker import create_worker
 from tenx_common.cli import container_command, run_service_cli
-from tenx_common.relay import run_relay
 
 
 async def _rotate_key(container: Container) -> str:
@@ -19,10 +19,10 @@ def main() -> None:
         package="tenx_auth",
         load_settings=Settings,
         create_app=create_app,
-        commands={
-            "rotate-key": container_command(bootstrap, _rotate_key),
-            "relay": lambda settings: run_relay(settings, outbox),
-        },
+        outbox=outbox,
+        worker=create_worker,
+        dead_letters=dead_letters,
+        commands={"rotate-key": container_command(bootstrap, _rotate_key)},
     )
 
 

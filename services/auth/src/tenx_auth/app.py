@@ -2,10 +2,12 @@
 
 from fastapi import FastAPI
 
+from tenx_auth.adapters.orm import dead_letters
 from tenx_auth.bootstrap import bootstrap
 from tenx_auth.entrypoints.http import jwks_router, router
 from tenx_auth.settings import Settings
 from tenx_common.app import create_service_app
+from tenx_common.consumer import dead_letter_router
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -13,5 +15,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings or Settings(),
         title="Tenx Auth",
         bootstrap=bootstrap,
-        routers=[router, jwks_router],
+        routers=[router, jwks_router, dead_letter_router("/v1/auth/admin", dead_letters)],
     )

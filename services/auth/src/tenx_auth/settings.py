@@ -3,6 +3,7 @@
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from tenx_common.consumer import ConsumerSettings
 from tenx_common.settings import (
     KafkaSettings,
     PostgresSettings,
@@ -20,6 +21,7 @@ class Settings(
     RedisSettings,
     KafkaSettings,
     RelaySettings,
+    ConsumerSettings,
     TokenSettings,
     ServiceSettings,
 ):
@@ -49,3 +51,8 @@ class Settings(
     login_failures_per_account: int = Field(default=5, ge=1)
     login_failures_per_ip: int = Field(default=50, ge=1)
     login_window_s: int = Field(default=900, ge=1)
+    # The account-deletion saga: the services that must reply AccountDataErased
+    # before the credentials go, and how long a reply may take before the
+    # request is published again (then twice as long each time, up to an hour).
+    deletion_participants: list[str] = Field(default_factory=lambda: ["api"], min_length=1)
+    deletion_rerequest_after_s: float = Field(default=30.0, gt=0)

@@ -46,3 +46,10 @@ class AccountDeletionRequested(UserEvent):
 
     TYPE: ClassVar[str] = "tenx.auth.user.account_deletion_requested.v1"
     deletion_id: UUID
+
+
+class AccountDeleted(UserEvent):
+    """Every service has erased the user's data and auth has deleted the credentials."""
+
+    TYPE: ClassVar[str] = "tenx.auth.user.account_deleted.v1"
+    deletion_id: UUID

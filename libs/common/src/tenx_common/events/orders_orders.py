@@ -37,6 +37,15 @@ class OrderPlaced(OrderEvent):
     payment_method: str
 
 
+class OrderConfirmed(OrderEvent):
+    """The payment is authorized; the order saga is done."""
+
+    TYPE: ClassVar[str] = "tenx.orders.order.confirmed.v1"
+    total_cents: int
+    currency: str
+    payment_id: str
+
+
 class OrderCancelled(OrderEvent):
     """The order's stock is released (and its payment voided, when there was one)."""
 

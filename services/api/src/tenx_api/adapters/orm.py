@@ -1,5 +1,6 @@
-"""The api database: the catalog, orders, idempotency keys, customer profiles
-and the sandbox payment provider's ledger."""
+"""The api database: the catalog, orders, idempotency keys, customer profiles,
+the sandbox payment provider's ledger, the order sagas, and the outbox, inbox
+and dead letters of its events."""
 
 import uuid
 from datetime import datetime
@@ -19,7 +20,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from tenx_common.consumer import dead_letter_table, inbox_table
 from tenx_common.outbox import outbox_table
+from tenx_common.saga import saga_tables
 
 
 class Base(DeclarativeBase):
@@ -27,6 +30,9 @@ class Base(DeclarativeBase):
 
 
 outbox = outbox_table(Base.metadata)
+inbox = inbox_table(Base.metadata)
+dead_letters = dead_letter_table(Base.metadata)
+sagas, saga_steps = saga_tables(Base.metadata)
 
 
 class Product(Base):
@@ -91,7 +97,9 @@ class IdempotencyKey(Base):
 
 
 class CustomerProfile(Base):
-    """A customer's own details; one row per user, made on first change."""
+    """A customer's own details; one row per user, made at registration or on
+    first change. An erased profile stays as a tombstone (``erased_at``) without
+    personal data, so a late or redelivered UserRegistered cannot bring it back."""
 
     __tablename__ = "customer_profiles"
 
@@ -102,6 +110,7 @@ class CustomerProfile(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class SandboxPayment(Base):

@@ -6,6 +6,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 PENDING = "pending"
+CONFIRMED = "confirmed"
 CANCELLED = "cancelled"
 
 

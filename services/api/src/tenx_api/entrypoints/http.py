@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from tenx_api.domain.catalog import Category, ProductCreate, ProductUpdate
 from tenx_api.domain.customers import ProfileUpdate
 from tenx_api.domain.orders import PlaceOrder
-from tenx_api.service_layer import catalog, customers, orders
+from tenx_api.service_layer import catalog, customers, order_saga, orders
 from tenx_api.service_layer.deps import ApiDeps
 from tenx_common.app import handler_deps
 from tenx_common.problems import ProblemError
@@ -144,3 +144,22 @@ async def list_products(
         deps=deps,
     )
     return ProductPage(items=page.items, next_cursor=page.next_cursor)
+
+
+@router.get("/admin/sagas", tags=["operations"])
+async def list_sagas(
+    _: AdminUser,
+    deps: Deps,
+    saga_status: Annotated[str | None, Query(alias="status", pattern=r"^[a-z_]{1,32}$")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=400)] = None,
+) -> dict[str, Any]:
+    items, next_cursor = await order_saga.list_sagas(
+        status=saga_status, limit=limit, cursor=cursor, deps=deps
+    )
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@router.get("/admin/sagas/{saga_id}", tags=["operations"])
+async def get_saga(saga_id: UUID, _: AdminUser, deps: Deps) -> dict[str, Any]:
+    return await order_saga.get_saga(saga_id, deps=deps)

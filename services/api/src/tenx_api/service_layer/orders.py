@@ -5,7 +5,8 @@ advisory lock, so a concurrent repeat gets 409 at once), the stock of every
 line is reserved with a conditional UPDATE (never below zero, whatever the
 concurrency), the order and its OrderPlaced event are written, and the answer
 is stored under the key for replay. Refusals (unknown product, out of stock)
-are not stored: a retry with the same key runs again.
+are not stored: a retry with the same key runs again. The same transaction
+starts the order saga (``order_saga``), which authorizes the payment.
 """
 
 import uuid
@@ -16,7 +17,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tenx_api.adapters.orm import IdempotencyKey, Order, OrderItem, Product
+from tenx_api.adapters.orm import IdempotencyKey, Order, OrderItem, Product, saga_steps, sagas
 from tenx_api.domain.orders import CANCELLED, PENDING, PlaceOrder
 from tenx_api.service_layer.catalog import cache_key
 from tenx_api.service_layer.deps import ApiDeps
@@ -24,7 +25,9 @@ from tenx_common.events.catalog_products import StockChanged
 from tenx_common.events.orders_orders import OrderCancelled, OrderLine, OrderPlaced
 from tenx_common.pagination import decode_cursor, encode_cursor
 from tenx_common.problems import ProblemError
+from tenx_common.saga import COMPENSATING, COMPLETED, RUNNING, start_saga
 from tenx_common.tokens import Principal
+from tenx_common.uow import UnitOfWork
 
 _SWEEP_LOCK = 0x7E4E_0002  # advisory lock of the idempotency-key sweep
 
@@ -159,6 +162,7 @@ async def place_order(
                 payment_method=order.payment_method,
             )
         )
+        await start_saga(uow, sagas, saga_id=order.id, kind="order", step="authorize_payment")
         body = public(order, items)
         session.add(
             IdempotencyKey(
@@ -178,51 +182,81 @@ async def place_order(
 async def cancel_order(
     order_id: uuid.UUID, principal: Principal, *, deps: ApiDeps
 ) -> dict[str, Any]:
-    """Cancel a pending order: its stock goes back, OrderCancelled is written.
-    (An order whose payment was authorized is compensated by the order saga.)"""
+    """Cancel a pending or confirmed order: its stock goes back and OrderCancelled
+    is written at once; the saga then voids the payment (compensation)."""
     async with deps.uow() as uow:
         session = uow.session
         order = await session.get(Order, order_id, with_for_update=True)
         if order is None or not (principal.is_admin or order.user_id == principal.user_id):
             raise ProblemError(status=404, code="not_found", detail="No such order.")
+        if order.status != CANCELLED:  # cancelling twice is the same as once
+            keys = await release_order(uow, order, reason="cancelled_by_customer")
+            now = datetime.now(UTC)
+            saga = (
+                await session.execute(
+                    sagas.update()
+                    .where(sagas.c.id == order_id, sagas.c.status.in_((RUNNING, COMPLETED)))
+                    .values(
+                        status=COMPENSATING,
+                        step="void_payment",
+                        attempts=0,
+                        reason="cancelled_by_customer",
+                        next_attempt_at=now,
+                        updated_at=now,
+                    )
+                    .returning(sagas.c.id)
+                )
+            ).first()
+            if saga is not None:
+                await session.execute(
+                    saga_steps.insert().values(
+                        saga_id=order_id,
+                        step="cancel",
+                        attempt=1,
+                        outcome="cancelled_by_customer",
+                        started_at=now,
+                        finished_at=now,
+                    )
+                )
+            await uow.commit()
+            await deps.committed(str(principal.user_id), *keys)
         items = list(
             (
                 await session.execute(select(OrderItem).where(OrderItem.order_id == order_id))
             ).scalars()
         )
-        if order.status == CANCELLED:
-            return public(order, items)  # cancelling twice is the same as once
-        if order.status != PENDING:
-            raise ProblemError(
-                status=409,
-                code="order_not_cancellable",
-                detail=f"An order that is {order.status} cannot be cancelled here.",
-            )
-        now = datetime.now(UTC)
-        for item in sorted(items, key=lambda i: i.product_id):
-            stock, version = (
-                await session.execute(
-                    update(Product)
-                    .where(Product.id == item.product_id)
-                    .values(
-                        stock=Product.stock + item.quantity,
-                        version=Product.version + 1,
-                        updated_at=now,
-                    )
-                    .returning(Product.stock, Product.version)
-                )
-            ).one()
-            await uow.publish(
-                StockChanged(product_id=item.product_id, version=version, stock=stock)
-            )
-        order.status = CANCELLED
-        order.updated_at = now
-        await uow.publish(
-            OrderCancelled(order_id=order.id, user_id=order.user_id, reason="cancelled_by_customer")
-        )
-        await uow.commit()
-    await deps.committed(str(principal.user_id), *(cache_key(i.product_id) for i in items))
     return public(order, items)
+
+
+async def release_order(uow: UnitOfWork, order: Order, *, reason: str) -> list[str]:
+    """In ``uow``: put a (locked) order's stock back and cancel it, with its events;
+    the cache keys to drop after commit. Nothing when it is cancelled already."""
+    if order.status == CANCELLED:
+        return []
+    items = (
+        await uow.session.execute(select(OrderItem).where(OrderItem.order_id == order.id))
+    ).scalars()
+    now = datetime.now(UTC)
+    keys = []
+    for item in sorted(items, key=lambda i: i.product_id):  # the order placement locks in
+        stock, version = (
+            await uow.session.execute(
+                update(Product)
+                .where(Product.id == item.product_id)
+                .values(
+                    stock=Product.stock + item.quantity,
+                    version=Product.version + 1,
+                    updated_at=now,
+                )
+                .returning(Product.stock, Product.version)
+            )
+        ).one()
+        await uow.publish(StockChanged(product_id=item.product_id, version=version, stock=stock))
+        keys.append(cache_key(item.product_id))
+    order.status = CANCELLED
+    order.updated_at = now
+    await uow.publish(OrderCancelled(order_id=order.id, user_id=order.user_id, reason=reason))
+    return keys
 
 
 async def sweep_idempotency_keys(*, deps: ApiDeps) -> int:

@@ -9,6 +9,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Index,
+    Integer,
     LargeBinary,
     MetaData,
     Text,
@@ -18,6 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from tenx_common.consumer import dead_letter_table, inbox_table
 from tenx_common.outbox import outbox_table
 
 
@@ -26,6 +28,8 @@ class Base(DeclarativeBase):
 
 
 outbox = outbox_table(Base.metadata)
+inbox = inbox_table(Base.metadata)
+dead_letters = dead_letter_table(Base.metadata)
 
 
 class User(Base):
@@ -102,3 +106,18 @@ class AccountDeletion(Base):
         DateTime(timezone=True), server_default=func.now()
     )
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    requests: Mapped[int] = mapped_column(Integer, default=1)  # the request, then re-requests
+    # While replies are missing, the request is published again at this time.
+    next_request_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DeletionReply(Base):
+    """One service's AccountDataErased for a deletion."""
+
+    __tablename__ = "account_deletion_replies"
+
+    deletion_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("account_deletions.id", ondelete="CASCADE"), primary_key=True
+    )
+    service: Mapped[str] = mapped_column(Text, primary_key=True)
+    erased_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

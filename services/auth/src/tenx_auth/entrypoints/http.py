@@ -5,10 +5,10 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request, Response, status
 
-from tenx_auth.adapters.orm import AccountDeletion, User
+from tenx_auth.adapters.orm import User
 from tenx_auth.domain import commands
 from tenx_auth.entrypoints.schemas import DeletionStatus, KeyRotated, TokenResponse, UserPublic
-from tenx_auth.service_layer import handlers
+from tenx_auth.service_layer import erasure, handlers
 from tenx_auth.service_layer.handlers import AuthDeps, TokenPair
 from tenx_common.app import handler_deps
 from tenx_common.security import AdminUser, CurrentUser
@@ -63,21 +63,14 @@ async def me(principal: CurrentUser, deps: Deps) -> UserPublic:
 
 @router.delete("/me", status_code=status.HTTP_202_ACCEPTED)
 async def delete_me(principal: CurrentUser, deps: Deps) -> DeletionStatus:
-    return _deletion(await handlers.request_account_deletion(principal, deps=deps))
+    deletion = await handlers.request_account_deletion(principal, deps=deps)
+    return DeletionStatus.model_validate(await erasure.deletion_view(deletion, deps=deps))
 
 
 @router.get("/deletions/{deletion_id}")
 async def deletion_status(deletion_id: UUID, principal: CurrentUser, deps: Deps) -> DeletionStatus:
-    return _deletion(await handlers.get_deletion(deletion_id, principal, deps=deps))
-
-
-def _deletion(deletion: AccountDeletion) -> DeletionStatus:
-    return DeletionStatus(
-        deletion_id=deletion.id,
-        status=deletion.status,
-        requested_at=deletion.requested_at,
-        completed_at=deletion.completed_at,
-    )
+    deletion = await handlers.get_deletion(deletion_id, principal, deps=deps)
+    return DeletionStatus.model_validate(await erasure.deletion_view(deletion, deps=deps))
 
 
 @router.post("/verify-email", status_code=status.HTTP_204_NO_CONTENT)

@@ -21,11 +21,22 @@ class TokenResponse(BaseModel):
     refresh_token: str
 
 
+class DeletionReplyOut(BaseModel):
+    service: str
+    erased_at: datetime
+
+
 class DeletionStatus(BaseModel):
+    """The account-deletion saga: ``requested`` until every service has replied
+    (``waiting_for`` names those that have not), then ``completed``."""
+
     deletion_id: UUID
     status: str
     requested_at: datetime
     completed_at: datetime | None
+    requests: int
+    replies: list[DeletionReplyOut]
+    waiting_for: list[str]
 
 
 class KeyRotated(BaseModel):

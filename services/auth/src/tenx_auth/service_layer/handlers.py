@@ -172,8 +172,14 @@ async def request_account_deletion(principal: Principal, *, deps: AuthDeps) -> A
         pending = await _pending_deletion(uow, principal.user_id)
         if pending is not None:
             return pending
+        now = _now()
         deletion = AccountDeletion(
-            id=uuid.uuid4(), user_id=principal.user_id, status=REQUESTED, requested_at=_now()
+            id=uuid.uuid4(),
+            user_id=principal.user_id,
+            status=REQUESTED,
+            requested_at=now,
+            requests=1,
+            next_request_at=now + timedelta(seconds=deps.settings.deletion_rerequest_after_s),
         )
         uow.session.add(deletion)
         await uow.publish(

@@ -1,0 +1,97 @@
+"""A service's worker process: its consumer and its background loops (a saga
+runner), with the service's /healthz, /readyz and /metrics on a port of its
+own. ``python -m tenx_<svc> worker --port N``; run as many as wanted."""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, TypeVar
+
+from fastapi import FastAPI
+from opentelemetry.trace import Tracer
+from prometheus_client.core import Metric
+
+from tenx_common.app import create_service_app
+from tenx_common.consumer import Consumer
+from tenx_common.infra import ServiceContainer
+from tenx_common.periodic import every
+from tenx_common.settings import ServiceSettings
+from tenx_common.telemetry import create_tracer_provider
+
+log = logging.getLogger(__name__)
+
+S = TypeVar("S", bound=ServiceSettings)
+D = TypeVar("D")
+
+# The loops of a worker, each with run(), stopping and collect() (its metrics).
+Loops = Callable[[ServiceContainer[D], Tracer], Sequence[Any]]
+
+
+def create_worker_app(
+    settings: S,
+    *,
+    title: str,
+    bootstrap: Callable[[S], AbstractAsyncContextManager[ServiceContainer[D]]],
+    loops: Loops[D],
+) -> FastAPI:
+    @asynccontextmanager
+    async def worker(settings: S) -> AsyncIterator[ServiceContainer[D]]:
+        provider = create_tracer_provider(settings)
+        async with bootstrap(settings) as container:
+            started = list(loops(container, provider.get_tracer("tenx.worker")))
+            container.infra.collectors.extend(started)
+            tasks = [asyncio.create_task(_keep_running(loop)) for loop in started]
+            consumers = [loop for loop in started if isinstance(loop, Consumer)]
+            try:
+                async with every(3600.0, lambda: _sweep(consumers), name="inbox-sweep"):
+                    yield container
+            finally:
+                for loop in started:
+                    loop.stopping.set()
+                _, pending = await asyncio.wait(tasks, timeout=20) if tasks else (set(), set())
+                for task in pending:
+                    task.cancel()
+                provider.shutdown()
+
+    return create_service_app(settings, title=title, bootstrap=worker)
+
+
+async def _keep_running(loop: Any) -> None:
+    with contextlib.suppress(asyncio.CancelledError):
+        try:
+            await loop.run()
+        except Exception:
+            log.exception("worker loop %r ended with an error", loop)
+
+
+async def _sweep(consumers: Sequence[Consumer]) -> None:
+    for consumer in consumers:
+        swept = await consumer.sweep_inbox()
+        if swept:
+            log.info("consumer %s: %d inbox rows past retention deleted", consumer.name, swept)
+
+
+class Every:
+    """A worker loop that runs ``job`` every ``interval_s`` seconds until stopped;
+    a failing run is logged and the next one runs on time."""
+
+    def __init__(self, name: str, interval_s: float, job: Callable[[], Awaitable[object]]) -> None:
+        self.name = name
+        self.interval_s = interval_s
+        self.job = job
+        self.stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                await self.job()
+            except Exception:
+                log.exception("worker job %s failed", self.name)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.interval_s):
+                    await self.stopping.wait()
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(())

@@ -1,0 +1,205 @@
+"""The order saga, orchestrated here (PLATFORM.md, Sagas).
+
+It starts in the transaction that places the order (stock reserved, OrderPlaced
+staged) and runs in the worker process:
+
+    authorize_payment --approved--> completed: order confirmed, OrderConfirmed
+        | declined, or no answer / an error after ``payment_max_attempts``
+        v
+    void_payment --> release_stock --> compensated: stock back, OrderCancelled{reason}
+
+Every call to the provider carries the order id as its idempotency key, so a
+step run again (a retry, a restarted worker) never charges twice; a void that
+comes before a late authorization makes the provider refuse that one. A
+customer who cancels a pending or confirmed order gets the stock back at once
+(``orders.cancel_order``) and moves the saga to ``void_payment``; a step that
+was running then has its result dropped (see ``tenx_common.saga``).
+"""
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tenx_api.adapters.orm import Order, saga_steps, sagas
+from tenx_api.domain.orders import CONFIRMED, PENDING
+from tenx_api.domain.payments import IdempotencyConflictError
+from tenx_api.service_layer.deps import ApiDeps
+from tenx_api.service_layer.orders import release_order
+from tenx_common.events.orders_orders import OrderConfirmed
+from tenx_common.pagination import decode_cursor, encode_cursor
+from tenx_common.problems import ProblemError
+from tenx_common.saga import (
+    COMPENSATED,
+    COMPENSATING,
+    COMPLETED,
+    FAILED,
+    RUNNING,
+    Saga,
+    Step,
+    Transition,
+    saga_view,
+    step_view,
+)
+from tenx_common.uow import UnitOfWork
+
+KIND = "order"
+AUTHORIZE = "authorize_payment"
+VOID = "void_payment"
+RELEASE = "release_stock"
+DONE = "done"
+
+
+def steps(deps: ApiDeps) -> dict[tuple[str, str], Step]:
+    def bind(step: Callable[[Saga, ApiDeps], Awaitable[Transition]]) -> Step:
+        return lambda saga: step(saga, deps)
+
+    return {
+        (KIND, AUTHORIZE): bind(authorize_payment),
+        (KIND, VOID): bind(void_payment),
+        (KIND, RELEASE): bind(release_stock),
+    }
+
+
+def lease_s(deps: ApiDeps) -> Callable[[Saga], float]:
+    """An attempt's lease: the provider's timeout and a margin."""
+    return lambda saga: deps.settings.payment_timeout_s + 10.0
+
+
+async def authorize_payment(saga: Saga, deps: ApiDeps) -> Transition:
+    settings = deps.settings
+    async with deps.uow() as uow:
+        order = await uow.session.get(Order, saga.id)
+    if order is None or order.status != PENDING:
+        return Transition(
+            outcome="error",
+            status=FAILED,
+            step=AUTHORIZE,
+            detail=f"order is {order.status if order else 'missing'}, not pending",
+        )
+    try:
+        async with asyncio.timeout(settings.payment_timeout_s):
+            authorization = await deps.payments.authorize(
+                idempotency_key=str(order.id),
+                amount_cents=order.total_cents,
+                currency=order.currency,
+                payment_method=order.payment_method,
+            )
+    except IdempotencyConflictError:
+        return _compensate("conflict", "payment_failed", "the provider holds another payment")
+    except TimeoutError:
+        outcome, detail = "timeout", f"no answer in {settings.payment_timeout_s:g} s"
+    except Exception as exc:  # the provider is down or failing: retried like a timeout
+        outcome, detail = "error", f"{type(exc).__name__}: {exc}"[:2000]
+    else:
+        if not authorization.approved:
+            return _compensate("declined", "payment_declined", authorization.decline_code)
+        return Transition(
+            outcome="approved",
+            status=COMPLETED,
+            step=DONE,
+            detail=f"payment {authorization.id}",
+            apply=_confirm(order.id, authorization.id, deps),
+        )
+    if saga.attempts < settings.payment_max_attempts:
+        retry_in = settings.payment_retry_backoff_s * 2 ** (saga.attempts - 1)
+        return Transition(
+            outcome=outcome, status=RUNNING, step=AUTHORIZE, retry_in_s=retry_in, detail=detail
+        )
+    reason = "payment_timeout" if outcome == "timeout" else "payment_failed"
+    return _compensate(outcome, reason, detail)
+
+
+def _compensate(outcome: str, reason: str, detail: str | None) -> Transition:
+    return Transition(outcome=outcome, status=COMPENSATING, step=VOID, reason=reason, detail=detail)
+
+
+def _confirm(
+    order_id: uuid.UUID, payment_id: str, deps: ApiDeps
+) -> Callable[[UnitOfWork], Awaitable[None]]:
+    async def apply(uow: UnitOfWork) -> None:
+        order = await uow.session.get(Order, order_id, with_for_update=True)
+        assert order is not None
+        order.status = CONFIRMED
+        order.updated_at = datetime.now(UTC)
+        await uow.publish(
+            OrderConfirmed(
+                order_id=order.id,
+                user_id=order.user_id,
+                total_cents=order.total_cents,
+                currency=order.currency,
+                payment_id=payment_id,
+            )
+        )
+        user = str(order.user_id)
+        uow.after_commit(lambda: deps.committed(user))
+
+    return apply
+
+
+async def void_payment(saga: Saga, deps: ApiDeps) -> Transition:
+    """Void whatever the provider holds under the order id (also nothing: then
+    a late authorization is refused). Retried until it succeeds."""
+    async with asyncio.timeout(deps.settings.payment_timeout_s):
+        await deps.payments.void(idempotency_key=str(saga.id))
+    return Transition(outcome="voided", status=COMPENSATING, step=RELEASE)
+
+
+async def release_stock(saga: Saga, deps: ApiDeps) -> Transition:
+    async def apply(uow: UnitOfWork) -> None:
+        order = await uow.session.get(Order, saga.id, with_for_update=True)
+        assert order is not None
+        keys = await release_order(uow, order, reason=saga.reason or "payment_failed")
+        user = str(order.user_id)
+        uow.after_commit(lambda: deps.committed(user, *keys))
+
+    return Transition(outcome="released", status=COMPENSATED, step=DONE, apply=apply)
+
+
+# -- the operators' view (GET /v1/admin/sagas) ------------------------------------
+
+
+async def list_sagas(
+    *, status: str | None, limit: int, cursor: str | None, deps: ApiDeps
+) -> tuple[list[dict[str, Any]], str | None]:
+    query = select(sagas).order_by(sagas.c.created_at.desc(), sagas.c.id.desc()).limit(limit + 1)
+    if status is not None:
+        query = query.where(sagas.c.status == status)
+    if cursor is not None:
+        created_at, last_id = decode_cursor(
+            cursor, lambda p: (datetime.fromisoformat(p["t"]), uuid.UUID(p["id"]))
+        )
+        query = query.where(tuple_(sagas.c.created_at, sagas.c.id) < tuple_(created_at, last_id))
+
+    async def run(session: AsyncSession) -> list[Any]:
+        return list((await session.execute(query)).all())
+
+    rows = await deps.router.read(run)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = (
+        encode_cursor({"t": rows[-1].created_at.isoformat(), "id": str(rows[-1].id)})
+        if more
+        else None
+    )
+    return [saga_view(row) for row in rows], next_cursor
+
+
+async def get_saga(saga_id: uuid.UUID, *, deps: ApiDeps) -> dict[str, Any]:
+    async def run(session: AsyncSession) -> dict[str, Any] | None:
+        row = (await session.execute(select(sagas).where(sagas.c.id == saga_id))).first()
+        if row is None:
+            return None
+        logged = await session.execute(
+            select(saga_steps).where(saga_steps.c.saga_id == saga_id).order_by(saga_steps.c.id)
+        )
+        return {**saga_view(row), "steps": [step_view(step) for step in logged]}
+
+    found = await deps.router.read(run)
+    if found is None:
+        raise ProblemError(status=404, code="not_found", detail="No such saga.")
+    return found

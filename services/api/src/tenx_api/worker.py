@@ -1,0 +1,49 @@
+"""The api's worker: the ``api`` consumer (registration and erasure) and the
+order saga runner. ``python -m tenx_api worker --port 8004``."""
+
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI
+from opentelemetry.trace import Tracer
+
+from tenx_api.adapters.orm import dead_letters, inbox, saga_steps, sagas
+from tenx_api.bootstrap import Container, bootstrap
+from tenx_api.service_layer import order_saga, reactions
+from tenx_api.settings import Settings
+from tenx_common.consumer import Consumer
+from tenx_common.saga import SagaRunner
+from tenx_common.worker import create_worker_app
+
+CONSUMER = "api"
+
+
+def loops(container: Container, tracer: Tracer) -> Sequence[Any]:
+    deps = container.deps
+    engine = deps.router.engines.primary
+    return [
+        Consumer(
+            name=CONSUMER,
+            settings=deps.settings,
+            uow=deps.uow,
+            engine=engine,
+            inbox=inbox,
+            dead_letters=dead_letters,
+            handlers=reactions.handlers(deps),
+            tracer=tracer,
+        ),
+        SagaRunner(
+            engine=engine,
+            uow=deps.uow,
+            sagas=sagas,
+            steps_log=saga_steps,
+            steps=order_saga.steps(deps),
+            lease_s=order_saga.lease_s(deps),
+            tracer=tracer,
+            poll_interval_s=deps.settings.saga_poll_interval_s,
+        ),
+    ]
+
+
+def create_worker(settings: Settings) -> FastAPI:
+    return create_worker_app(settings, title="Tenx API worker", bootstrap=bootstrap, loops=loops)
