@@ -58,13 +58,14 @@ async def drop_tables(engine: AsyncEngine, unique: str) -> None:
             await conn.execute(text(f"DROP TABLE IF EXISTS {table}"))
 
 
-def build(settings: Settings, engine: AsyncEngine, unique: str) -> Consumer:
+def build(settings: Settings, engine: AsyncEngine, unique: str, *, delay_s: float = 0) -> Consumer:
     state, effects = tables(unique)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
 
     async def apply(uow: UnitOfWork, event: Any) -> None:
         if event.poison and event.key not in FIXED:
             raise ValueError(f"cannot digest {event.key}")
+        await asyncio.sleep(delay_s)  # a slow effect, so that a rebalance lands mid-stream
         await uow.session.execute(
             text(
                 f"INSERT INTO {state} VALUES (:k, :v) ON CONFLICT (key) DO UPDATE"

@@ -281,3 +281,34 @@ async def _status(engine: AsyncEngine, letter_id: str, status: str) -> bool:
             select(dead_letters.c.status).where(dead_letters.c.id == uuid.UUID(letter_id))
         )
     return found == status
+
+
+async def test_consumers_joining_and_leaving_mid_stream_lose_nothing_and_repeat_nothing(
+    api_settings: ApiSettings, engine: AsyncEngine, producer: AIOKafkaProducer, unique: str
+) -> None:
+    topic = probe_class(unique).TOPIC
+    keys = [f"k{i}" for i in range(12)]  # spread over the topic's partitions
+    for version in range(1, 11):
+        for key in keys:
+            await send(producer, probe(unique, key, version), topic=topic, key=key)
+    first = consumer_probe.build(api_settings, engine, unique, delay_s=0.05)
+    first_task = await consuming(first)
+    await until(lambda: _count(engine, unique, 10))
+    second = consumer_probe.build(api_settings, engine, unique, delay_s=0.05)  # a rebalance
+    second_task = await consuming(second)
+    await until(lambda: _count(engine, unique, 40))
+    await stop(first, first_task)  # graceful: finishes its batch, commits, leaves the group
+    try:
+        await until(lambda: _count(engine, unique, len(keys) * 10))
+        await until(lambda: _lag_is_zero(second))
+    finally:
+        await stop(second, second_task)
+    done = await effects(engine, unique)
+    assert len(done) == len(set(done)) == len(keys) * 10  # every event, once
+    assert first._outcomes["processed"] > 0
+    assert second._outcomes["processed"] > 0  # both had partitions
+    assert await state(engine, unique) == dict.fromkeys(keys, 10)
+
+
+async def _count(engine: AsyncEngine, unique: str, at_least: int) -> bool:
+    return len(await effects(engine, unique)) >= at_least

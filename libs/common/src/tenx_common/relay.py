@@ -180,7 +180,9 @@ class Relay:
 
 def run_relay(settings: ServiceSettings, table: Table) -> None:
     """The ``relay`` command: publish until SIGTERM or SIGINT."""
-    configure_logging(service=f"{settings.service_name}-relay", level=settings.log_level)
+    # Its spans and logs are the service's relay's ("api-relay").
+    settings = settings.model_copy(update={"service_name": f"{settings.service_name}-relay"})
+    configure_logging(service=settings.service_name, level=settings.log_level)
     relay = Relay(settings, table)
 
     async def main() -> None:

@@ -36,6 +36,9 @@ def create_worker_app(
     bootstrap: Callable[[S], AbstractAsyncContextManager[ServiceContainer[D]]],
     loops: Loops[D],
 ) -> FastAPI:
+    # Its spans, logs and metrics are the service's worker's ("api-worker").
+    settings = settings.model_copy(update={"service_name": f"{settings.service_name}-worker"})
+
     @asynccontextmanager
     async def worker(settings: S) -> AsyncIterator[ServiceContainer[D]]:
         provider = create_tracer_provider(settings)

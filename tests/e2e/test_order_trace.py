@@ -1,0 +1,63 @@
+"""One order placed through the edge is one trace in Jaeger: the request in
+api, the outbox relay publishing its events, the saga's step in the worker,
+and the relay publishing OrderConfirmed; every span's parent is in the trace."""
+
+from typing import Any
+
+import httpx
+
+from tests.e2e.conftest import new_traceparent, wait_for_trace
+from tests.stack import admin, eventually, new_key, new_product, new_user, order_body
+
+
+def span_names(trace: dict[str, Any]) -> set[tuple[str, str]]:
+    services = {pid: process["serviceName"] for pid, process in trace["processes"].items()}
+    return {(services[span["processID"]], span["operationName"]) for span in trace["spans"]}
+
+
+async def test_an_order_is_one_trace_from_the_edge_to_its_confirmation(
+    edge: httpx.AsyncClient, jaeger: httpx.AsyncClient
+) -> None:
+    operator = await admin(edge)
+    user = await new_user(edge)
+    product = await new_product(edge, operator, stock=3)
+    traceparent, trace_id = new_traceparent()
+    placed = await edge.post(
+        "/v1/orders",
+        json=order_body(product),
+        headers={**user, **new_key(), "traceparent": traceparent},
+    )
+    assert placed.status_code == 201, placed.text
+    path = f"/v1/orders/{placed.json()['id']}"
+
+    async def confirmed() -> bool:
+        return bool((await edge.get(path, headers=user)).json()["status"] == "confirmed")
+
+    await eventually(confirmed)
+    wanted = {
+        ("api", "POST /v1/orders"),
+        ("api-relay", "orders.orders publish"),  # OrderPlaced, then OrderConfirmed
+        ("api-relay", "catalog.products publish"),  # StockChanged
+        ("api-worker", "saga order authorize_payment"),
+    }
+
+    async def complete() -> dict[str, Any] | None:
+        trace = await wait_for_trace(jaeger, trace_id)
+        return trace if wanted <= span_names(trace) else None
+
+    trace = await eventually(complete, timeout_s=60)
+    spans = {span["spanID"]: span for span in trace["spans"]}
+    parents = {
+        span["spanID"]: next(
+            (ref["spanID"] for ref in span["references"] if ref["refType"] == "CHILD_OF"), None
+        )
+        for span in trace["spans"]
+    }
+    roots = [span_id for span_id, parent in parents.items() if parent not in spans]
+    assert len(roots) == 1  # the request; its parent is the caller's traceparent
+    assert spans[roots[0]]["operationName"] == "POST /v1/orders"
+    publishes = [s for s in trace["spans"] if s["operationName"] == "orders.orders publish"]
+    assert len(publishes) == 2
+    step = next(s for s in trace["spans"] if s["operationName"] == "saga order authorize_payment")
+    # OrderConfirmed was written inside the saga's step: its publish is the step's child.
+    assert {parents[p["spanID"]] for p in publishes} == {roots[0], step["spanID"]}
