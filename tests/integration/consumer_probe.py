@@ -80,7 +80,12 @@ def build(settings: Settings, engine: AsyncEngine, unique: str, *, delay_s: floa
     return Consumer(
         name=f"it-{unique}",
         settings=settings.model_copy(
-            update={"consumer_max_attempts": 3, "consumer_backoff_s": 0.05}
+            # Small polls, so that a rebalance finds records not yet fetched.
+            update={
+                "consumer_max_attempts": 3,
+                "consumer_backoff_s": 0.05,
+                "consumer_batch_size": 10,
+            }
         ),
         uow=lambda: UnitOfWork(sessions, outbox=outbox, source="/tenx/test"),
         engine=engine,

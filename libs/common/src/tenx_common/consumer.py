@@ -19,6 +19,11 @@ class. For each record, in partition order:
    partition's records have committed. A crash before that redelivers them,
    and the inbox absorbs them.
 
+The records a poll returns are handled in one transaction (up to
+``TRANSACTION_SIZE``, each partition's in order), then their offsets are
+committed at once: one commit of each kind for many effects. When any of them
+fails, that transaction is rolled back and each record runs alone, as above.
+
 Dead letters are redriven on request (``request_redrive``: the admin endpoint
 and the ``dead-letters`` command): the running consumer picks each requested
 one up within a second and runs it through step 2 again. Shutdown (SIGTERM)
@@ -71,6 +76,7 @@ from tenx_common.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 
+TRANSACTION_SIZE = 100  # records of a partition handled in one transaction, at most
 PARKED = "parked"
 REDRIVE_REQUESTED = "redrive_requested"
 REDRIVEN = "redriven"
@@ -212,6 +218,7 @@ class Consumer:
             client_id=f"{self.name}-{uuid.uuid4().hex[:8]}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            fetch_max_wait_ms=50,
         )
         kafka.subscribe(self.topics, listener=_FinishBatchFirst(self._busy))
         producer = AIOKafkaProducer(
@@ -226,24 +233,30 @@ class Consumer:
                 batches = await kafka.getmany(
                     timeout_ms=500, max_records=settings.consumer_batch_size
                 )
+                records = [  # each partition's in order, one partition after another
+                    Record(
+                        topic=raw.topic,
+                        partition=raw.partition,
+                        offset=raw.offset,
+                        key=raw.key.decode() if raw.key is not None else None,
+                        value=raw.value or b"",
+                        headers={k: v.decode() for k, v in raw.headers or ()},
+                    )
+                    for raws in batches.values()
+                    for raw in raws
+                ]
                 async with self._busy:
-                    for tp, records in batches.items():
-                        done = None
-                        for raw in records:
-                            if self.stopping.is_set():
-                                break  # commit what is done; the rest is redelivered
-                            record = Record(
-                                topic=raw.topic,
-                                partition=raw.partition,
-                                offset=raw.offset,
-                                key=raw.key.decode() if raw.key is not None else None,
-                                value=raw.value or b"",
-                                headers={k: v.decode() for k, v in raw.headers or ()},
-                            )
-                            await self._consume(record, producer)
-                            done = raw.offset
-                        if done is not None:
-                            await kafka.commit({tp: done + 1})
+                    for at in range(0, len(records), TRANSACTION_SIZE):
+                        if self.stopping.is_set():
+                            break  # what is not committed is redelivered
+                        chunk = records[at : at + TRANSACTION_SIZE]
+                        await self._consume_many(chunk, producer)
+                        await kafka.commit(
+                            {
+                                TopicPartition(r.topic, r.partition): r.offset + 1
+                                for r in chunk  # the last of each partition wins
+                            }
+                        )
                     self._lag = {
                         tp: max(0, (kafka.highwater(tp) or 0) - await kafka.position(tp))
                         for tp in kafka.assignment()
@@ -272,7 +285,21 @@ class Consumer:
         except Exception:
             log.exception("consumer %s: redriving dead letters failed", self.name)
 
-    # -- one record ------------------------------------------------------------
+    # -- records -----------------------------------------------------------------
+
+    async def _consume_many(self, records: list[Record], producer: AIOKafkaProducer) -> None:
+        """Records in their partitions' order: all in one transaction when they all
+        succeed at once; otherwise each in its own, with its retries."""
+        if len(records) > 1:
+            try:
+                outcomes = await self._transaction(records)
+            except Exception as exc:
+                log.info("consumer %s: a batch failed (%r); one by one now", self.name, exc)
+            else:
+                self._outcomes.update(outcomes)
+                return
+        for record in records:
+            await self._consume(record, producer)
 
     async def _consume(self, record: Record, producer: AIOKafkaProducer) -> None:
         attempts, error = await self._attempts(record)
@@ -334,14 +361,62 @@ class Consumer:
         raise AssertionError("unreachable")
 
     async def handle(self, record: Record) -> str:
-        """One attempt: the effect and the inbox row in one transaction. The outcome:
+        """One attempt at one record, in its own transaction. The outcome:
         ``processed``, ``duplicate`` (already in the inbox) or ``skipped`` (no handler)."""
+        [outcome] = await self._transaction([record])
+        return outcome
+
+    async def _transaction(self, records: list[Record]) -> list[str]:
+        """The effects of ``records`` and their inbox rows, in one transaction."""
+        parsed = [self._parse(record) for record in records]
+        ids = list(dict.fromkeys(found[0].id for found in parsed if found is not None))
+        async with self._uow() as uow:
+            fresh: set[str] = set()
+            if ids:  # one statement for the inbox rows of the whole batch
+                inserted = await uow.session.execute(
+                    insert(self._inbox)
+                    .values(
+                        [
+                            {"consumer": self.name, "event_id": id_, "processed_at": func.now()}
+                            for id_ in ids
+                        ]
+                    )
+                    .on_conflict_do_nothing()
+                    .returning(self._inbox.c.event_id)
+                )
+                fresh = set(inserted.scalars())
+            outcomes = []
+            for record, found in zip(records, parsed, strict=True):
+                if found is None:
+                    outcomes.append("skipped")
+                    continue
+                envelope, event, handler = found
+                first = envelope.id in fresh
+                fresh.discard(envelope.id)  # the same event twice in a batch: once
+                await self._apply(uow, record, envelope, event, handler if first else None)
+                outcomes.append("processed" if first else "duplicate")
+            await uow.commit()
+        return outcomes
+
+    def _parse(self, record: Record) -> tuple[Envelope, Event, Handler] | None:
+        """The record's envelope, event and handler; None when it has no handler here.
+        Raises when it cannot be read (PermanentError) or fit its model (ValidationError)."""
         envelope = read_envelope(record)
         registered = self._handlers.get(envelope.type)
         if registered is None:
-            return "skipped"
+            return None
         model, handler = registered
-        event = model.model_validate(envelope.data)
+        return envelope, model.model_validate(envelope.data), handler
+
+    async def _apply(
+        self,
+        uow: UnitOfWork,
+        record: Record,
+        envelope: Envelope,
+        event: Event,
+        handler: Handler | None,
+    ) -> None:
+        """The effect of one event (none for a duplicate), under its CONSUMER span."""
         with self._tracer.start_as_current_span(
             f"{record.topic} process",
             context=propagate.extract(record.headers),
@@ -358,24 +433,15 @@ class Consumer:
                 "cloudevents.event_type": envelope.type,
             },
         ) as span:
+            if handler is None:
+                span.set_attribute("tenx.duplicate", True)
+                return
             try:
-                async with self._uow() as uow:
-                    fresh = await uow.session.execute(
-                        insert(self._inbox)
-                        .values(consumer=self.name, event_id=envelope.id, processed_at=func.now())
-                        .on_conflict_do_nothing()
-                        .returning(self._inbox.c.event_id)
-                    )
-                    if fresh.first() is None:
-                        span.set_attribute("tenx.duplicate", True)
-                        return "duplicate"
-                    await handler(uow, event)
-                    await uow.commit()
+                await handler(uow, event)
             except Exception as exc:
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
                 raise
-        return "processed"
 
     # -- dead letters ----------------------------------------------------------
 
