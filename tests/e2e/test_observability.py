@@ -8,7 +8,15 @@ import pytest
 
 from tests.e2e.conftest import new_traceparent, wait_for_trace
 
-DIRECT_PORTS = {"api": 8000, "auth": 8001, "notify": 8002, "search-indexer": 8003}
+DIRECT_PORTS = {
+    "api": 8000,
+    "auth": 8001,
+    "notify": 8002,
+    "search-indexer": 8003,
+    "api-worker": 8004,
+    "auth-worker": 8005,
+}
+WORKERS = {"api": 8004, "auth": 8005}
 
 
 async def test_span_of_a_request_is_returned_by_jaeger(
@@ -38,3 +46,11 @@ async def test_every_service_serves_prometheus_metrics(service: str) -> None:
         response = await client.get(f"http://127.0.0.1:{DIRECT_PORTS[service]}/metrics")
     assert response.status_code == 200
     assert 'http_requests_total{method="GET",route="/healthz",status="200"}' in response.text
+
+
+@pytest.mark.parametrize("consumer", sorted(WORKERS))
+async def test_a_worker_exposes_its_consumer_lag_and_dead_letters(consumer: str) -> None:
+    async with httpx.AsyncClient(timeout=5) as client:
+        text = (await client.get(f"http://127.0.0.1:{WORKERS[consumer]}/metrics")).text
+    assert f'tenx_consumer_lag{{consumer="{consumer}",partition="0",' in text
+    assert f'tenx_dead_letters_parked{{consumer="{consumer}"}}' in text
