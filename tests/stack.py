@@ -8,8 +8,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+from aiokafka import AIOKafkaProducer
+from opentelemetry.trace import Tracer
+from sqlalchemy import Table
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenx_auth.settings import Settings as AuthSettings
+from tenx_common import relay
 
 ROOT = Path(__file__).resolve().parents[1]
 EDGE = "http://127.0.0.1:8080"
@@ -105,3 +110,14 @@ async def stack(*args: str) -> None:
 def pid_of(name: str) -> int:
     """The pid of a process the local stack runs (``api-worker``, ``api-relay``...)."""
     return int((ROOT / ".state" / "run" / f"{name}.pid").read_text())
+
+
+async def publish_a_batch(
+    engine: AsyncEngine, table: Table, producer: AIOKafkaProducer, tracer: Tracer
+) -> None:
+    """One relay batch of ``table``, retried while the stack's relays hold every lane."""
+    for _ in range(100):
+        if await relay.publish_batch(engine, table, producer, tracer, batch_size=10):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("no lane was free for 10 s")

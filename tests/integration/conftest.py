@@ -2,10 +2,13 @@
 from the environment that `make test-integration` loads from .state/local.env."""
 
 import uuid
+from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 
 from tenx_api.settings import Settings as ApiSettings
+from tests.stack import EDGE
 
 
 @pytest.fixture(scope="session")
@@ -16,3 +19,10 @@ def api_settings() -> ApiSettings:
 @pytest.fixture
 def unique() -> str:
     return uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+async def edge() -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the running stack's edge (some modules keep their own, with other timeouts)."""
+    async with httpx.AsyncClient(base_url=EDGE, timeout=30) as client:
+        yield client

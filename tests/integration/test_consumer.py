@@ -7,6 +7,7 @@ import json
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -14,10 +15,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from opentelemetry.sdk.trace import TracerProvider
-from sqlalchemy import MetaData, func, select, text
+from sqlalchemy import MetaData, delete, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
-from tenx_api.adapters.orm import dead_letters, outbox
+from tenx_api.adapters.orm import dead_letters, inbox, outbox
 from tenx_api.settings import Settings as ApiSettings
 from tenx_common import relay
 from tenx_common.consumer import (
@@ -33,6 +34,7 @@ from tenx_common.topics import TopicSettings, ensure_topics
 from tenx_common.uow import UnitOfWork
 from tests.integration import consumer_probe
 from tests.integration.consumer_probe import FIXED, probe_class
+from tests.stack import publish_a_batch
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -159,18 +161,13 @@ async def test_a_relay_that_dies_between_publish_and_mark_gives_one_effect(
         def die(*_: object) -> NoReturn:
             raise RuntimeError("the relay died after publishing, before marking")
 
-        async def publish() -> None:
-            for _ in range(100):  # the stack's relays may hold every lane for a moment
-                if await relay.publish_batch(engine, table, producer, tracer, batch_size=10):
-                    return
-                await asyncio.sleep(0.1)
-            raise AssertionError("no lane was free for 10 s")
-
         monkeypatch.setattr(relay, "update", die)
         with pytest.raises(RuntimeError):
-            await publish()
+            await publish_a_batch(engine, table, producer, tracer)
         monkeypatch.undo()
-        await publish()  # the same rows again: every event is on the topic twice
+        await publish_a_batch(
+            engine, table, producer, tracer
+        )  # the same rows again: every event is on the topic twice
     finally:
         async with engine.begin() as conn:
             await conn.run_sync(table.drop)
@@ -312,3 +309,39 @@ async def test_consumers_joining_and_leaving_mid_stream_lose_nothing_and_repeat_
 
 async def _count(engine: AsyncEngine, unique: str, at_least: int) -> bool:
     return len(await effects(engine, unique)) >= at_least
+
+
+async def test_inbox_rows_past_their_retention_are_swept(
+    api_settings: ApiSettings, engine: AsyncEngine, unique: str
+) -> None:
+    consumer = consumer_probe.build(api_settings, engine, unique)
+    retention = timedelta(seconds=api_settings.inbox_retention_s)
+    now = datetime.now(UTC)
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(inbox),
+            [
+                {"consumer": consumer.name, "event_id": "old", "processed_at": now - retention * 2},
+                {"consumer": consumer.name, "event_id": "new", "processed_at": now},
+                {
+                    "consumer": "someone-else",
+                    "event_id": f"old-{unique}",
+                    "processed_at": now - retention * 2,
+                },
+            ],
+        )
+    try:
+        assert await consumer.sweep_inbox() == 1
+        async with engine.connect() as conn:
+            left = set(
+                await conn.scalars(
+                    select(inbox.c.event_id).where(
+                        inbox.c.consumer.in_([consumer.name, "someone-else"]),
+                        inbox.c.event_id.in_(["old", "new", f"old-{unique}"]),
+                    )
+                )
+            )
+        assert left == {"new", f"old-{unique}"}  # another consumer's rows are its own business
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(delete(inbox).where(inbox.c.event_id == f"old-{unique}"))

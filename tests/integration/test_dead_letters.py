@@ -5,24 +5,16 @@ import asyncio
 import json
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import pytest
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tenx_api.adapters.orm import dead_letters
 from tenx_api.settings import Settings as ApiSettings
-from tests.stack import EDGE, ROOT, admin, eventually, new_user
-
-
-@pytest.fixture
-async def edge() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=EDGE, timeout=30) as client:
-        yield client
+from tests.stack import ROOT, admin, eventually, new_user
 
 
 async def cli(*args: str) -> str:

@@ -2,6 +2,7 @@
 approve, decline, a provider that never answers, a customer's cancel after
 confirmation, and a worker killed in the middle of a step."""
 
+import asyncio
 import os
 import signal
 import uuid
@@ -16,7 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 from tenx_api.adapters.orm import SandboxPayment
 from tenx_api.settings import Settings as ApiSettings
 from tests.stack import (
-    EDGE,
     admin,
     eventually,
     new_key,
@@ -26,12 +26,6 @@ from tests.stack import (
     pid_of,
     stack,
 )
-
-
-@pytest.fixture
-async def edge() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=EDGE, timeout=30) as client:
-        yield client
 
 
 @pytest.fixture
@@ -168,7 +162,7 @@ async def test_cancelling_a_confirmed_order_releases_its_stock_and_voids_its_pay
     assert (saga["status"], saga["reason"]) == ("compensated", "cancelled_by_customer")
     assert outcomes(saga) == [
         ("authorize_payment", "approved"),
-        ("cancel", "cancelled_by_customer"),
+        ("diverted", "cancelled_by_customer"),
         ("void_payment", "voided"),
         ("release_stock", "released"),
     ]
@@ -212,3 +206,29 @@ async def test_operators_list_sagas_by_status(shop: Shop) -> None:
     missing = await shop.edge.get(f"/v1/admin/sagas/{uuid.uuid4()}", headers=shop.admin)
     assert missing.status_code == 404
     assert missing.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_cancel_while_the_payment_step_runs_wins_over_that_step(
+    shop: Shop, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    order_id = await shop.order("pm_card_timeout")
+
+    async def in_step() -> bool:
+        saga = await shop.saga(order_id)
+        return saga["status"] == "running" and saga["attempts"] >= 1 and not saga["steps"]
+
+    await eventually(in_step)
+    cancelled = await shop.edge.post(f"/v1/orders/{order_id}/cancel", headers=shop.user)
+    assert cancelled.json()["status"] == "cancelled"
+    await shop.finished(order_id)
+    await asyncio.sleep(3)  # the running attempt times out (2 s) and is dropped
+    saga = await shop.saga(order_id)
+    assert (saga["status"], saga["reason"]) == ("compensated", "cancelled_by_customer")
+    assert outcomes(saga) == [
+        ("diverted", "cancelled_by_customer"),
+        ("void_payment", "voided"),
+        ("release_stock", "released"),
+    ]  # no timeout recorded: the fence dropped the stale attempt
+    assert await shop.stock() == 10
+    [payment] = await ledger(sessions, order_id)
+    assert payment.status == "voided"

@@ -20,6 +20,7 @@ from tenx_common import relay
 from tenx_common.events.catalog_products import TOPIC, StockChanged
 from tenx_common.relay import Relay
 from tenx_common.uow import UnitOfWork
+from tests.stack import publish_a_batch
 
 KEYS = 10
 VERSIONS = 10
@@ -122,23 +123,16 @@ async def test_a_batch_whose_commit_is_lost_is_published_again(
         def crash(*_: object) -> NoReturn:
             raise RuntimeError("the relay died before its commit")
 
-        async def publish() -> None:
-            for _ in range(100):  # the stack's relays may hold every lane for a moment
-                if await relay.publish_batch(engine, table, producer, tracer, batch_size=10):
-                    return
-                await asyncio.sleep(0.1)
-            raise AssertionError("no lane was free for 10 s")
-
         monkeypatch.setattr(relay, "update", crash)  # after publishing, before marking
         with pytest.raises(RuntimeError):
-            await publish()
+            await publish_a_batch(engine, table, producer, tracer)
         monkeypatch.undo()
         async with engine.connect() as conn:
             unpublished = await conn.scalar(
                 select(func.count()).select_from(table).where(table.c.published_at.is_(None))
             )
         assert unpublished == 3  # the rollback kept them: they go out again
-        await publish()
+        await publish_a_batch(engine, table, producer, tracer)
     finally:
         await producer.stop()
         async with engine.begin() as conn:

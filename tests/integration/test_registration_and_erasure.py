@@ -20,7 +20,6 @@ from tenx_auth.settings import Settings as AuthSettings
 from tenx_common.events import cloud_event
 from tenx_common.events.auth_users import UserRegistered
 from tests.stack import (
-    EDGE,
     STRONG,
     admin,
     eventually,
@@ -29,12 +28,6 @@ from tests.stack import (
     new_product,
     order_body,
 )
-
-
-@pytest.fixture
-async def edge() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=EDGE, timeout=30) as client:
-        yield client
 
 
 @pytest.fixture

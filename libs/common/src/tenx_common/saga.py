@@ -153,6 +153,51 @@ async def start_saga(
     await uow.session.execute(text(f"SELECT pg_notify('{CHANNEL}', '')"))
 
 
+async def divert(
+    uow: UnitOfWork,
+    sagas: Table,
+    steps_log: Table,
+    *,
+    saga_id: uuid.UUID,
+    only_from: tuple[str, ...],
+    status: str,
+    step: str,
+    reason: str,
+) -> bool:
+    """In the caller's transaction, move a saga that is in one of ``only_from`` to
+    ``status``/``step`` from the outside (a customer's cancel), logged as a step
+    named after ``reason``; False when it was not in one of them. A step running
+    meanwhile has its result dropped (the fence in ``SagaRunner.record``)."""
+    now = datetime.now(UTC)
+    moved = await uow.session.execute(
+        update(sagas)
+        .where(sagas.c.id == saga_id, sagas.c.status.in_(only_from))
+        .values(
+            status=status,
+            step=step,
+            attempts=0,
+            reason=reason,
+            next_attempt_at=now,
+            updated_at=now,
+        )
+        .returning(sagas.c.id)
+    )
+    if moved.first() is None:
+        return False
+    await uow.session.execute(
+        insert(steps_log).values(
+            saga_id=saga_id,
+            step="diverted",
+            attempt=1,
+            outcome=reason,
+            started_at=now,
+            finished_at=now,
+        )
+    )
+    await uow.session.execute(text(f"SELECT pg_notify('{CHANNEL}', '')"))
+    return True
+
+
 @dataclass(eq=False)
 class SagaRunner:
     engine: AsyncEngine

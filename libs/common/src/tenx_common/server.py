@@ -18,4 +18,9 @@ def serve(app: FastAPI, settings: ServiceSettings) -> None:
         proxy_headers=True,
         forwarded_allow_ips="127.0.0.1",
         timeout_graceful_shutdown=10,
+        # Longer than the edge keeps an idle upstream connection (60 s): the
+        # edge must be the side that closes it. With uvicorn's 5 s default, a
+        # request the edge sends on a connection uvicorn is closing is reset
+        # (a POST is not retried: a 503 for the client).
+        timeout_keep_alive=75,
     )

@@ -25,7 +25,7 @@ from tenx_common.events.catalog_products import StockChanged
 from tenx_common.events.orders_orders import OrderCancelled, OrderLine, OrderPlaced
 from tenx_common.pagination import decode_cursor, encode_cursor
 from tenx_common.problems import ProblemError
-from tenx_common.saga import COMPENSATING, COMPLETED, RUNNING, start_saga
+from tenx_common.saga import COMPENSATING, COMPLETED, RUNNING, divert, start_saga
 from tenx_common.tokens import Principal
 from tenx_common.uow import UnitOfWork
 
@@ -191,33 +191,16 @@ async def cancel_order(
             raise ProblemError(status=404, code="not_found", detail="No such order.")
         if order.status != CANCELLED:  # cancelling twice is the same as once
             keys = await release_order(uow, order, reason="cancelled_by_customer")
-            now = datetime.now(UTC)
-            saga = (
-                await session.execute(
-                    sagas.update()
-                    .where(sagas.c.id == order_id, sagas.c.status.in_((RUNNING, COMPLETED)))
-                    .values(
-                        status=COMPENSATING,
-                        step="void_payment",
-                        attempts=0,
-                        reason="cancelled_by_customer",
-                        next_attempt_at=now,
-                        updated_at=now,
-                    )
-                    .returning(sagas.c.id)
-                )
-            ).first()
-            if saga is not None:
-                await session.execute(
-                    saga_steps.insert().values(
-                        saga_id=order_id,
-                        step="cancel",
-                        attempt=1,
-                        outcome="cancelled_by_customer",
-                        started_at=now,
-                        finished_at=now,
-                    )
-                )
+            await divert(
+                uow,
+                sagas,
+                saga_steps,
+                saga_id=order_id,
+                only_from=(RUNNING, COMPLETED),
+                status=COMPENSATING,
+                step="void_payment",
+                reason="cancelled_by_customer",
+            )
             await uow.commit()
             await deps.committed(str(principal.user_id), *keys)
         items = list(
