@@ -395,7 +395,7 @@ async def test_account_deletion_is_requested_once_and_ends_every_session(
     path = f"/v1/auth/deletions/{deletion['deletion_id']}"
     mine = await client.get(path, headers=bearer(other["access_token"]))
     assert mine.status_code == 200
-    assert mine.json()["status"] == "requested"
+    assert mine.json()["status"] in {"requested", "completed"}  # the saga may be done already
     stranger_email = new_email()
     await sign_up(client, stranger_email)
     stranger = await log_in(client, stranger_email)
