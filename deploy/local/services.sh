@@ -6,10 +6,11 @@ PY="$TENX_ROOT/.venv/bin/python"
 # /healthz, /readyz and /metrics on its own port.
 SERVICES=(api-1:tenx_api:8000:serve api-2:tenx_api:8010:serve auth:tenx_auth:8001:serve
   notify:tenx_notify:8002:serve search-indexer:tenx_search_indexer:8003:serve
-  api-worker:tenx_api:8004:worker auth-worker:tenx_auth:8005:worker)
+  api-worker:tenx_api:8004:worker auth-worker:tenx_auth:8005:worker
+  notify-worker:tenx_notify:8006:worker)
 MIGRATED=(tenx_api tenx_auth tenx_notify tenx_search_indexer)
 # name:package. Each publishes its service's outbox to Kafka (no port).
-RELAYS=(api-relay:tenx_api auth-relay:tenx_auth)
+RELAYS=(api-relay:tenx_api auth-relay:tenx_auth notify-relay:tenx_notify)
 
 install_python() {
   if [[ ! -x $UV ]] || [[ $("$UV" --version 2>/dev/null | awk '{print $2}') != "$UV_VERSION" ]]; then

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from tenx_api.adapters.orm import dead_letters
 from tenx_api.settings import Settings as ApiSettings
+from tenx_notify.settings import Settings as NotifySettings
 from tests.stack import ROOT, admin, eventually, new_user
 
 
@@ -79,8 +80,9 @@ async def test_a_parked_event_is_listed_and_redriven_by_operators(
         await eventually(lambda: attempts(2))  # the worker ran it again; still broken, parked
         assert "1 dead letter(s) marked" in await cli("redrive", parked["id"])
         await eventually(lambda: attempts(3))
-    finally:
-        engine = create_async_engine(api_settings.primary_url())
-        async with engine.begin() as conn:
-            await conn.execute(delete(dead_letters).where(dead_letters.c.event_id == event_id))
-        await engine.dispose()
+    finally:  # notify consumes auth.users too: it parked the event as well
+        for url in (api_settings.primary_url(), NotifySettings().primary_url()):
+            engine = create_async_engine(url)
+            async with engine.begin() as conn:
+                await conn.execute(delete(dead_letters).where(dead_letters.c.event_id == event_id))
+            await engine.dispose()

@@ -437,6 +437,7 @@ class Consumer:
                 span.set_attribute("tenx.duplicate", True)
                 return
             try:
+                uow.cause = envelope.id
                 await handler(uow, event)
             except Exception as exc:
                 span.record_exception(exc)

@@ -41,6 +41,29 @@ def run_migrations(*, target_metadata: MetaData | None) -> None:
     asyncio.run(main())
 
 
+def create_outbox_table_v1() -> None:
+    """The ``outbox`` table of ``tenx_common.outbox``, as a service's migration
+    creates it (version 1; a change gets a new function)."""
+    tz = sa.DateTime(timezone=True)
+    op.create_table(
+        "outbox",
+        sa.Column("id", sa.Uuid, primary_key=True),
+        sa.Column("topic", sa.Text, nullable=False),
+        sa.Column("key", sa.Text, nullable=False),
+        sa.Column("type", sa.Text, nullable=False),
+        sa.Column("payload", JSONB, nullable=False),
+        sa.Column("headers", JSONB, nullable=False),
+        sa.Column("occurred_at", tz, nullable=False),
+        sa.Column("published_at", tz),
+    )
+    op.create_index(
+        "ix_outbox_unpublished",
+        "outbox",
+        ["occurred_at"],
+        postgresql_where=sa.text("published_at IS NULL"),
+    )
+
+
 def create_consumer_tables_v1() -> None:
     """The ``inbox`` and ``dead_letters`` tables of ``tenx_common.consumer``, as a
     service's migration creates them (version 1; a change gets a new function)."""

@@ -25,6 +25,9 @@ class UnitOfWork:
         self.session = self._session_factory()
         self._staged = False
         self._after_commit: list[Callable[[], Awaitable[object]]] = []
+        # The id of the event whose effect this is (set by the consumer for each
+        # handler it calls), for records kept per event, such as notify's deliveries.
+        self.cause: str | None = None
         return self
 
     async def __aexit__(

@@ -1,13 +1,36 @@
-"""Builds the notify service's clients once, at startup, and closes them at shutdown."""
+"""Builds the notify service once, at startup: clients, the live feed's hub,
+the handlers' dependencies; and closes them at shutdown."""
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from tenx_common.infra import Infra, open_infra
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from tenx_common.infra import ServiceContainer, open_infra
+from tenx_common.uow import UnitOfWork
+from tenx_notify.adapters.orm import outbox
+from tenx_notify.service_layer.deps import NotifyDeps
+from tenx_notify.service_layer.feed import FeedHub
 from tenx_notify.settings import Settings
+
+Container = ServiceContainer[NotifyDeps]
 
 
 @asynccontextmanager
-async def bootstrap(settings: Settings) -> AsyncIterator[Infra]:
+async def bootstrap(settings: Settings) -> AsyncIterator[Container]:
     async with open_infra(settings) as infra:
-        yield infra
+        assert infra.engines is not None
+        assert infra.redis is not None
+        sessions = async_sessionmaker(infra.engines.primary, expire_on_commit=False)
+        hub = FeedHub(infra.redis)
+        deps = NotifyDeps(
+            settings=settings,
+            uow=lambda: UnitOfWork(sessions, outbox=outbox, source="/tenx/notify"),
+            engine=infra.engines.primary,
+            redis=infra.redis,
+            hub=hub,
+        )
+        try:
+            yield ServiceContainer(infra=infra, deps=deps)
+        finally:
+            await hub.close()

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects.postgresql import JSONB
+
+from tenx_common.migrations import create_outbox_table_v1
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -36,23 +37,7 @@ def upgrade() -> None:
         sa.CheckConstraint("stock >= 0", name="ck_products_stock_not_negative"),
     )
     op.create_index("ix_products_category_id", "products", ["category", "id"])
-    op.create_table(
-        "outbox",
-        sa.Column("id", sa.Uuid, primary_key=True),
-        sa.Column("topic", sa.Text, nullable=False),
-        sa.Column("key", sa.Text, nullable=False),
-        sa.Column("type", sa.Text, nullable=False),
-        sa.Column("payload", JSONB, nullable=False),
-        sa.Column("headers", JSONB, nullable=False),
-        sa.Column("occurred_at", TZ, nullable=False),
-        sa.Column("published_at", TZ),
-    )
-    op.create_index(
-        "ix_outbox_unpublished",
-        "outbox",
-        ["occurred_at"],
-        postgresql_where=sa.text("published_at IS NULL"),
-    )
+    create_outbox_table_v1()
 
 
 def downgrade() -> None:

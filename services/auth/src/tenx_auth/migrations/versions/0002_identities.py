@@ -10,6 +10,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
+from tenx_common.migrations import create_outbox_table_v1
+
 revision: str = "0002"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
@@ -64,23 +66,7 @@ def upgrade() -> None:
         sa.Column("activates_at", TZ, nullable=False, server_default=sa.func.now()),
         sa.Column("published_until", TZ),
     )
-    op.create_table(
-        "outbox",
-        sa.Column("id", sa.Uuid, primary_key=True),
-        sa.Column("topic", sa.Text, nullable=False),
-        sa.Column("key", sa.Text, nullable=False),
-        sa.Column("type", sa.Text, nullable=False),
-        sa.Column("payload", JSONB, nullable=False),
-        sa.Column("headers", JSONB, nullable=False),
-        sa.Column("occurred_at", TZ, nullable=False),
-        sa.Column("published_at", TZ),
-    )
-    op.create_index(
-        "ix_outbox_unpublished",
-        "outbox",
-        ["occurred_at"],
-        postgresql_where=sa.text("published_at IS NULL"),
-    )
+    create_outbox_table_v1()
 
 
 def downgrade() -> None:

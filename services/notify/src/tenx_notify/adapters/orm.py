@@ -1,0 +1,102 @@
+"""The notify database: what it knows of each user (contact, preferences), the
+in-app feed, the deliveries to send (one per event and channel), webhooks, and
+the outbox, inbox and dead letters of its events."""
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from tenx_common.consumer import dead_letter_table, inbox_table
+from tenx_common.outbox import outbox_table
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData()
+
+
+outbox = outbox_table(Base.metadata)
+inbox = inbox_table(Base.metadata)
+dead_letters = dead_letter_table(Base.metadata)
+
+
+class Recipient(Base):
+    """Where a user's emails go: copied from UserRegistered (auth owns it)."""
+
+    __tablename__ = "recipients"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    email: Mapped[str] = mapped_column(Text)
+    name: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Preferences(Base):
+    """Which channels a user wants order notifications on (both, until changed)."""
+
+    __tablename__ = "preferences"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    email: Mapped[bool] = mapped_column(Boolean)
+    in_app: Mapped[bool] = mapped_column(Boolean)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Notification(Base):
+    """One entry of a user's in-app feed; ``seq`` orders the feed and is the SSE id."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        UniqueConstraint("event_id", "user_id", name="uq_notifications_event_user"),
+        Index("ix_notifications_user_seq", "user_id", "seq"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(), unique=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    event_id: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(Text)
+    title: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Delivery(Base):
+    """Something to send on a channel because of an event: the idempotency record of
+    that (event, channel). Written with the event's effect, sent by the worker."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("event_id", "channel", name="uq_deliveries_event_channel"),
+        Index("ix_deliveries_due", "next_attempt_at", postgresql_where="status = 'pending'"),
+        Index("ix_deliveries_user", "user_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    event_id: Mapped[str] = mapped_column(Text)
+    channel: Mapped[str] = mapped_column(Text)  # "email" or "webhook:<id>"
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    kind: Mapped[str] = mapped_column(Text)  # the template or webhook event name
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSONB)  # dropped once sent
+    status: Mapped[str] = mapped_column(Text)  # pending, sent, dead
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,103 @@
+"""notify's HTTP routes: the feed and its live stream, preferences, and the
+operators' view of deliveries."""
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Header, Query, Response, status
+from fastapi.responses import StreamingResponse
+
+from tenx_common.app import handler_deps
+from tenx_common.problems import ProblemError
+from tenx_common.security import AdminUser, CurrentUser
+from tenx_notify.domain.preferences import PreferencesIn
+from tenx_notify.service_layer import deliveries, feed, preferences
+from tenx_notify.service_layer.deps import NotifyDeps
+
+Deps = Annotated[NotifyDeps, Depends(handler_deps)]
+
+router = APIRouter(prefix="/v1")
+
+
+@router.get("/notifications/stream", tags=["notifications"])
+async def stream(
+    principal: CurrentUser,
+    deps: Deps,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20)] = None,
+) -> StreamingResponse:
+    """Server-Sent Events: each new notification as it arrives (``id`` is its
+    ``seq``); reconnect with ``Last-Event-ID`` to get what was missed."""
+    after: int | None = None
+    if last_event_id is not None:
+        if not last_event_id.isdigit():
+            raise ProblemError(
+                status=400, code="invalid_last_event_id", detail="Last-Event-ID is a feed seq."
+            )
+        after = int(last_event_id)
+    events = feed.stream(
+        deps.hub,
+        deps.engine,
+        principal.user_id,
+        last_event_id=after,
+        heartbeat_s=deps.settings.sse_heartbeat_s,
+    )
+    return StreamingResponse(
+        events,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get("/notifications", tags=["notifications"])
+async def list_notifications(
+    principal: CurrentUser,
+    deps: Deps,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=400)] = None,
+) -> dict[str, Any]:
+    items, next_cursor = await feed.list_feed(
+        deps.engine, principal.user_id, limit=limit, cursor=cursor
+    )
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@router.post(
+    "/notifications/{notification_id}/read",
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=["notifications"],
+)
+async def mark_read(notification_id: UUID, principal: CurrentUser, deps: Deps) -> Response:
+    await feed.mark_read(deps.engine, principal.user_id, notification_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/notifications/preferences", tags=["notifications"])
+async def get_preferences(principal: CurrentUser, deps: Deps) -> dict[str, Any]:
+    return await preferences.get(principal.user_id, deps=deps)
+
+
+@router.put("/notifications/preferences", tags=["notifications"])
+async def put_preferences(
+    body: PreferencesIn, principal: CurrentUser, deps: Deps
+) -> dict[str, Any]:
+    return await preferences.put(principal.user_id, body, deps=deps)
+
+
+@router.get("/admin/deliveries", tags=["operations"])
+async def list_deliveries(
+    _: AdminUser,
+    deps: Deps,
+    delivery_status: Annotated[str | None, Query(alias="status", pattern=r"^[a-z]{1,16}$")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    return {"items": await deliveries.list_deliveries(deps, status=delivery_status, limit=limit)}
+
+
+@router.post(
+    "/admin/deliveries/{delivery_id}/retry",
+    status_code=status.HTTP_202_ACCEPTED,
+    tags=["operations"],
+)
+async def retry_delivery(delivery_id: UUID, _: AdminUser, deps: Deps) -> dict[str, str]:
+    await deliveries.retry_dead(deps, delivery_id)
+    return {"status": "pending"}

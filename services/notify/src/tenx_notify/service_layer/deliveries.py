@@ -1,0 +1,244 @@
+"""The delivery loop (notify's worker): sends what the handlers recorded.
+
+A pending delivery is claimed ``FOR UPDATE SKIP LOCKED`` and leased (its
+``next_attempt_at`` moves past the send's deadline, ``attempts`` counts the
+attempt); it is sent outside any transaction; the outcome is written fenced on
+that attempt: ``sent`` (the payload, which may hold a one-time link, is
+dropped), or a retry after an exponential backoff with full jitter, or
+``dead`` after ``delivery_max_attempts`` (a permanent SMTP refusal, a 5xx, at
+once). Dead deliveries are notify's dead letters: listed with their last error
+by ``GET /v1/admin/deliveries?status=dead``, and sent again by
+``POST /v1/admin/deliveries/{id}/retry``.
+
+Exactly one email per event: the delivery row is unique per (event, channel)
+and written with the event's inbox row, so a redelivered event adds none, and
+a row that is ``sent`` is never sent again. What remains is at-least-once: an
+SMTP server that accepted the message just before the worker died (before the
+outcome committed) gets it again when the lease runs out. The window is one
+SMTP transaction plus one commit; the copy carries the same Message-ID, so a
+mail system can drop it.
+"""
+
+import asyncio
+import logging
+import random
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiosmtplib
+from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
+from prometheus_client.core import CounterMetricFamily
+from sqlalchemy import func, select, update
+
+from tenx_common.problems import ProblemError
+from tenx_common.wakeup import listening, nap
+from tenx_notify.adapters.orm import Delivery
+from tenx_notify.domain.messages import mime, render
+from tenx_notify.service_layer.deps import NotifyDeps
+from tenx_notify.service_layer.reactions import DELIVERIES
+
+log = logging.getLogger(__name__)
+
+PENDING = "pending"
+SENT = "sent"
+DEAD = "dead"
+
+
+class PermanentDeliveryError(Exception):
+    """Sending again cannot help (the server refused the recipient or message)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    id: uuid.UUID
+    kind: str
+    channel: str
+    payload: dict[str, Any]
+    attempts: int
+
+
+Sender = Callable[[Claimed], Awaitable[None]]
+
+
+async def send_email(deps: NotifyDeps, delivery: Claimed) -> None:
+    settings = deps.settings
+    payload = delivery.payload
+    email = render(delivery.kind, payload["to"], payload)
+    message = mime(
+        email,
+        sender=settings.mail_from,
+        message_id=f"<{delivery.id}@tenx.local>",
+        unsubscribe=f"{settings.public_base_url}/v1/notifications/preferences",
+    )
+    try:
+        await aiosmtplib.send(
+            message,
+            hostname=settings.smtp_host,
+            port=settings.smtp_port,
+            timeout=settings.delivery_timeout_s,
+        )
+    except aiosmtplib.SMTPResponseException as exc:
+        if 500 <= exc.code < 600:
+            raise PermanentDeliveryError(f"SMTP {exc.code}: {exc.message}") from exc
+        raise
+
+
+class DeliveryRunner:
+    def __init__(self, deps: NotifyDeps, tracer: Tracer) -> None:
+        self.deps = deps
+        self.tracer = tracer
+        self.stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._senders: dict[str, Sender] = {"email": lambda d: send_email(deps, d)}
+        self._outcomes: dict[str, int] = {}
+
+    async def run(self) -> None:
+        settings = self.deps.settings
+        while not self.stopping.is_set():
+            try:
+                async with listening(self.deps.engine, DELIVERIES, self._wake):
+                    while not self.stopping.is_set():
+                        self._wake.clear()
+                        claimed = await self.claim(20)
+                        await asyncio.gather(*(self.attempt(d) for d in claimed))
+                        if len(claimed) < 20:
+                            await nap(
+                                self._wake,
+                                self.stopping,
+                                timeout_s=settings.delivery_poll_interval_s,
+                            )
+            except Exception:
+                log.exception("delivery loop failed; retrying in 1 s")
+                await asyncio.sleep(1.0)
+
+    async def claim(self, limit: int) -> list[Claimed]:
+        lease = timedelta(seconds=self.deps.settings.delivery_timeout_s + 30)
+        async with self.deps.engine.begin() as conn:
+            rows = (
+                await conn.execute(
+                    select(Delivery.__table__)
+                    .where(Delivery.status == PENDING, Delivery.next_attempt_at <= func.now())
+                    .order_by(Delivery.next_attempt_at)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if rows:
+                await conn.execute(
+                    update(Delivery)
+                    .where(Delivery.id.in_([row.id for row in rows]))
+                    .values(attempts=Delivery.attempts + 1, next_attempt_at=func.now() + lease)
+                )
+        return [
+            Claimed(
+                id=row.id,
+                kind=row.kind,
+                channel=row.channel,
+                payload=row.payload or {},
+                attempts=row.attempts + 1,
+            )
+            for row in rows
+        ]
+
+    async def attempt(self, delivery: Claimed) -> None:
+        settings = self.deps.settings
+        channel = delivery.channel.split(":", 1)[0]
+        with self.tracer.start_as_current_span(
+            f"deliver {channel}",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "tenx.delivery.id": str(delivery.id),
+                "tenx.delivery.kind": delivery.kind,
+                "tenx.delivery.attempt": delivery.attempts,
+            },
+        ) as span:
+            values: dict[str, Any]
+            try:
+                await self._senders[channel](delivery)
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"[:2000]
+                span.set_status(Status(StatusCode.ERROR, error))
+                if isinstance(exc, PermanentDeliveryError | KeyError) or (
+                    delivery.attempts >= settings.delivery_max_attempts
+                ):
+                    values = {"status": DEAD, "last_error": error, "next_attempt_at": None}
+                    log.error("delivery %s is dead: %s", delivery.id, error)
+                else:
+                    ceiling = min(
+                        settings.delivery_backoff_max_s,
+                        settings.delivery_backoff_s * 2 ** (delivery.attempts - 1),
+                    )
+                    wait = timedelta(seconds=random.uniform(0, ceiling))  # noqa: S311 (jitter)
+                    values = {"last_error": error, "next_attempt_at": func.now() + wait}
+            else:
+                values = {
+                    "status": SENT,
+                    "sent_at": datetime.now(UTC),
+                    "payload": None,
+                    "next_attempt_at": None,
+                }
+        outcome = values.get("status", "retried")
+        self._outcomes[outcome] = self._outcomes.get(outcome, 0) + 1
+        async with self.deps.engine.begin() as conn:
+            await conn.execute(
+                update(Delivery)
+                .where(
+                    Delivery.id == delivery.id,
+                    Delivery.status == PENDING,
+                    Delivery.attempts == delivery.attempts,
+                )
+                .values(**values)
+            )
+
+    def collect(self) -> Any:
+        family = CounterMetricFamily(
+            "tenx_deliveries", "Delivery attempts, by outcome", labels=["outcome"]
+        )
+        for outcome, count in sorted(self._outcomes.items()):
+            family.add_metric([outcome], count)
+        return iter([family])
+
+
+# -- operators ---------------------------------------------------------------------
+
+
+def view(row: Any) -> dict[str, Any]:
+    return {
+        "id": str(row.id),
+        "event_id": row.event_id,
+        "channel": row.channel,
+        "user_id": str(row.user_id),
+        "kind": row.kind,
+        "status": row.status,
+        "attempts": row.attempts,
+        "last_error": row.last_error,
+        "created_at": row.created_at.isoformat(),
+        "sent_at": row.sent_at.isoformat() if row.sent_at else None,
+    }
+
+
+async def list_deliveries(
+    deps: NotifyDeps, *, status: str | None, limit: int
+) -> list[dict[str, Any]]:
+    query = select(Delivery.__table__).order_by(Delivery.created_at.desc()).limit(limit)
+    if status is not None:
+        query = query.where(Delivery.status == status)
+    async with deps.engine.connect() as conn:
+        return [view(row) for row in await conn.execute(query)]
+
+
+async def retry_dead(deps: NotifyDeps, delivery_id: uuid.UUID) -> None:
+    async with deps.engine.begin() as conn:
+        found = await conn.execute(
+            update(Delivery)
+            .where(Delivery.id == delivery_id, Delivery.status == DEAD)
+            .values(status=PENDING, attempts=0, next_attempt_at=func.now())
+            .returning(Delivery.id)
+        )
+        if found.first() is None:
+            raise ProblemError(
+                status=404, code="not_found", detail="No dead delivery with this id."
+            )

@@ -1,0 +1,20 @@
+"""What notify's handlers need; built once by the bootstrap."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tenx_common.uow import UnitOfWork
+from tenx_notify.service_layer.feed import FeedHub
+from tenx_notify.settings import Settings
+
+
+@dataclass
+class NotifyDeps:
+    settings: Settings
+    uow: Callable[[], UnitOfWork]
+    engine: AsyncEngine
+    redis: Redis
+    hub: FeedHub

@@ -1,0 +1,208 @@
+"""The in-app feed: listing, marking read, and the live stream (SSE).
+
+A new notification is published on Redis (``notify:feed:<user id>``) after the
+transaction that wrote it commits, whichever notify process wrote it. Each
+process holds one pattern subscription (``FeedHub``) and hands each message to
+the streams of that user it serves, so any number of instances can serve any
+stream. A stream starts after the client's ``Last-Event-ID`` (the feed's
+``seq``): what it missed comes from the database first, then live messages,
+skipping what was already sent. When the subscription had to be re-made, every
+stream re-reads the database from its last id, so a lost message is never lost
+for good. A comment line every ``sse_heartbeat_s`` keeps idle connections open.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from redis.asyncio import Redis
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tenx_common.pagination import decode_cursor, encode_cursor
+from tenx_common.problems import ProblemError
+from tenx_notify.adapters.orm import Notification
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "notify:feed:"
+BACKLOG_LIMIT = 500  # at most this many missed notifications are replayed on a reconnect
+RESYNC = None  # put in every queue when the subscription was re-made
+
+
+def public(notification: Notification) -> dict[str, Any]:
+    return {
+        "id": str(notification.id),
+        "seq": notification.seq,
+        "kind": notification.kind,
+        "title": notification.title,
+        "body": notification.body,
+        "data": notification.data,
+        "created_at": notification.created_at.isoformat(),
+        "read_at": notification.read_at.isoformat() if notification.read_at else None,
+    }
+
+
+class FeedHub:
+    """One Redis pattern subscription per process, fanned out to its streams."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._streams: dict[str, set[asyncio.Queue[dict[str, Any] | None]]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.ready = asyncio.Event()
+
+    async def publish(self, user_id: uuid.UUID, document: dict[str, Any]) -> None:
+        await self._redis.publish(CHANNEL + str(user_id), json.dumps(document))
+
+    @contextlib.asynccontextmanager
+    async def subscribe(
+        self, user_id: uuid.UUID
+    ) -> AsyncIterator[asyncio.Queue[dict[str, Any] | None]]:
+        if self._task is None:
+            self._task = asyncio.create_task(self._listen(), name="feed-hub")
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=1000)
+        streams = self._streams.setdefault(str(user_id), set())
+        streams.add(queue)
+        try:
+            yield queue
+        finally:
+            streams.discard(queue)
+            if not streams:
+                self._streams.pop(str(user_id), None)
+
+    @property
+    def streams(self) -> int:
+        return sum(len(queues) for queues in self._streams.values())
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                async with self._redis.pubsub() as pubsub:
+                    await pubsub.psubscribe(CHANNEL + "*")
+                    self._broadcast_resync()
+                    self.ready.set()
+                    async for message in pubsub.listen():
+                        if message["type"] == "pmessage":
+                            self._deliver(message["channel"], message["data"])
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning(
+                    "feed hub: the Redis subscription failed; re-subscribing", exc_info=True
+                )
+                self.ready.clear()
+                await asyncio.sleep(1.0)
+
+    def _deliver(self, channel: bytes | str, data: bytes | str) -> None:
+        name = channel.decode() if isinstance(channel, bytes) else channel
+        document = json.loads(data)
+        for queue in self._streams.get(name[len(CHANNEL) :], ()):
+            if queue.full():  # a stream too slow to keep up re-reads the database
+                queue.get_nowait()
+                queue.put_nowait(RESYNC)
+            else:
+                queue.put_nowait(document)
+
+    def _broadcast_resync(self) -> None:
+        for queues in self._streams.values():
+            for queue in queues:
+                with contextlib.suppress(asyncio.QueueFull):
+                    queue.put_nowait(RESYNC)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+async def since(engine: AsyncEngine, user_id: uuid.UUID, seq: int) -> list[dict[str, Any]]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(Notification.__table__)
+            .where(Notification.user_id == user_id, Notification.seq > seq)
+            .order_by(Notification.seq)
+            .limit(BACKLOG_LIMIT)
+        )
+        return [public(Notification(**row._mapping)) for row in rows]
+
+
+async def latest_seq(engine: AsyncEngine, user_id: uuid.UUID) -> int:
+    async with engine.connect() as conn:
+        found = await conn.scalar(
+            select(func.max(Notification.seq)).where(Notification.user_id == user_id)
+        )
+    return int(found or 0)
+
+
+def sse(document: dict[str, Any]) -> str:
+    return f"id: {document['seq']}\nevent: notification\ndata: {json.dumps(document)}\n\n"
+
+
+async def stream(
+    hub: FeedHub,
+    engine: AsyncEngine,
+    user_id: uuid.UUID,
+    *,
+    last_event_id: int | None,
+    heartbeat_s: float,
+) -> AsyncIterator[str]:
+    """The events of one client's stream, until it goes away."""
+    async with hub.subscribe(user_id) as queue:
+        async with asyncio.timeout(10):
+            await hub.ready.wait()
+        last = last_event_id if last_event_id is not None else await latest_seq(engine, user_id)
+        yield "retry: 2000\n\n"
+        for document in await since(engine, user_id, last):
+            last = document["seq"]
+            yield sse(document)
+        while True:
+            try:
+                async with asyncio.timeout(heartbeat_s):
+                    item = await queue.get()
+            except TimeoutError:
+                yield ": heartbeat\n\n"
+                continue
+            missed = [item] if item is not RESYNC else await since(engine, user_id, last)
+            for document in missed:
+                if document is not None and document["seq"] > last:
+                    last = document["seq"]
+                    yield sse(document)
+
+
+async def list_feed(
+    engine: AsyncEngine, user_id: uuid.UUID, *, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The user's notifications, newest first (keyset on seq)."""
+    query = (
+        select(Notification.__table__)
+        .where(Notification.user_id == user_id)
+        .order_by(Notification.seq.desc())
+        .limit(limit + 1)
+    )
+    if cursor is not None:
+        before = decode_cursor(cursor, lambda p: int(p["seq"]))
+        query = query.where(Notification.seq < before)
+    async with engine.connect() as conn:
+        rows = [Notification(**row._mapping) for row in await conn.execute(query)]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return [public(n) for n in rows], (encode_cursor({"seq": str(rows[-1].seq)}) if more else None)
+
+
+async def mark_read(engine: AsyncEngine, user_id: uuid.UUID, notification_id: uuid.UUID) -> None:
+    async with engine.begin() as conn:
+        found = await conn.execute(
+            update(Notification)
+            .where(Notification.id == notification_id, Notification.user_id == user_id)
+            .values(read_at=func.coalesce(Notification.read_at, datetime.now(UTC)))
+            .returning(Notification.id)
+        )
+        if found.first() is None:  # someone else's is "not found" too
+            raise ProblemError(status=404, code="not_found", detail="No such notification.")

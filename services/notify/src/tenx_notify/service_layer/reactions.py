@@ -1,0 +1,175 @@
+"""What notify does with each event (its consumer ``notify``). Each handler runs
+in the consumer's transaction, with the event's inbox row: the feed entry and
+the deliveries to send are written there, once per event (the inbox), and once
+per event and channel (``deliveries``' unique key). Sending is the worker's
+delivery loop (``deliveries.py``); the live feed hears of a new entry after
+the commit."""
+
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, text
+from sqlalchemy.dialects.postgresql import insert
+
+from tenx_common.events import Event
+from tenx_common.events.auth_users import (
+    AccountDeletionRequested,
+    PasswordResetRequested,
+    UserRegistered,
+)
+from tenx_common.events.orders_orders import OrderCancelled, OrderConfirmed
+from tenx_common.events.privacy_erasure import AccountDataErased
+from tenx_common.uow import UnitOfWork
+from tenx_notify.adapters.orm import Delivery, Notification, Preferences, Recipient
+from tenx_notify.service_layer.deps import NotifyDeps
+from tenx_notify.service_layer.feed import public
+
+SERVICE = "notify"
+EMAIL = "email"
+DELIVERIES = "deliveries"  # the NOTIFY channel that wakes the delivery loop
+
+
+def handlers(
+    deps: NotifyDeps,
+) -> Mapping[type[Event], Callable[[UnitOfWork, Any], Awaitable[None]]]:
+    return {
+        UserRegistered: lambda uow, event: welcome(uow, event, deps=deps),
+        PasswordResetRequested: lambda uow, event: password_reset(uow, event, deps=deps),
+        OrderConfirmed: lambda uow, event: order_news(uow, event, deps=deps),
+        OrderCancelled: lambda uow, event: order_news(uow, event, deps=deps),
+        AccountDeletionRequested: lambda uow, event: erase_user(uow, event),
+    }
+
+
+async def welcome(uow: UnitOfWork, event: UserRegistered, *, deps: NotifyDeps) -> None:
+    now = datetime.now(UTC)
+    await uow.session.execute(
+        insert(Recipient)
+        .values(user_id=event.user_id, email=event.email, name=event.name, updated_at=now)
+        .on_conflict_do_update(
+            index_elements=[Recipient.user_id],
+            set_={"email": event.email, "name": event.name, "updated_at": now},
+        )
+    )
+    link = f"{deps.settings.public_base_url}/verify-email?token={event.verification_token}"
+    await _deliver(
+        uow,
+        event_id=_event_id(uow),
+        user_id=event.user_id,
+        kind="verify_email",
+        payload={
+            "to": event.email,
+            "name": event.name,
+            "link": link,
+            "expires_at": event.verification_expires_at.isoformat(),
+        },
+    )
+
+
+async def password_reset(
+    uow: UnitOfWork, event: PasswordResetRequested, *, deps: NotifyDeps
+) -> None:
+    link = f"{deps.settings.public_base_url}/reset-password?token={event.reset_token}"
+    await _deliver(
+        uow,
+        event_id=_event_id(uow),
+        user_id=event.user_id,
+        kind="password_reset",
+        payload={"to": event.email, "link": link, "expires_at": event.expires_at.isoformat()},
+    )
+
+
+async def order_news(
+    uow: UnitOfWork, event: OrderConfirmed | OrderCancelled, *, deps: NotifyDeps
+) -> None:
+    session = uow.session
+    event_id = _event_id(uow)
+    preferences = await session.get(Preferences, event.user_id)
+    wants_email = preferences.email if preferences else True
+    wants_in_app = preferences.in_app if preferences else True
+    confirmed = isinstance(event, OrderConfirmed)
+    kind = "order_confirmed" if confirmed else "order_cancelled"
+    details: dict[str, Any] = {"order_id": str(event.order_id)}
+    if isinstance(event, OrderConfirmed):
+        details |= {"total": f"{event.total_cents / 100:.2f}", "currency": event.currency}
+    else:
+        details |= {"reason": event.reason}
+    if wants_in_app:
+        entry = (
+            await session.execute(
+                insert(Notification)
+                .values(
+                    id=uuid.uuid4(),
+                    user_id=event.user_id,
+                    event_id=event_id,
+                    kind=kind.replace("_", "."),
+                    title="Order confirmed" if confirmed else "Order cancelled",
+                    body=(
+                        f"Order {event.order_id} is confirmed."
+                        if confirmed
+                        else f"Order {event.order_id} is cancelled ({details['reason']})."
+                    ),
+                    data=details,
+                    created_at=datetime.now(UTC),
+                )
+                .on_conflict_do_nothing()
+                .returning(Notification)
+            )
+        ).scalar_one_or_none()
+        if entry is not None:
+            document = public(entry)
+            uow.after_commit(lambda: deps.hub.publish(event.user_id, document))
+    recipient = await session.get(Recipient, event.user_id)
+    if wants_email and recipient is not None:
+        await _deliver(
+            uow,
+            event_id=event_id,
+            user_id=event.user_id,
+            kind=kind,
+            payload={
+                "to": recipient.email,
+                "name": recipient.name,
+                "preferences_link": f"{deps.settings.public_base_url}/v1/notifications/preferences",
+                **details,
+            },
+        )
+
+
+async def erase_user(uow: UnitOfWork, event: AccountDeletionRequested) -> None:
+    """The account-deletion saga: everything notify holds of the user goes, and
+    the reply is staged in the same transaction."""
+    for table in (Notification, Delivery, Preferences, Recipient):
+        await uow.session.execute(delete(table).where(table.user_id == event.user_id))
+    await uow.publish(
+        AccountDataErased(deletion_id=event.deletion_id, user_id=event.user_id, service=SERVICE)
+    )
+
+
+async def _deliver(
+    uow: UnitOfWork, *, event_id: str, user_id: uuid.UUID, kind: str, payload: dict[str, Any]
+) -> None:
+    now = datetime.now(UTC)
+    await uow.session.execute(
+        insert(Delivery)
+        .values(
+            id=uuid.uuid4(),
+            event_id=event_id,
+            channel=EMAIL,
+            user_id=user_id,
+            kind=kind,
+            payload=payload,
+            status="pending",
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+        .on_conflict_do_nothing()
+    )
+    await uow.session.execute(text(f"SELECT pg_notify('{DELIVERIES}', '')"))
+
+
+def _event_id(uow: UnitOfWork) -> str:
+    assert uow.cause is not None, "handlers run in the consumer's unit of work"
+    return uow.cause

@@ -1,0 +1,39 @@
+"""The notify worker: the ``notify`` consumer and the delivery loop.
+``python -m tenx_notify worker --port 8006``."""
+
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI
+from opentelemetry.trace import Tracer
+
+from tenx_common.consumer import Consumer
+from tenx_common.worker import create_worker_app
+from tenx_notify.adapters.orm import dead_letters, inbox
+from tenx_notify.bootstrap import Container, bootstrap
+from tenx_notify.service_layer import reactions
+from tenx_notify.service_layer.deliveries import DeliveryRunner
+from tenx_notify.settings import Settings
+
+CONSUMER = "notify"
+
+
+def loops(container: Container, tracer: Tracer) -> Sequence[Any]:
+    deps = container.deps
+    return [
+        Consumer(
+            name=CONSUMER,
+            settings=deps.settings,
+            uow=deps.uow,
+            engine=deps.engine,
+            inbox=inbox,
+            dead_letters=dead_letters,
+            handlers=reactions.handlers(deps),
+            tracer=tracer,
+        ),
+        DeliveryRunner(deps, tracer),
+    ]
+
+
+def create_worker(settings: Settings) -> FastAPI:
+    return create_worker_app(settings, title="Tenx Notify worker", bootstrap=bootstrap, loops=loops)

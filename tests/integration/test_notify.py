@@ -1,0 +1,234 @@
+"""notify on the real stack: emails read back from the mail catcher, the in-app
+feed and its live stream, preferences, one notification per event whatever is
+redelivered or killed."""
+
+import asyncio
+import json
+import os
+import signal
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from tenx_api.settings import Settings as ApiSettings
+from tests.stack import (
+    STRONG,
+    admin,
+    eventually,
+    log_in,
+    new_key,
+    new_product,
+    order_body,
+    pid_of,
+    stack,
+)
+
+MAILPIT = "http://127.0.0.1:8025"
+
+
+@pytest.fixture
+async def mailpit() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=MAILPIT, timeout=10) as client:
+        yield client
+
+
+async def mails_to(mailpit: httpx.AsyncClient, address: str) -> list[dict[str, Any]]:
+    found = await mailpit.get("/api/v1/search", params={"query": f"to:{address}", "limit": 200})
+    found.raise_for_status()
+    messages: list[dict[str, Any]] = found.json()["messages"]
+    return messages
+
+
+async def sign_up(edge: httpx.AsyncClient) -> tuple[str, dict[str, str]]:
+    email = f"n-{uuid.uuid4().hex[:10]}@example.com"
+    created = await edge.post(
+        "/v1/auth/signup", json={"email": email, "password": STRONG, "name": "Noa"}
+    )
+    assert created.status_code == 201, created.text
+    return email, await log_in(edge, email, STRONG)
+
+
+async def order(
+    edge: httpx.AsyncClient, user: dict[str, str], product: str, card: str = "pm_card_visa"
+) -> str:
+    placed = await edge.post(
+        "/v1/orders", json=order_body(product, 1, card), headers={**user, **new_key()}
+    )
+    assert placed.status_code == 201, placed.text
+    order_id: str = placed.json()["id"]
+    return order_id
+
+
+async def test_signing_up_sends_one_verification_email(
+    edge: httpx.AsyncClient, mailpit: httpx.AsyncClient
+) -> None:
+    email, _ = await sign_up(edge)
+    [mail] = await eventually(lambda: mails_to(mailpit, email))
+    assert mail["Subject"] == "Confirm your email address"
+    body = (await mailpit.get(f"/api/v1/message/{mail['ID']}")).json()
+    assert "/verify-email?token=" in body["Text"]
+    assert "/verify-email?token=" in body["HTML"]
+    await asyncio.sleep(2)
+    assert len(await mails_to(mailpit, email)) == 1
+
+
+async def test_a_confirmed_order_is_one_email_and_one_feed_entry(
+    edge: httpx.AsyncClient, mailpit: httpx.AsyncClient
+) -> None:
+    email, user = await sign_up(edge)
+    product = await new_product(edge, await admin(edge), stock=5)
+    order_id = await order(edge, user, product)
+
+    async def confirmation() -> list[dict[str, Any]]:
+        return [
+            m for m in await mails_to(mailpit, email) if m["Subject"] == "Your order is confirmed"
+        ]
+
+    [mail] = await eventually(confirmation)
+    body = (await mailpit.get(f"/api/v1/message/{mail['ID']}")).json()
+    assert order_id in body["Text"]
+    assert "/v1/notifications/preferences" in body["Text"]
+
+    async def feed() -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = (await edge.get("/v1/notifications", headers=user)).json()[
+            "items"
+        ]
+        return items
+
+    [entry] = await eventually(feed)
+    assert (entry["kind"], entry["data"]["order_id"], entry["read_at"]) == (
+        "order.confirmed",
+        order_id,
+        None,
+    )
+    _, stranger = await sign_up(edge)
+    path = f"/v1/notifications/{entry['id']}/read"
+    assert (await edge.post(path, headers=stranger)).status_code == 404
+    assert (await edge.post(path, headers=user)).status_code == 204
+    assert (await feed())[0]["read_at"] is not None
+
+
+async def test_preferences_choose_the_channels(
+    edge: httpx.AsyncClient, mailpit: httpx.AsyncClient
+) -> None:
+    email, user = await sign_up(edge)
+    assert (await edge.get("/v1/notifications/preferences", headers=user)).json()["email"] is True
+    for bad in (
+        {"email": "no", "in_app": True},
+        {"email": False},
+        {"email": False, "in_app": True, "sms": True},
+    ):
+        refused = await edge.put("/v1/notifications/preferences", json=bad, headers=user)
+        assert refused.status_code == 422
+        assert refused.headers["content-type"] == "application/problem+json"
+    saved = await edge.put(
+        "/v1/notifications/preferences", json={"email": False, "in_app": True}, headers=user
+    )
+    assert saved.json()["email"] is False
+    product = await new_product(edge, await admin(edge), stock=5)
+    order_id = await order(edge, user, product)
+
+    async def in_feed() -> bool:
+        items = (await edge.get("/v1/notifications", headers=user)).json()["items"]
+        return any(item["data"]["order_id"] == order_id for item in items)
+
+    await eventually(in_feed)
+    await asyncio.sleep(2)
+    subjects = [m["Subject"] for m in await mails_to(mailpit, email)]
+    assert subjects == ["Confirm your email address"]  # no order email
+
+
+async def read_events(response: httpx.Response, count: int) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    current: dict[str, Any] = {}
+    async for line in response.aiter_lines():
+        if line.startswith("id: "):
+            current["id"] = line[4:]
+        elif line.startswith("data: "):
+            current["data"] = json.loads(line[6:])
+        elif line == "" and current:
+            events.append(current)
+            current = {}
+            if len(events) == count:
+                return events
+    raise AssertionError("the stream ended")
+
+
+async def test_a_stream_that_reconnects_with_last_event_id_misses_nothing(
+    edge: httpx.AsyncClient,
+) -> None:
+    _, user = await sign_up(edge)
+    product = await new_product(edge, await admin(edge), stock=5)
+    async with edge.stream("GET", "/v1/notifications/stream", headers=user) as live:
+        assert live.headers["content-type"].startswith("text/event-stream")
+        first_order = await order(edge, user, product)
+        [first] = await asyncio.wait_for(read_events(live, 1), 30)
+    assert first["data"]["data"]["order_id"] == first_order
+    # While disconnected: one order confirmed, one cancelled by its customer.
+    second_order = await order(edge, user, product)
+    third_order = await order(edge, user, product, card="pm_card_chargeDeclined")
+
+    async def both_in_feed() -> bool:
+        items = (await edge.get("/v1/notifications", headers=user)).json()["items"]
+        return len(items) == 3
+
+    await eventually(both_in_feed)
+    resumed_headers = {**user, "Last-Event-ID": first["id"]}
+    async with edge.stream("GET", "/v1/notifications/stream", headers=resumed_headers) as resumed:
+        missed = await asyncio.wait_for(read_events(resumed, 2), 30)
+    assert {e["data"]["data"]["order_id"] for e in missed} == {second_order, third_order}
+    assert [int(e["id"]) for e in missed] == sorted(int(e["id"]) for e in missed)
+    bad = await edge.get("/v1/notifications/stream", headers={**user, "Last-Event-ID": "x"})
+    assert bad.status_code == 400
+
+
+async def test_a_redelivered_event_and_a_killed_worker_still_send_one_of_each(
+    edge: httpx.AsyncClient, mailpit: httpx.AsyncClient, api_settings: ApiSettings
+) -> None:
+    email, user = await sign_up(edge)
+    product = await new_product(edge, await admin(edge), stock=20)
+    orders = [await order(edge, user, product) for _ in range(8)]
+
+    async def confirmations(at_least: int) -> list[dict[str, Any]] | None:
+        found = [
+            m for m in await mails_to(mailpit, email) if m["Subject"] == "Your order is confirmed"
+        ]
+        return found if len(found) >= at_least else None
+
+    await eventually(lambda: confirmations(1))
+    os.kill(pid_of("notify-worker"), signal.SIGKILL)  # in the middle of sending them
+    await stack("up")
+    await eventually(lambda: confirmations(len(orders)), timeout_s=90)
+
+    # The same OrderConfirmed again, as a relay that died before marking sends it:
+    # the stored CloudEvent, with its id, from the api's outbox.
+    engine = create_async_engine(api_settings.primary_url())
+    async with engine.connect() as conn:
+        payload = await conn.scalar(
+            text("SELECT payload FROM outbox WHERE key = :k AND type = :t"),
+            {"k": orders[0], "t": "tenx.orders.order.confirmed.v1"},
+        )
+    await engine.dispose()
+    producer = AIOKafkaProducer(bootstrap_servers=api_settings.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            "orders.orders", key=orders[0].encode(), value=json.dumps(payload).encode()
+        )
+    finally:
+        await producer.stop()
+    await asyncio.sleep(3)
+    mails = await confirmations(len(orders))
+    assert mails is not None
+    bodies = [(await mailpit.get(f"/api/v1/message/{m['ID']}")).json()["Text"] for m in mails]
+    assert sorted(next(o for o in orders if o in body) for body in bodies) == sorted(orders)
+    feed = (await edge.get("/v1/notifications", params={"limit": 100}, headers=user)).json()[
+        "items"
+    ]
+    assert sorted(item["data"]["order_id"] for item in feed) == sorted(orders)
