@@ -12,11 +12,13 @@ from typing import Any
 
 import httpx
 import pytest
+import standardwebhooks
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tenx_api.settings import Settings as ApiSettings
+from tests.integration.webhook_receiver import receiving
 from tests.stack import (
     STRONG,
     admin,
@@ -193,6 +195,23 @@ async def test_a_redelivered_event_and_a_killed_worker_still_send_one_of_each(
 ) -> None:
     email, user = await sign_up(edge)
     product = await new_product(edge, await admin(edge), stock=20)
+    async with receiving() as receiver:
+        hook = await edge.post(
+            "/v1/webhooks", json={"url": receiver.url, "events": ["order.confirmed"]}, headers=user
+        )
+        assert hook.status_code == 201
+        await one_of_each_after_a_kill(edge, mailpit, api_settings, email, user, product, receiver)
+
+
+async def one_of_each_after_a_kill(
+    edge: httpx.AsyncClient,
+    mailpit: httpx.AsyncClient,
+    api_settings: ApiSettings,
+    email: str,
+    user: dict[str, str],
+    product: str,
+    receiver: Any,
+) -> None:
     orders = [await order(edge, user, product) for _ in range(8)]
 
     async def confirmations(at_least: int) -> list[dict[str, Any]] | None:
@@ -232,3 +251,64 @@ async def test_a_redelivered_event_and_a_killed_worker_still_send_one_of_each(
         "items"
     ]
     assert sorted(item["data"]["order_id"] for item in feed) == sorted(orders)
+
+
+async def test_a_webhook_gets_each_order_event_once_signed_and_retried(
+    edge: httpx.AsyncClient,
+) -> None:
+    _, user = await sign_up(edge)
+    product = await new_product(edge, await admin(edge), stock=5)
+    async with receiving() as receiver:
+        receiver.answers = [500, 503]  # the first two attempts fail
+        created = await edge.post(
+            "/v1/webhooks", json={"url": receiver.url, "events": ["*"]}, headers=user
+        )
+        assert created.status_code == 201, created.text
+        hook = created.json()
+        assert hook["secret"].startswith("whsec_")
+        order_id = await order(edge, user, product)
+
+        async def delivered() -> bool:
+            return any(
+                r.headers.get("webhook-id") and b"order.confirmed" in r.body
+                for r in receiver.received[2:]
+            )
+
+        await eventually(delivered, timeout_s=60)
+        await asyncio.sleep(2)  # nothing more comes
+    verifier = standardwebhooks.Webhook(hook["secret"])
+    assert len(receiver.received) == 3  # two refused, one accepted
+    assert len({r.headers["webhook-id"] for r in receiver.received}) == 1  # the same message
+    for request in receiver.received:
+        event = verifier.verify(request.body, request.headers)
+        assert (event["type"], event["data"]["order_id"]) == ("order.confirmed", order_id)
+    log = await edge.get(f"/v1/webhooks/{hook['id']}/deliveries", headers=user)
+    [entry] = log.json()["items"]
+    assert entry["status"] == "sent"
+    assert [(a["outcome"], a["status_code"]) for a in entry["attempts"]] == [
+        ("retried", 500),
+        ("retried", 503),
+        ("sent", 200),
+    ]
+    _, stranger = await sign_up(edge)
+    hidden = await edge.get(f"/v1/webhooks/{hook['id']}/deliveries", headers=stranger)
+    assert hidden.status_code == 404
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"url": "ftp://example.com/x", "events": ["*"]},
+        {"url": "not a url", "events": ["*"]},
+        {"url": "https://example.com/x", "events": []},
+        {"url": "https://example.com/x", "events": ["order.shipped"]},
+        {"url": "https://example.com/x", "events": ["*", "*"]},
+        {"url": "https://example.com/x", "events": ["*"], "secret": "mine"},
+    ],
+)
+async def test_bad_webhooks_are_refused(edge: httpx.AsyncClient, body: dict[str, Any]) -> None:
+    _, user = await sign_up(edge)
+    refused = await edge.post("/v1/webhooks", json=body, headers=user)
+    assert refused.status_code == 422
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert (await edge.get("/v1/webhooks", headers=user)).json()["items"] == []

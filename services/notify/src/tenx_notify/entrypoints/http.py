@@ -11,7 +11,8 @@ from tenx_common.app import handler_deps
 from tenx_common.problems import ProblemError
 from tenx_common.security import AdminUser, CurrentUser
 from tenx_notify.domain.preferences import PreferencesIn
-from tenx_notify.service_layer import deliveries, feed, preferences
+from tenx_notify.domain.webhooks import WebhookIn
+from tenx_notify.service_layer import deliveries, feed, preferences, webhooks
 from tenx_notify.service_layer.deps import NotifyDeps
 
 Deps = Annotated[NotifyDeps, Depends(handler_deps)]
@@ -83,7 +84,36 @@ async def put_preferences(
     return await preferences.put(principal.user_id, body, deps=deps)
 
 
-@router.get("/admin/deliveries", tags=["operations"])
+@router.post("/webhooks", status_code=status.HTTP_201_CREATED, tags=["webhooks"])
+async def register_webhook(body: WebhookIn, principal: CurrentUser, deps: Deps) -> dict[str, Any]:
+    """Register an endpoint for order events; the answer holds its signing secret,
+    which is never shown again."""
+    return await webhooks.register(principal.user_id, body, deps=deps)
+
+
+@router.get("/webhooks", tags=["webhooks"])
+async def list_webhooks(principal: CurrentUser, deps: Deps) -> dict[str, Any]:
+    return {"items": await webhooks.list_own(principal.user_id, deps=deps)}
+
+
+@router.delete("/webhooks/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["webhooks"])
+async def delete_webhook(webhook_id: UUID, principal: CurrentUser, deps: Deps) -> Response:
+    await webhooks.remove(principal.user_id, webhook_id, deps=deps)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/webhooks/{webhook_id}/deliveries", tags=["webhooks"])
+async def webhook_deliveries(
+    webhook_id: UUID,
+    principal: CurrentUser,
+    deps: Deps,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+) -> dict[str, Any]:
+    items = await webhooks.deliveries(principal.user_id, webhook_id, limit=limit, deps=deps)
+    return {"items": items}
+
+
+@router.get("/notifications/admin/deliveries", tags=["operations"])
 async def list_deliveries(
     _: AdminUser,
     deps: Deps,
@@ -94,7 +124,7 @@ async def list_deliveries(
 
 
 @router.post(
-    "/admin/deliveries/{delivery_id}/retry",
+    "/notifications/admin/deliveries/{delivery_id}/retry",
     status_code=status.HTTP_202_ACCEPTED,
     tags=["operations"],
 )

@@ -7,8 +7,8 @@ that attempt: ``sent`` (the payload, which may hold a one-time link, is
 dropped), or a retry after an exponential backoff with full jitter, or
 ``dead`` after ``delivery_max_attempts`` (a permanent SMTP refusal, a 5xx, at
 once). Dead deliveries are notify's dead letters: listed with their last error
-by ``GET /v1/admin/deliveries?status=dead``, and sent again by
-``POST /v1/admin/deliveries/{id}/retry``.
+by ``GET /v1/notifications/admin/deliveries?status=dead``, and sent again by
+``POST /v1/notifications/admin/deliveries/{id}/retry``.
 
 Exactly one email per event: the delivery row is unique per (event, channel)
 and written with the event's inbox row, so a redelivered event adds none, and
@@ -20,8 +20,10 @@ mail system can drop it.
 """
 
 import asyncio
+import json
 import logging
 import random
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -29,14 +31,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiosmtplib
+import httpx
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from prometheus_client.core import CounterMetricFamily
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 
 from tenx_common.problems import ProblemError
 from tenx_common.wakeup import listening, nap
-from tenx_notify.adapters.orm import Delivery
+from tenx_notify.adapters.orm import Delivery, DeliveryAttempt, Webhook
 from tenx_notify.domain.messages import mime, render
+from tenx_notify.domain.webhooks import TargetNotAllowedError, check_target, sign
 from tenx_notify.service_layer.deps import NotifyDeps
 from tenx_notify.service_layer.reactions import DELIVERIES
 
@@ -60,10 +64,19 @@ class Claimed:
     attempts: int
 
 
-Sender = Callable[[Claimed], Awaitable[None]]
+class RefusedError(Exception):
+    """The receiver answered, but not with a 2xx."""
+
+    def __init__(self, status_code: int) -> None:
+        super().__init__(f"HTTP {status_code}")
+        self.status_code = status_code
 
 
-async def send_email(deps: NotifyDeps, delivery: Claimed) -> None:
+# A sender returns the receiver's status code (None for SMTP), or raises.
+Sender = Callable[[Claimed], Awaitable[int | None]]
+
+
+async def send_email(deps: NotifyDeps, delivery: Claimed) -> int | None:
     settings = deps.settings
     payload = delivery.payload
     email = render(delivery.kind, payload["to"], payload)
@@ -84,6 +97,37 @@ async def send_email(deps: NotifyDeps, delivery: Claimed) -> None:
         if 500 <= exc.code < 600:
             raise PermanentDeliveryError(f"SMTP {exc.code}: {exc.message}") from exc
         raise
+    return None
+
+
+async def send_webhook(deps: NotifyDeps, http: httpx.AsyncClient, delivery: Claimed) -> int:
+    """POST the event, signed per Standard Webhooks; redirects are not followed."""
+    webhook_id = uuid.UUID(delivery.channel.split(":", 1)[1])
+    async with deps.uow() as uow:
+        webhook = await uow.session.get(Webhook, webhook_id)
+    if webhook is None:
+        raise PermanentDeliveryError("the webhook was deleted")
+    if not deps.settings.is_local:
+        try:
+            await check_target(webhook.url)
+        except TargetNotAllowedError as exc:
+            raise PermanentDeliveryError(f"target refused: {exc}") from exc
+    body = json.dumps(delivery.payload, separators=(",", ":")).encode()
+    timestamp = int(time.time())
+    message_id = f"msg_{delivery.id.hex}"
+    response = await http.post(
+        webhook.url,
+        content=body,
+        headers={
+            "content-type": "application/json",
+            "webhook-id": message_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign(webhook.secret, message_id, timestamp, body),
+        },
+    )
+    if not 200 <= response.status_code < 300:
+        raise RefusedError(response.status_code)
+    return response.status_code
 
 
 class DeliveryRunner:
@@ -92,10 +136,23 @@ class DeliveryRunner:
         self.tracer = tracer
         self.stopping = asyncio.Event()
         self._wake = asyncio.Event()
-        self._senders: dict[str, Sender] = {"email": lambda d: send_email(deps, d)}
+        # Redirects are not followed: a webhook's target is the URL it registered.
+        self._http = httpx.AsyncClient(
+            timeout=deps.settings.delivery_timeout_s, follow_redirects=False
+        )
+        self._senders: dict[str, Sender] = {
+            "email": lambda d: send_email(deps, d),
+            "webhook": lambda d: send_webhook(deps, self._http, d),
+        }
         self._outcomes: dict[str, int] = {}
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            await self._http.aclose()
+
+    async def _run(self) -> None:
         settings = self.deps.settings
         while not self.stopping.is_set():
             try:
@@ -156,9 +213,12 @@ class DeliveryRunner:
             },
         ) as span:
             values: dict[str, Any]
+            started = time.perf_counter()
+            status_code: int | None = None
             try:
-                await self._senders[channel](delivery)
+                status_code = await self._senders[channel](delivery)
             except Exception as exc:
+                status_code = exc.status_code if isinstance(exc, RefusedError) else None
                 error = f"{type(exc).__name__}: {exc}"[:2000]
                 span.set_status(Status(StatusCode.ERROR, error))
                 if isinstance(exc, PermanentDeliveryError | KeyError) or (
@@ -183,7 +243,7 @@ class DeliveryRunner:
         outcome = values.get("status", "retried")
         self._outcomes[outcome] = self._outcomes.get(outcome, 0) + 1
         async with self.deps.engine.begin() as conn:
-            await conn.execute(
+            recorded = await conn.execute(
                 update(Delivery)
                 .where(
                     Delivery.id == delivery.id,
@@ -191,7 +251,20 @@ class DeliveryRunner:
                     Delivery.attempts == delivery.attempts,
                 )
                 .values(**values)
+                .returning(Delivery.id)
             )
+            if recorded.first() is not None:
+                await conn.execute(
+                    insert(DeliveryAttempt).values(
+                        delivery_id=delivery.id,
+                        attempt=delivery.attempts,
+                        outcome=outcome,
+                        status_code=status_code,
+                        error=values.get("last_error"),
+                        duration_ms=int((time.perf_counter() - started) * 1000),
+                        at=datetime.now(UTC),
+                    )
+                )
 
     def collect(self) -> Any:
         family = CounterMetricFamily(

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, text
+from sqlalchemy import delete, select, text
 from sqlalchemy.dialects.postgresql import insert
 
 from tenx_common.events import Event
@@ -22,7 +22,8 @@ from tenx_common.events.auth_users import (
 from tenx_common.events.orders_orders import OrderCancelled, OrderConfirmed
 from tenx_common.events.privacy_erasure import AccountDataErased
 from tenx_common.uow import UnitOfWork
-from tenx_notify.adapters.orm import Delivery, Notification, Preferences, Recipient
+from tenx_notify.adapters.orm import Delivery, Notification, Preferences, Recipient, Webhook
+from tenx_notify.domain.webhooks import subscribed
 from tenx_notify.service_layer.deps import NotifyDeps
 from tenx_notify.service_layer.feed import public
 
@@ -57,6 +58,7 @@ async def welcome(uow: UnitOfWork, event: UserRegistered, *, deps: NotifyDeps) -
     await _deliver(
         uow,
         event_id=_event_id(uow),
+        channel=EMAIL,
         user_id=event.user_id,
         kind="verify_email",
         payload={
@@ -75,6 +77,7 @@ async def password_reset(
     await _deliver(
         uow,
         event_id=_event_id(uow),
+        channel=EMAIL,
         user_id=event.user_id,
         kind="password_reset",
         payload={"to": event.email, "link": link, "expires_at": event.expires_at.isoformat()},
@@ -121,11 +124,28 @@ async def order_news(
         if entry is not None:
             document = public(entry)
             uow.after_commit(lambda: deps.hub.publish(event.user_id, document))
+    hooks = await session.scalars(select(Webhook).where(Webhook.user_id == event.user_id))
+    name = kind.replace("_", ".")
+    for hook in hooks:
+        if subscribed(hook.events, name):
+            await _deliver(
+                uow,
+                event_id=event_id,
+                channel=f"webhook:{hook.id}",
+                user_id=event.user_id,
+                kind=name,
+                payload={
+                    "type": name,
+                    "timestamp": datetime.now(UTC).isoformat(),
+                    "data": {"user_id": str(event.user_id), **details},
+                },
+            )
     recipient = await session.get(Recipient, event.user_id)
     if wants_email and recipient is not None:
         await _deliver(
             uow,
             event_id=event_id,
+            channel=EMAIL,
             user_id=event.user_id,
             kind=kind,
             payload={
@@ -140,7 +160,7 @@ async def order_news(
 async def erase_user(uow: UnitOfWork, event: AccountDeletionRequested) -> None:
     """The account-deletion saga: everything notify holds of the user goes, and
     the reply is staged in the same transaction."""
-    for table in (Notification, Delivery, Preferences, Recipient):
+    for table in (Notification, Delivery, Preferences, Recipient, Webhook):
         await uow.session.execute(delete(table).where(table.user_id == event.user_id))
     await uow.publish(
         AccountDataErased(deletion_id=event.deletion_id, user_id=event.user_id, service=SERVICE)
@@ -148,7 +168,13 @@ async def erase_user(uow: UnitOfWork, event: AccountDeletionRequested) -> None:
 
 
 async def _deliver(
-    uow: UnitOfWork, *, event_id: str, user_id: uuid.UUID, kind: str, payload: dict[str, Any]
+    uow: UnitOfWork,
+    *,
+    event_id: str,
+    channel: str,
+    user_id: uuid.UUID,
+    kind: str,
+    payload: dict[str, Any],
 ) -> None:
     now = datetime.now(UTC)
     await uow.session.execute(
@@ -156,7 +182,7 @@ async def _deliver(
         .values(
             id=uuid.uuid4(),
             event_id=event_id,
-            channel=EMAIL,
+            channel=channel,
             user_id=user_id,
             kind=kind,
             payload=payload,
