@@ -19,6 +19,7 @@ from tenx_auth.adapters.orm import AccountDeletion, User
 from tenx_auth.settings import Settings as AuthSettings
 from tenx_common.events import cloud_event
 from tenx_common.events.auth_users import UserRegistered
+from tenx_notify.settings import Settings as NotifySettings
 from tests.stack import (
     STRONG,
     admin,
@@ -102,6 +103,16 @@ async def test_deleting_an_account_erases_it_everywhere(
             select(func.count()).where(Order.id == uuid.UUID(placed.json()["id"]))
         )
     assert (owned, kept) == (0, 1)
+    # notify: nothing of the user is left.
+    notify_db = create_async_engine(NotifySettings().primary_url())
+    async with notify_db.connect() as conn:
+        for table in ("recipients", "notifications", "deliveries", "preferences", "webhooks"):
+            left = await conn.scalar(
+                text(f"SELECT count(*) FROM {table} WHERE user_id = :u"),
+                {"u": uuid.UUID(user_id)},
+            )
+            assert left == 0, table
+    await notify_db.dispose()
     # auth: the credentials are gone.
     async with auth_db.connect() as conn:
         assert await conn.scalar(select(func.count()).where(User.id == uuid.UUID(user_id))) == 0

@@ -22,7 +22,14 @@ from tenx_common.events.auth_users import (
 from tenx_common.events.orders_orders import OrderCancelled, OrderConfirmed
 from tenx_common.events.privacy_erasure import AccountDataErased
 from tenx_common.uow import UnitOfWork
-from tenx_notify.adapters.orm import Delivery, Notification, Preferences, Recipient, Webhook
+from tenx_notify.adapters.orm import (
+    Delivery,
+    ErasedUser,
+    Notification,
+    Preferences,
+    Recipient,
+    Webhook,
+)
 from tenx_notify.domain.webhooks import subscribed
 from tenx_notify.service_layer.deps import NotifyDeps
 from tenx_notify.service_layer.feed import public
@@ -45,6 +52,8 @@ def handlers(
 
 
 async def welcome(uow: UnitOfWork, event: UserRegistered, *, deps: NotifyDeps) -> None:
+    if await _erased(uow, event.user_id):
+        return
     now = datetime.now(UTC)
     await uow.session.execute(
         insert(Recipient)
@@ -73,6 +82,8 @@ async def welcome(uow: UnitOfWork, event: UserRegistered, *, deps: NotifyDeps) -
 async def password_reset(
     uow: UnitOfWork, event: PasswordResetRequested, *, deps: NotifyDeps
 ) -> None:
+    if await _erased(uow, event.user_id):
+        return
     link = f"{deps.settings.public_base_url}/reset-password?token={event.reset_token}"
     await _deliver(
         uow,
@@ -88,6 +99,8 @@ async def order_news(
     uow: UnitOfWork, event: OrderConfirmed | OrderCancelled, *, deps: NotifyDeps
 ) -> None:
     session = uow.session
+    if await _erased(uow, event.user_id):
+        return  # an order event that arrived after the erasure (another topic)
     event_id = _event_id(uow)
     preferences = await session.get(Preferences, event.user_id)
     wants_email = preferences.email if preferences else True
@@ -162,6 +175,11 @@ async def erase_user(uow: UnitOfWork, event: AccountDeletionRequested) -> None:
     the reply is staged in the same transaction."""
     for table in (Notification, Delivery, Preferences, Recipient, Webhook):
         await uow.session.execute(delete(table).where(table.user_id == event.user_id))
+    await uow.session.execute(
+        insert(ErasedUser)
+        .values(user_id=event.user_id, erased_at=datetime.now(UTC))
+        .on_conflict_do_nothing()
+    )
     await uow.publish(
         AccountDataErased(deletion_id=event.deletion_id, user_id=event.user_id, service=SERVICE)
     )
@@ -194,6 +212,10 @@ async def _deliver(
         .on_conflict_do_nothing()
     )
     await uow.session.execute(text(f"SELECT pg_notify('{DELIVERIES}', '')"))
+
+
+async def _erased(uow: UnitOfWork, user_id: uuid.UUID) -> bool:
+    return await uow.session.get(ErasedUser, user_id) is not None
 
 
 def _event_id(uow: UnitOfWork) -> str:
