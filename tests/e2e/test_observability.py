@@ -15,8 +15,9 @@ DIRECT_PORTS = {
     "search-indexer": 8003,
     "api-worker": 8004,
     "auth-worker": 8005,
+    "notify-worker": 8006,
 }
-WORKERS = {"api": 8004, "auth": 8005}
+WORKERS = {"api": 8004, "auth": 8005, "notify": 8006}
 
 
 async def test_span_of_a_request_is_returned_by_jaeger(
