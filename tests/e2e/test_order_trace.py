@@ -1,6 +1,7 @@
 """One order placed through the edge is one trace in Jaeger: the request in
 api, the outbox relay publishing its events, the saga's step in the worker,
-and the relay publishing OrderConfirmed; every span's parent is in the trace."""
+the relay publishing OrderConfirmed, and notify consuming it; every span's
+parent is in the trace."""
 
 from typing import Any
 
@@ -39,6 +40,7 @@ async def test_an_order_is_one_trace_from_the_edge_to_its_confirmation(
         ("api-relay", "orders.orders publish"),  # OrderPlaced, then OrderConfirmed
         ("api-relay", "catalog.products publish"),  # StockChanged
         ("api-worker", "saga order authorize_payment"),
+        ("notify-worker", "orders.orders process"),  # OrderConfirmed, consumed
     }
 
     async def complete() -> dict[str, Any] | None:
