@@ -114,6 +114,12 @@ async def log_in(cmd: commands.LogIn, *, client_ip: str, deps: AuthDeps) -> Toke
         ok = await asyncio.to_thread(
             deps.passwords.verify, user.password_hash if user else None, cmd.password
         )
+        if user is not None and ok:
+            # Keep the row until this login commits: the erasure saga may delete it
+            # meanwhile (its DELETE waits, then takes the new refresh token with it).
+            user = await uow.session.scalar(
+                select(User).where(User.id == user.id).with_for_update(read=True, key_share=True)
+            )
         if user is None or not ok or await _pending_deletion(uow, user.id) is not None:
             await deps.limiter.hit(account_key, limits[0])
             await deps.limiter.hit(ip_key, limits[1])
