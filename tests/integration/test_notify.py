@@ -312,3 +312,41 @@ async def test_bad_webhooks_are_refused(edge: httpx.AsyncClient, body: dict[str,
     assert refused.status_code == 422
     assert refused.headers["content-type"] == "application/problem+json"
     assert (await edge.get("/v1/webhooks", headers=user)).json()["items"] == []
+
+
+async def test_a_gone_endpoint_is_dead_at_once_and_operators_send_it_again(
+    edge: httpx.AsyncClient,
+) -> None:
+    _, user = await sign_up(edge)
+    operator = await admin(edge)
+    product = await new_product(edge, operator, stock=5)
+    async with receiving() as receiver:
+        receiver.answers = [302, 410]  # a redirect (not followed), then "gone"
+        created = await edge.post(
+            "/v1/webhooks", json={"url": receiver.url, "events": ["order.confirmed"]}, headers=user
+        )
+        hook = created.json()
+        await order(edge, user, product)
+        log_path = f"/v1/webhooks/{hook['id']}/deliveries"
+
+        async def entry(status: str) -> dict[str, Any] | None:
+            items = (await edge.get(log_path, headers=user)).json()["items"]
+            return items[0] if items and items[0]["status"] == status else None
+
+        dead = await eventually(lambda: entry("dead"), timeout_s=60)
+        assert [(a["outcome"], a["status_code"]) for a in dead["attempts"]] == [
+            ("retried", 302),
+            ("dead", 410),
+        ]
+        assert len(receiver.received) == 2  # the redirect's target was never called
+        listed = await edge.get(
+            "/v1/notifications/admin/deliveries", params={"status": "dead"}, headers=operator
+        )
+        [parked] = [d for d in listed.json()["items"] if d["channel"] == f"webhook:{hook['id']}"]
+        assert "410" in parked["last_error"]
+        path = f"/v1/notifications/admin/deliveries/{parked['id']}/retry"
+        assert (await edge.post(path, headers=user)).status_code == 403
+        assert (await edge.post(path, headers=operator)).status_code == 202
+        sent = await eventually(lambda: entry("sent"), timeout_s=30)
+    assert sent["attempts"][-1]["status_code"] == 200
+    assert len(receiver.received) == 3

@@ -35,10 +35,11 @@ class Receiver:
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
-        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
-        self.received.append(Received(headers=headers, body=body))
+        sent = {k.decode(): v.decode() for k, v in scope["headers"]}
+        self.received.append(Received(headers=sent, body=body))
         status = self.answers.pop(0) if self.answers else 200
-        await send({"type": "http.response.start", "status": status, "headers": []})
+        answer = [(b"location", b"http://127.0.0.1:9/elsewhere")] if 300 <= status < 400 else []
+        await send({"type": "http.response.start", "status": status, "headers": answer})
         await send({"type": "http.response.body", "body": b""})
 
 

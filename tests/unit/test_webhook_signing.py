@@ -2,17 +2,23 @@
 its reference verifier), and targets in private networks are refused."""
 
 import time
+import uuid
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 import standardwebhooks
 
+from tenx_common.problems import ProblemError
 from tenx_notify.domain.webhooks import (
     TargetNotAllowedError,
+    WebhookIn,
     check_target,
     new_secret,
     sign,
     subscribed,
 )
+from tenx_notify.service_layer import webhooks
 
 
 def test_the_published_test_vector() -> None:
@@ -69,3 +75,11 @@ def test_subscriptions() -> None:
     assert subscribed(["*"], "order.cancelled")
     assert subscribed(["order.confirmed"], "order.confirmed")
     assert not subscribed(["order.confirmed"], "order.cancelled")
+
+
+async def test_outside_local_mode_a_private_target_is_refused_at_registration() -> None:
+    deps = cast(Any, SimpleNamespace(settings=SimpleNamespace(is_local=False)))
+    body = WebhookIn.model_validate({"url": "http://169.254.169.254/x", "events": ["*"]})
+    with pytest.raises(ProblemError) as refused:
+        await webhooks.register(uuid.uuid4(), body, deps=deps)
+    assert (refused.value.status, refused.value.code) == (422, "webhook_target_not_allowed")

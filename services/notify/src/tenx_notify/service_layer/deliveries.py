@@ -5,9 +5,10 @@ A pending delivery is claimed ``FOR UPDATE SKIP LOCKED`` and leased (its
 attempt); it is sent outside any transaction; the outcome is written fenced on
 that attempt: ``sent`` (the payload, which may hold a one-time link, is
 dropped), or a retry after an exponential backoff with full jitter, or
-``dead`` after ``delivery_max_attempts`` (a permanent SMTP refusal, a 5xx, at
-once). Dead deliveries are notify's dead letters: listed with their last error
-by ``GET /v1/notifications/admin/deliveries?status=dead``, and sent again by
+``dead`` after ``delivery_max_attempts`` (at once on a permanent refusal: an
+SMTP 5xx, a webhook answering 410 Gone, a deleted webhook, a refused target).
+Dead deliveries are notify's dead letters: listed with their last error by
+``GET /v1/notifications/admin/deliveries?status=dead``, and sent again by
 ``POST /v1/notifications/admin/deliveries/{id}/retry``.
 
 Exactly one email per event: the delivery row is unique per (event, channel)
@@ -53,6 +54,10 @@ DEAD = "dead"
 
 class PermanentDeliveryError(Exception):
     """Sending again cannot help (the server refused the recipient or message)."""
+
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +130,8 @@ async def send_webhook(deps: NotifyDeps, http: httpx.AsyncClient, delivery: Clai
             "webhook-signature": sign(webhook.secret, message_id, timestamp, body),
         },
     )
+    if response.status_code == 410:  # the receiver says the endpoint is gone for good
+        raise PermanentDeliveryError("HTTP 410: the endpoint is gone", 410)
     if not 200 <= response.status_code < 300:
         raise RefusedError(response.status_code)
     return response.status_code
@@ -218,7 +225,7 @@ class DeliveryRunner:
             try:
                 status_code = await self._senders[channel](delivery)
             except Exception as exc:
-                status_code = exc.status_code if isinstance(exc, RefusedError) else None
+                status_code = getattr(exc, "status_code", None)
                 error = f"{type(exc).__name__}: {exc}"[:2000]
                 span.set_status(Status(StatusCode.ERROR, error))
                 if isinstance(exc, PermanentDeliveryError | KeyError) or (
