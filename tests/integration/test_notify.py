@@ -14,10 +14,12 @@ import httpx
 import pytest
 import standardwebhooks
 from aiokafka import AIOKafkaProducer
+from cryptography.fernet import Fernet
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tenx_api.settings import Settings as ApiSettings
+from tenx_notify.settings import Settings as NotifySettings
 from tests.integration.webhook_receiver import receiving
 from tests.stack import (
     STRONG,
@@ -223,7 +225,7 @@ async def one_of_each_after_a_kill(
     await eventually(lambda: confirmations(1))
     os.kill(pid_of("notify-worker"), signal.SIGKILL)  # in the middle of sending them
     await stack("up")
-    await eventually(lambda: confirmations(len(orders)), timeout_s=90)
+    await eventually(lambda: confirmations(len(orders)), timeout_s=180)
 
     # The same OrderConfirmed again, as a relay that died before marking sends it:
     # the stored CloudEvent, with its id, from the api's outbox.
@@ -253,6 +255,19 @@ async def one_of_each_after_a_kill(
     assert sorted(item["data"]["order_id"] for item in feed) == sorted(orders)
 
 
+async def stored_encrypted(webhook_id: str, secret: str) -> None:
+    settings = NotifySettings()
+    engine = create_async_engine(settings.primary_url())
+    async with engine.connect() as conn:
+        stored = await conn.scalar(
+            text("SELECT secret FROM webhooks WHERE id = :id"), {"id": uuid.UUID(webhook_id)}
+        )
+    await engine.dispose()
+    assert secret not in stored
+    key = settings.secret_encryption_key.get_secret_value()
+    assert Fernet(key).decrypt(stored.encode()).decode() == secret
+
+
 async def test_a_webhook_gets_each_order_event_once_signed_and_retried(
     edge: httpx.AsyncClient,
 ) -> None:
@@ -266,6 +281,7 @@ async def test_a_webhook_gets_each_order_event_once_signed_and_retried(
         assert created.status_code == 201, created.text
         hook = created.json()
         assert hook["secret"].startswith("whsec_")
+        await stored_encrypted(hook["id"], hook["secret"])
         order_id = await order(edge, user, product)
 
         async def delivered() -> bool:

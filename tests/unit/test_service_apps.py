@@ -1,6 +1,7 @@
 """Every service builds its app from the shared defaults without connecting."""
 
 import pytest
+from cryptography.fernet import Fernet
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -38,6 +39,7 @@ def test_readyz_names_dependencies_down_when_nothing_listens(
     monkeypatch.setenv("TENX_NOTIFY_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
     monkeypatch.setenv("TENX_NOTIFY_SMTP_PORT", "1")
     monkeypatch.setenv("TENX_NOTIFY_TRACING_ENABLED", "false")
+    monkeypatch.setenv("TENX_NOTIFY_SECRET_ENCRYPTION_KEY", Fernet.generate_key().decode())
     with TestClient(create_notify()) as client:
         assert client.get("/healthz").status_code == 200
         response = client.get("/readyz")

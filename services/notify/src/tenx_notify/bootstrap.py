@@ -4,6 +4,7 @@ the handlers' dependencies; and closes them at shutdown."""
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from cryptography.fernet import Fernet
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from tenx_common.infra import ServiceContainer, open_infra
@@ -16,8 +17,19 @@ from tenx_notify.settings import Settings
 Container = ServiceContainer[NotifyDeps]
 
 
+def secret_encryption(settings: Settings) -> Fernet:
+    key = settings.secret_encryption_key.get_secret_value()
+    if not key:
+        raise RuntimeError(
+            "TENX_NOTIFY_SECRET_ENCRYPTION_KEY is not set: notify does not start without the "
+            "key that encrypts webhook secrets (the local stack generates one)"
+        )
+    return Fernet(key)
+
+
 @asynccontextmanager
 async def bootstrap(settings: Settings) -> AsyncIterator[Container]:
+    fernet = secret_encryption(settings)
     async with open_infra(settings) as infra:
         assert infra.engines is not None
         assert infra.redis is not None
@@ -29,6 +41,7 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Container]:
             engine=infra.engines.primary,
             redis=infra.redis,
             hub=hub,
+            fernet=fernet,
         )
         try:
             yield ServiceContainer(infra=infra, deps=deps)

@@ -1,6 +1,6 @@
 """Settings of the notify service, read from ``TENX_NOTIFY_*`` variables."""
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from tenx_common.consumer import ConsumerSettings
@@ -32,6 +32,9 @@ class Settings(
     service_name: str = "notify"
     port: int = 8002
     database_url: str = "postgresql+asyncpg://tenx_notify@127.0.0.1:5432/tenx_notify"
+    # Encrypts the webhooks' signing secrets at rest (a Fernet key). Required:
+    # the local stack generates one at first start.
+    secret_encryption_key: SecretStr = SecretStr("")
     # Emails: the sender, and the public base URL their links point at.
     mail_from: str = "Tenx <no-reply@tenx.local>"
     public_base_url: str = "http://127.0.0.1:8080"

@@ -105,7 +105,8 @@ class Delivery(Base):
 
 
 class Webhook(Base):
-    """A user's endpoint for order events; ``secret`` signs each delivery."""
+    """A user's endpoint for order events; ``secret`` signs each delivery (stored
+    encrypted with ``secret_encryption_key``)."""
 
     __tablename__ = "webhooks"
     __table_args__ = (Index("ix_webhooks_user", "user_id"),)

@@ -33,6 +33,7 @@ from typing import Any
 
 import aiosmtplib
 import httpx
+from cryptography.fernet import InvalidToken
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from prometheus_client.core import CounterMetricFamily
 from sqlalchemy import func, insert, select, update
@@ -117,6 +118,10 @@ async def send_webhook(deps: NotifyDeps, http: httpx.AsyncClient, delivery: Clai
             await check_target(webhook.url)
         except TargetNotAllowedError as exc:
             raise PermanentDeliveryError(f"target refused: {exc}") from exc
+    try:
+        secret = deps.fernet.decrypt(webhook.secret.encode()).decode()
+    except InvalidToken as exc:
+        raise PermanentDeliveryError("the webhook's secret cannot be decrypted") from exc
     body = json.dumps(delivery.payload, separators=(",", ":")).encode()
     timestamp = int(time.time())
     message_id = f"msg_{delivery.id.hex}"
@@ -127,7 +132,7 @@ async def send_webhook(deps: NotifyDeps, http: httpx.AsyncClient, delivery: Clai
             "content-type": "application/json",
             "webhook-id": message_id,
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign(webhook.secret, message_id, timestamp, body),
+            "webhook-signature": sign(secret, message_id, timestamp, body),
         },
     )
     if response.status_code == 410:  # the receiver says the endpoint is gone for good
@@ -179,7 +184,8 @@ class DeliveryRunner:
                 await asyncio.sleep(1.0)
 
     async def claim(self, limit: int) -> list[Claimed]:
-        lease = timedelta(seconds=self.deps.settings.delivery_timeout_s + 30)
+        # Longer than an attempt can take (its timeout), so no two runners send at once.
+        lease = timedelta(seconds=self.deps.settings.delivery_timeout_s + 5)
         async with self.deps.engine.begin() as conn:
             rows = (
                 await conn.execute(
@@ -223,7 +229,8 @@ class DeliveryRunner:
             started = time.perf_counter()
             status_code: int | None = None
             try:
-                status_code = await self._senders[channel](delivery)
+                async with asyncio.timeout(settings.delivery_timeout_s):  # the whole attempt
+                    status_code = await self._senders[channel](delivery)
             except Exception as exc:
                 status_code = getattr(exc, "status_code", None)
                 error = f"{type(exc).__name__}: {exc}"[:2000]

@@ -3,6 +3,7 @@
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cryptography.fernet import Fernet
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -18,3 +19,4 @@ class NotifyDeps:
     engine: AsyncEngine
     redis: Redis
     hub: FeedHub
+    fernet: Fernet  # the webhooks' secrets, at rest

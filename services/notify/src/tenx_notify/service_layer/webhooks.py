@@ -31,18 +31,19 @@ async def register(user_id: uuid.UUID, cmd: WebhookIn, *, deps: NotifyDeps) -> d
             raise ProblemError(
                 status=422, code="webhook_target_not_allowed", detail=str(exc)
             ) from exc
+    secret = new_secret()
     webhook = Webhook(
         id=uuid.uuid4(),
         user_id=user_id,
         url=url,
         events=list(cmd.events),
-        secret=new_secret(),
+        secret=deps.fernet.encrypt(secret.encode()).decode(),  # stored encrypted
         created_at=datetime.now(UTC),
     )
     async with deps.uow() as uow:
         uow.session.add(webhook)
         await uow.commit()
-    return {**public(webhook), "secret": webhook.secret}
+    return {**public(webhook), "secret": secret}
 
 
 async def _own(user_id: uuid.UUID, webhook_id: uuid.UUID, deps: NotifyDeps) -> Webhook:
