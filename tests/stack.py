@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 import httpx
 from aiokafka import AIOKafkaProducer
 from opentelemetry.trace import Tracer
-from sqlalchemy import Table
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Table, text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tenx_auth.settings import Settings as AuthSettings
 from tenx_common import relay
@@ -121,3 +121,92 @@ async def publish_a_batch(
             return
         await asyncio.sleep(0.1)
     raise AssertionError("no lane was free for 10 s")
+
+
+async def export_all(edge: httpx.AsyncClient, admin: dict[str, str], kind: str) -> list[Any]:
+    """Every row of the api's admin export of ``kind`` (``products`` or ``orders``)."""
+    rows: list[Any] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": 1000} | ({"cursor": cursor} if cursor else {})
+        response = await edge.get(f"/v1/admin/export/{kind}", params=params, headers=admin)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        rows += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return rows
+
+
+async def indexed(es: Any, alias: str) -> dict[str, dict[str, Any]]:
+    """Every document behind ``alias``, by id (after a refresh)."""
+    await es.indices.refresh(index=alias)
+    found: dict[str, dict[str, Any]] = {}
+    after = None
+    while True:
+        page = await es.search(
+            index=alias, size=2000, sort=[{"id": "asc"}], search_after=after, track_total_hits=False
+        )
+        hits = page["hits"]["hits"]
+        if not hits:
+            return found
+        found |= {hit["_id"]: hit["_source"] for hit in hits}
+        after = hits[-1]["sort"]
+
+
+async def index_differences(edge: httpx.AsyncClient, admin: dict[str, str], es: Any) -> list[str]:
+    """How the search indices differ from the api's data (empty when in step).
+
+    Products: the same set, each with the same version and fields. Orders:
+    every indexed order as the api has it; every order in the api is indexed
+    unless its owner was erased (the erasure gave it a fresh pseudonymous
+    owner, and the index dropped the erased user's documents)."""
+    problems = []
+    products = {row["id"]: row for row in await export_all(edge, admin, "products")}
+    documents = await indexed(es, "products")
+    fields = ("sku", "name", "description", "category", "price_cents", "currency", "stock")
+    for missing in sorted(products.keys() - documents.keys()):
+        problems.append(f"product {missing} not indexed")
+    for extra in sorted(documents.keys() - products.keys()):
+        problems.append(f"product {extra} indexed but not in the catalog")
+    for id_ in sorted(products.keys() & documents.keys()):
+        row, doc = products[id_], documents[id_]
+        if (row["version"], *(row[f] for f in fields)) != (
+            doc["version"],
+            *(doc[f] for f in fields),
+        ):
+            problems.append(f"product {id_}: catalog v{row['version']}, index v{doc['version']}")
+    orders = {row["id"]: row for row in await export_all(edge, admin, "orders")}
+    documents = await indexed(es, "orders")
+    for id_, doc in sorted(documents.items()):
+        row = orders.get(id_)
+        if row is None:
+            problems.append(f"order {id_} indexed but not in the api")
+        elif (row["user_id"], row["status"], row["total_cents"]) != (
+            doc["user_id"],
+            doc["status"],
+            doc["total_cents"],
+        ):
+            problems.append(f"order {id_}: api {row['status']}, index {doc['status']}")
+    unindexed = orders.keys() - documents.keys()
+    owners = await known_users({orders[id_]["user_id"] for id_ in unindexed})
+    for id_ in sorted(unindexed):
+        if orders[id_]["user_id"] in owners:
+            problems.append(f"order {id_} of a live user not indexed")
+    return problems
+
+
+async def known_users(user_ids: set[str]) -> set[str]:
+    """Those of ``user_ids`` that are accounts in auth (not erased, not pseudonyms)."""
+    if not user_ids:
+        return set()
+    engine = create_async_engine(AuthSettings().primary_url())
+    try:
+        async with engine.connect() as conn:
+            found = await conn.scalars(
+                text("SELECT id::text FROM users WHERE id = ANY(:ids)"),
+                {"ids": [uuid.UUID(u) for u in user_ids]},
+            )
+            return set(found)
+    finally:
+        await engine.dispose()

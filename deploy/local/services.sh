@@ -10,7 +10,8 @@ SERVICES=(api-1:tenx_api:8000:serve api-2:tenx_api:8010:serve auth:tenx_auth:800
   notify-worker:tenx_notify:8006:worker)
 MIGRATED=(tenx_api tenx_auth tenx_notify tenx_search_indexer)
 # name:package. Each publishes its service's outbox to Kafka (no port).
-RELAYS=(api-relay:tenx_api auth-relay:tenx_auth notify-relay:tenx_notify)
+RELAYS=(api-relay:tenx_api auth-relay:tenx_auth notify-relay:tenx_notify
+  search-indexer-relay:tenx_search_indexer)
 
 install_python() {
   if [[ ! -x $UV ]] || [[ $("$UV" --version 2>/dev/null | awk '{print $2}') != "$UV_VERSION" ]]; then

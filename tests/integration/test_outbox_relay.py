@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from tenx_api.adapters.orm import outbox
 from tenx_api.settings import Settings as ApiSettings
 from tenx_common import relay
-from tenx_common.events.catalog_products import TOPIC, StockChanged
+from tenx_common.events.catalog_products import TOPIC, StockChangedV1
 from tenx_common.relay import Relay
 from tenx_common.uow import UnitOfWork
 from tests.stack import publish_a_batch
@@ -38,7 +38,7 @@ async def test_two_relays_publish_each_event_once_in_key_order(
         for version in range(1, VERSIONS + 1):  # one transaction per version, all keys
             async with UnitOfWork(sessions, outbox=outbox, source="/tenx/test") as uow:
                 for product in products:
-                    await uow.publish(StockChanged(product_id=product, version=version, stock=1))
+                    await uow.publish(StockChangedV1(product_id=product, version=version, stock=1))
                 await uow.commit()
     keys = {str(p) for p in products}
 
@@ -117,7 +117,7 @@ async def test_a_batch_whose_commit_is_lost_is_published_again(
         sessions = async_sessionmaker(engine, expire_on_commit=False)
         async with UnitOfWork(sessions, outbox=table, source="/tenx/test") as uow:
             for version in (1, 2, 3):
-                await uow.publish(StockChanged(product_id=key, version=version, stock=1))
+                await uow.publish(StockChangedV1(product_id=key, version=version, stock=1))
             await uow.commit()
 
         def crash(*_: object) -> NoReturn:

@@ -90,7 +90,7 @@ async def test_deleting_an_account_erases_it_everywhere(
         return status if status["status"] == "completed" else None
 
     done = await eventually(completed)
-    assert {reply["service"] for reply in done["replies"]} == {"api", "notify"}
+    assert {reply["service"] for reply in done["replies"]} == {"api", "notify", "search-indexer"}
     assert done["waiting_for"] == []
 
     # api: an empty tombstone, and no order of the user's any more.

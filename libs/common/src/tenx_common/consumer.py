@@ -11,8 +11,10 @@ class. For each record, in partition order:
    serialize on the inbox row.
 3. A failure is retried with exponential backoff, ``consumer_max_attempts`` in
    all; a record that cannot be read, or whose data does not fit its model, is
-   not retried. Then the record goes to the dead-letter topic
-   (``dlq.<consumer>``) and the ``dead_letters`` table with its error, and the
+   not retried. ``UnavailableError`` (a store the effect needs is down) is not the
+   record's fault: the consumer restarts from its last commit instead. Then
+   the record goes to the dead-letter topic (``dlq.<consumer>``) and the
+   ``dead_letters`` table with its error, and the
    partition moves on: a poison event holds its partition for at most the
    backoff.
 4. Offsets are committed (auto-commit is off) after the effects of a
@@ -20,8 +22,10 @@ class. For each record, in partition order:
    and the inbox absorbs them.
 
 The records a poll returns are handled in one transaction (up to
-``TRANSACTION_SIZE``, each partition's in order), then their offsets are
-committed at once: one commit of each kind for many effects. When any of them
+``chunk_size``, each partition's in order), then their offsets are committed
+at once: one commit of each kind for many effects. A consumer with a linger
+keeps polling until a chunk is full or the linger is over (the search
+indexer's bulk requests flush by size and by time this way). When any of them
 fails, that transaction is rolled back and each record runs alone, as above.
 
 Dead letters are redriven on request (``request_redrive``: the admin endpoint
@@ -147,18 +151,27 @@ class PermanentError(Exception):
     """A failure that retrying cannot fix: the record is dead-lettered at once."""
 
 
+class UnavailableError(Exception):
+    """A store the effect needs is down: nothing is dead-lettered; the consumer
+    stops, waits, and consumes again from its last committed offsets."""
+
+
 @dataclass(frozen=True, slots=True)
 class Envelope:
     id: str
     type: str
     data: dict[str, Any]
+    time: str | None = None  # when the event occurred (RFC 3339)
 
 
 def read_envelope(record: Record) -> Envelope:
     try:
         document = json.loads(record.value)
         return Envelope(
-            id=str(document["id"]), type=str(document["type"]), data=dict(document["data"])
+            id=str(document["id"]),
+            type=str(document["type"]),
+            data=dict(document["data"]),
+            time=document.get("time"),
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise PermanentError(f"not a structured CloudEvent: {exc!r}") from exc
@@ -181,6 +194,8 @@ class Consumer:
         dead_letters: Table,
         handlers: Mapping[type[Event], Handler],
         tracer: Tracer,
+        chunk_size: int = TRANSACTION_SIZE,
+        linger_s: float = 0.0,
     ) -> None:
         self.name = name
         self.settings = settings
@@ -191,6 +206,8 @@ class Consumer:
         self._handlers = {cls.TYPE: (cls, handler) for cls, handler in handlers.items()}
         self.topics = sorted({cls.TOPIC for cls in handlers})
         self._tracer = tracer
+        self.chunk_size = chunk_size  # records handled (and committed) together, at most
+        self.linger_s = linger_s  # how long a poll waits for more records to fill a chunk
         self.stopping = asyncio.Event()
         self._busy = asyncio.Lock()  # held while a batch is handled and committed
         self._outcomes: Counter[str] = Counter()
@@ -230,26 +247,12 @@ class Consumer:
         next_chores = 0.0
         try:
             while not self.stopping.is_set():
-                batches = await kafka.getmany(
-                    timeout_ms=500, max_records=settings.consumer_batch_size
-                )
-                records = [  # each partition's in order, one partition after another
-                    Record(
-                        topic=raw.topic,
-                        partition=raw.partition,
-                        offset=raw.offset,
-                        key=raw.key.decode() if raw.key is not None else None,
-                        value=raw.value or b"",
-                        headers={k: v.decode() for k, v in raw.headers or ()},
-                    )
-                    for raws in batches.values()
-                    for raw in raws
-                ]
+                records = await self._poll(kafka)
                 async with self._busy:
-                    for at in range(0, len(records), TRANSACTION_SIZE):
+                    for at in range(0, len(records), self.chunk_size):
                         if self.stopping.is_set():
                             break  # what is not committed is redelivered
-                        chunk = records[at : at + TRANSACTION_SIZE]
+                        chunk = records[at : at + self.chunk_size]
                         await self._consume_many(chunk, producer)
                         await kafka.commit(
                             {
@@ -268,6 +271,22 @@ class Consumer:
             await kafka.stop()  # leaves the group: its partitions move at once
             await producer.stop()
             log.info("consumer %s stopped", self.name)
+
+    async def _poll(self, kafka: AIOKafkaConsumer) -> list[Record]:
+        """The next records, each partition's in order; with a linger, polls go on
+        until a chunk is full or the linger since the first record is over."""
+        size = self.settings.consumer_batch_size
+        records = records_of(await kafka.getmany(timeout_ms=500, max_records=size))
+        deadline = time.monotonic() + self.linger_s
+        while records and len(records) < min(size, self.chunk_size):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            more = await kafka.getmany(
+                timeout_ms=max(1, int(left * 1000)), max_records=size - len(records)
+            )
+            records += records_of(more)
+        return records
 
     async def _chores(self) -> None:
         try:
@@ -293,6 +312,8 @@ class Consumer:
         if len(records) > 1:
             try:
                 outcomes = await self._transaction(records)
+            except UnavailableError:
+                raise
             except Exception as exc:
                 log.info("consumer %s: a batch failed (%r); one by one now", self.name, exc)
             else:
@@ -332,6 +353,8 @@ class Consumer:
         for attempt in range(1, limit + 1):
             try:
                 outcome = await self.handle(record)
+            except UnavailableError:
+                raise  # the consumer restarts from its last commit (run)
             except (PermanentError, ValidationError) as exc:
                 self._outcomes["dead_lettered"] += 1
                 return attempt, _describe(exc)
@@ -417,22 +440,7 @@ class Consumer:
         handler: Handler | None,
     ) -> None:
         """The effect of one event (none for a duplicate), under its CONSUMER span."""
-        with self._tracer.start_as_current_span(
-            f"{record.topic} process",
-            context=propagate.extract(record.headers),
-            kind=SpanKind.CONSUMER,
-            attributes={
-                "messaging.system": "kafka",
-                "messaging.operation.type": "process",
-                "messaging.destination.name": record.topic,
-                "messaging.consumer.group.name": self.name,
-                "messaging.message.id": envelope.id,
-                "messaging.kafka.message.key": record.key or "",
-                "messaging.kafka.offset": record.offset,
-                "messaging.destination.partition.id": str(record.partition),
-                "cloudevents.event_type": envelope.type,
-            },
-        ) as span:
+        with self._tracer.start_as_current_span(**self.process_span(record, envelope)) as span:
             if handler is None:
                 span.set_attribute("tenx.duplicate", True)
                 return
@@ -443,6 +451,25 @@ class Consumer:
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
                 raise
+
+    def process_span(self, record: Record, envelope: Envelope) -> dict[str, Any]:
+        """The CONSUMER span of one record: a child of the span that produced it."""
+        return {
+            "name": f"{record.topic} process",
+            "context": propagate.extract(record.headers),
+            "kind": SpanKind.CONSUMER,
+            "attributes": {
+                "messaging.system": "kafka",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": record.topic,
+                "messaging.consumer.group.name": self.name,
+                "messaging.message.id": envelope.id,
+                "messaging.kafka.message.key": record.key or "",
+                "messaging.kafka.offset": record.offset,
+                "messaging.destination.partition.id": str(record.partition),
+                "cloudevents.event_type": envelope.type,
+            },
+        }
 
     # -- dead letters ----------------------------------------------------------
 
@@ -562,6 +589,21 @@ class Consumer:
         )
         parked.add_metric([self.name], self._parked)
         yield parked
+
+
+def records_of(batches: Mapping[TopicPartition, list[Any]]) -> list[Record]:
+    return [  # each partition's in order, one partition after another
+        Record(
+            topic=raw.topic,
+            partition=raw.partition,
+            offset=raw.offset,
+            key=raw.key.decode() if raw.key is not None else None,
+            value=raw.value or b"",
+            headers={k: v.decode() for k, v in raw.headers or ()},
+        )
+        for raws in batches.values()
+        for raw in raws
+    ]
 
 
 class _FinishBatchFirst(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -35,9 +35,11 @@ def create_worker_app(
     title: str,
     bootstrap: Callable[[S], AbstractAsyncContextManager[ServiceContainer[D]]],
     loops: Loops[D],
+    suffix: str = "-worker",
 ) -> FastAPI:
-    # Its spans, logs and metrics are the service's worker's ("api-worker").
-    settings = settings.model_copy(update={"service_name": f"{settings.service_name}-worker"})
+    # Its spans, logs and metrics are the service's worker's ("api-worker"),
+    # unless the worker is the whole service (the search-indexer).
+    settings = settings.model_copy(update={"service_name": f"{settings.service_name}{suffix}"})
 
     @asynccontextmanager
     async def worker(settings: S) -> AsyncIterator[ServiceContainer[D]]:

@@ -27,6 +27,7 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Container]:
         assert infra.engines is not None
         assert infra.redis is not None
         assert infra.router is not None
+        assert infra.elasticsearch is not None
         sessions = async_sessionmaker(infra.engines.primary, expire_on_commit=False)
         near = NearCache(channel="api:cache:invalidated", ttl_s=settings.near_cache_ttl_s)
         deps = ApiDeps(
@@ -35,6 +36,7 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Container]:
             router=infra.router,
             cache=Cache(infra.redis, prefix="api:cache", near=near),
             payments=SandboxPayments(sessions),
+            es=infra.elasticsearch,
         )
         listener = asyncio.create_task(near.listen(infra.redis), name="near-cache-listener")
         try:

@@ -55,6 +55,6 @@ class Settings(
     # before the credentials go, and how long a reply may take before the
     # request is published again (then twice as long each time, up to an hour).
     deletion_participants: list[str] = Field(
-        default_factory=lambda: ["api", "notify"], min_length=1
+        default_factory=lambda: ["api", "notify", "search-indexer"], min_length=1
     )
     deletion_rerequest_after_s: float = Field(default=30.0, gt=0)

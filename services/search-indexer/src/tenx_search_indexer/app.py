@@ -1,13 +1,10 @@
-"""The search-indexer service's FastAPI app."""
+"""The search-indexer's FastAPI app: its worker (the indexer and its health and metrics)."""
 
 from fastapi import FastAPI
 
-from tenx_common.app import create_service_app
-from tenx_search_indexer.bootstrap import bootstrap
 from tenx_search_indexer.settings import Settings
+from tenx_search_indexer.worker import create_worker
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    return create_service_app(
-        settings or Settings(), title="Tenx Search Indexer", bootstrap=bootstrap
-    )
+    return create_worker(settings or Settings())

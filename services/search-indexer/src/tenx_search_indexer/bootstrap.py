@@ -1,13 +1,36 @@
-"""Builds the search-indexer service's clients once, at startup, and closes them at shutdown."""
+"""Builds the search-indexer once, at startup: clients, its indices (when a
+fresh cluster has none), the handlers' dependencies; and closes them at shutdown."""
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from tenx_common.infra import Infra, open_infra
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from tenx_common.infra import ServiceContainer, open_infra
+from tenx_common.search import ensure_indices
+from tenx_common.uow import UnitOfWork
+from tenx_search_indexer.adapters.orm import outbox
+from tenx_search_indexer.service_layer.deps import IndexerDeps
 from tenx_search_indexer.settings import Settings
+
+Container = ServiceContainer[IndexerDeps]
 
 
 @asynccontextmanager
-async def bootstrap(settings: Settings) -> AsyncIterator[Infra]:
+async def bootstrap(settings: Settings) -> AsyncIterator[Container]:
     async with open_infra(settings) as infra:
-        yield infra
+        assert infra.engines is not None
+        assert infra.elasticsearch is not None
+        await ensure_indices(
+            infra.elasticsearch,
+            replicas=settings.search_replicas,
+            refresh_interval=settings.search_refresh_interval,
+        )
+        sessions = async_sessionmaker(infra.engines.primary, expire_on_commit=False)
+        deps = IndexerDeps(
+            settings=settings,
+            uow=lambda: UnitOfWork(sessions, outbox=outbox, source="/tenx/search-indexer"),
+            engine=infra.engines.primary,
+            es=infra.elasticsearch,
+        )
+        yield ServiceContainer(infra=infra, deps=deps)

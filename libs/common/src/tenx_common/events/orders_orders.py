@@ -51,3 +51,6 @@ class OrderCancelled(OrderEvent):
 
     TYPE: ClassVar[str] = "tenx.orders.order.cancelled.v1"
     reason: str
+    # Added after the first version (so optional); every producer sets them.
+    total_cents: int | None = None
+    currency: str | None = None

@@ -1,7 +1,7 @@
 """The api's HTTP routes: each builds a command or query and hands it to a handler."""
 
 import hashlib
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from tenx_api.domain.catalog import Category, ProductCreate, ProductUpdate
 from tenx_api.domain.customers import ProfileUpdate
 from tenx_api.domain.orders import PlaceOrder
-from tenx_api.service_layer import catalog, customers, order_saga, orders
+from tenx_api.service_layer import catalog, customers, export, order_saga, orders, search
 from tenx_api.service_layer.deps import ApiDeps
 from tenx_common.app import handler_deps
 from tenx_common.problems import ProblemError
@@ -163,3 +163,50 @@ async def list_sagas(
 @router.get("/admin/sagas/{saga_id}", tags=["operations"])
 async def get_saga(saga_id: UUID, _: AdminUser, deps: Deps) -> dict[str, Any]:
     return await order_saga.get_saga(saga_id, deps=deps)
+
+
+@router.get("/search/products", tags=["search"])
+async def search_products(
+    deps: Deps,
+    q: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    category: Annotated[Category | None, Query()] = None,
+    min_price: Annotated[int | None, Query(ge=0, le=100_000_000)] = None,
+    max_price: Annotated[int | None, Query(ge=0, le=100_000_000)] = None,
+    in_stock: bool = False,
+    sort: Literal["relevance", "price_asc", "price_desc", "name"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=600)] = None,
+) -> dict[str, Any]:
+    return await search.search_products(
+        deps.es,
+        search.ProductSearch(
+            q=q.strip() or None if q else None,
+            category=category,
+            min_price=min_price,
+            max_price=max_price,
+            in_stock=in_stock,
+            sort=sort,
+            limit=limit,
+            cursor=cursor,
+        ),
+    )
+
+
+@router.get("/search/suggest", tags=["search"])
+async def suggest(
+    deps: Deps,
+    q: Annotated[str, Query(min_length=1, max_length=100)],
+    limit: Annotated[int, Query(ge=1, le=20)] = 5,
+) -> dict[str, Any]:
+    return await search.suggest(deps.es, q.strip(), limit=limit)
+
+
+@router.get("/admin/export/{kind}", tags=["operations"])
+async def export_rows(
+    kind: Literal["products", "orders"],
+    _: AdminUser,
+    deps: Deps,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> dict[str, Any]:
+    return await export.export(kind, limit=limit, cursor=cursor, deps=deps)

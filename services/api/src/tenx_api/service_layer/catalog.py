@@ -49,7 +49,8 @@ def public(product: Product | Row[Any]) -> dict[str, Any]:
     }
 
 
-def _event_fields(product: Product) -> dict[str, Any]:
+def event_fields(product: Product | Row[Any]) -> dict[str, Any]:
+    """The whole product, as every catalog event carries it."""
     return {
         "product_id": product.id,
         "version": product.version,
@@ -74,7 +75,7 @@ async def create_product(cmd: ProductCreate, *, client: str, deps: ApiDeps) -> d
             raise ProblemError(
                 status=409, code="sku_taken", detail=f"SKU {cmd.sku!r} is already in the catalog."
             ) from None
-        await uow.publish(ProductCreated(**_event_fields(product)))
+        await uow.publish(ProductCreated(**event_fields(product)))
         await uow.commit()
     await deps.committed(client, cache_key(product.id))
     return public(product)
@@ -92,11 +93,9 @@ async def update_product(
             setattr(product, name, value)
         product.version += 1
         product.updated_at = datetime.now(UTC)
-        await uow.publish(ProductUpdated(**_event_fields(product)))
+        await uow.publish(ProductUpdated(**event_fields(product)))
         if product.stock != old_stock:
-            await uow.publish(
-                StockChanged(product_id=product.id, version=product.version, stock=product.stock)
-            )
+            await uow.publish(StockChanged(**event_fields(product)))
         await uow.commit()
     await deps.committed(client, cache_key(product_id))
     return public(product)

@@ -3,6 +3,8 @@
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from elasticsearch import AsyncElasticsearch
+
 from tenx_api.domain.payments import PaymentProvider
 from tenx_api.settings import Settings
 from tenx_common.cache import Cache
@@ -17,6 +19,7 @@ class ApiDeps:
     router: SessionRouter
     cache: Cache
     payments: PaymentProvider
+    es: AsyncElasticsearch
 
     async def committed(self, client: str, *cache_keys: str) -> None:
         """After a commit: the writing client, and every cached copy rebuilt from

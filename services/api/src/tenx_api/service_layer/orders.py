@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tenx_api.adapters.orm import IdempotencyKey, Order, OrderItem, Product, saga_steps, sagas
 from tenx_api.domain.orders import CANCELLED, PENDING, PlaceOrder
-from tenx_api.service_layer.catalog import cache_key
+from tenx_api.service_layer.catalog import cache_key, event_fields
 from tenx_api.service_layer.deps import ApiDeps
 from tenx_common.events.catalog_products import StockChanged
 from tenx_common.events.orders_orders import OrderCancelled, OrderLine, OrderPlaced
@@ -97,9 +97,7 @@ async def place_order(
                         version=Product.version + 1,
                         updated_at=now,
                     )
-                    .returning(
-                        Product.price_cents, Product.currency, Product.stock, Product.version
-                    )
+                    .returning(*Product.__table__.columns)
                 )
             ).one_or_none()
             if reserved is None:
@@ -115,19 +113,16 @@ async def place_order(
                     code="out_of_stock",
                     detail=f"Not enough stock of product {line.product_id}.",
                 )
-            price, currency, stock, version = reserved
-            currencies.add(currency)
+            currencies.add(reserved.currency)
             items.append(
                 OrderItem(
                     order_id=order_id,
                     product_id=line.product_id,
                     quantity=line.quantity,
-                    unit_price_cents=price,
+                    unit_price_cents=reserved.price_cents,
                 )
             )
-            await uow.publish(
-                StockChanged(product_id=line.product_id, version=version, stock=stock)
-            )
+            await uow.publish(StockChanged(**event_fields(reserved)))
         if len(currencies) != 1:
             raise ProblemError(
                 status=422, code="mixed_currencies", detail="All items must share one currency."
@@ -222,7 +217,7 @@ async def release_order(uow: UnitOfWork, order: Order, *, reason: str) -> list[s
     now = datetime.now(UTC)
     keys = []
     for item in sorted(items, key=lambda i: i.product_id):  # the order placement locks in
-        stock, version = (
+        released = (
             await uow.session.execute(
                 update(Product)
                 .where(Product.id == item.product_id)
@@ -231,14 +226,22 @@ async def release_order(uow: UnitOfWork, order: Order, *, reason: str) -> list[s
                     version=Product.version + 1,
                     updated_at=now,
                 )
-                .returning(Product.stock, Product.version)
+                .returning(*Product.__table__.columns)
             )
         ).one()
-        await uow.publish(StockChanged(product_id=item.product_id, version=version, stock=stock))
+        await uow.publish(StockChanged(**event_fields(released)))
         keys.append(cache_key(item.product_id))
     order.status = CANCELLED
     order.updated_at = now
-    await uow.publish(OrderCancelled(order_id=order.id, user_id=order.user_id, reason=reason))
+    await uow.publish(
+        OrderCancelled(
+            order_id=order.id,
+            user_id=order.user_id,
+            reason=reason,
+            total_cents=order.total_cents,
+            currency=order.currency,
+        )
+    )
     return keys
 
 

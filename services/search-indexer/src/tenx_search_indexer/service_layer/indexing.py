@@ -1,0 +1,206 @@
+"""Documents into Elasticsearch: bulk writes with external versions, the erased
+users' documents kept out, and the ``search-indexer`` consumer built on them.
+
+The consumer is the platform's consumer (``tenx_common.consumer``) with its
+effect in Elasticsearch instead of its database: the records of a chunk (up to
+``consumer_batch_size``, gathered for at most ``bulk_linger_s``) become one
+bulk request, and the offsets are committed once it succeeded. No inbox is
+needed: each write carries the aggregate's version as an external version, so
+a redelivered, duplicated or late event is refused by Elasticsearch (counted
+``stale``) and never takes a document back. The account-deletion request goes
+through the ordinary path (inbox, outbox reply) in the same chunk.
+"""
+
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from elasticsearch import ApiError, AsyncElasticsearch, TransportError
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from prometheus_client import Histogram
+from prometheus_client.core import Metric
+
+from tenx_common.consumer import Consumer, PermanentError, Record, UnavailableError, read_envelope
+from tenx_common.events import Event
+from tenx_common.events.catalog_products import ProductCreated, ProductUpdated, StockChanged
+from tenx_common.events.orders_orders import OrderCancelled, OrderConfirmed, OrderPlaced
+from tenx_common.search import ORDERS
+from tenx_search_indexer.domain import Document, from_event
+
+DOCUMENT_EVENTS: dict[str, type[Event]] = {
+    cls.TYPE: cls
+    for cls in (
+        ProductCreated,
+        ProductUpdated,
+        StockChanged,
+        OrderPlaced,
+        OrderConfirmed,
+        OrderCancelled,
+    )
+}
+MAX_LINKS = 128  # a bulk span links to at most this many records' spans
+
+# Who of these users is erased (the search-indexer's tombstones).
+Erased = Callable[[set[str]], Awaitable[set[str]]]
+
+
+@contextlib.contextmanager
+def unavailable_on_outage() -> Iterator[None]:
+    """Elasticsearch down, overloaded or failing: ``UnavailableError`` (no dead letter)."""
+    try:
+        yield
+    except ApiError as exc:
+        if exc.status_code in (404, 429) or exc.status_code >= 500:
+            raise UnavailableError(f"elasticsearch: {exc}") from exc
+        raise PermanentError(f"elasticsearch refused: {exc}") from exc
+    except TransportError as exc:
+        raise UnavailableError(f"elasticsearch: {exc!r}") from exc
+
+
+async def bulk_write(
+    es: AsyncElasticsearch, documents: Sequence[Document], *, index: str | None = None
+) -> list[str]:
+    """Write ``documents`` (to their alias, or to ``index``) in one bulk request;
+    per document ``indexed``, or ``stale`` when the stored version is as new."""
+    if not documents:
+        return []
+    operations: list[dict[str, Any]] = []
+    for doc in documents:
+        target = {"_index": index or doc.index, "_id": doc.id}
+        operations += [
+            {"index": target | {"version": doc.version, "version_type": "external"}},
+            doc.source,
+        ]
+    with unavailable_on_outage():
+        response = await es.bulk(operations=operations)
+    outcomes = []
+    for item in response["items"]:
+        result = item["index"]
+        status = int(result["status"])
+        if status < 300:
+            outcomes.append("indexed")
+        elif status == 409:
+            outcomes.append("stale")
+        elif status in (404, 429) or status >= 500:  # 404: the index went (an alias swap)
+            raise UnavailableError(f"elasticsearch: {result['_id']}: {result.get('error')}")
+        else:
+            raise PermanentError(f"elasticsearch refused {result['_id']}: {result.get('error')}")
+    return outcomes
+
+
+async def drop_erased(
+    es: AsyncElasticsearch, documents: Sequence[Document], erased: Erased, *, index: str
+) -> int:
+    """Delete, from ``index``, those of ``documents`` that belong to an erased user.
+
+    Run after every write of people's documents. With the erasure's order
+    (tombstone committed, then every index searched and cleared) this leaves
+    no window: a write that read no tombstone happened before the search that
+    finds it."""
+    owners = {doc.user_id for doc in documents if doc.user_id}
+    gone = await erased(owners) if owners else set()
+    doomed = [doc.id for doc in documents if doc.user_id in gone]
+    if doomed:
+        with unavailable_on_outage():
+            await es.bulk(operations=[{"delete": {"_index": index, "_id": id_}} for id_ in doomed])
+    return len(doomed)
+
+
+async def delete_user_documents(es: AsyncElasticsearch, user_id: str) -> int:
+    """Every document of ``user_id``, from every orders index (a reindex's
+    new one too); how many."""
+    pattern = f"{ORDERS.alias}-*"
+    deleted = 0
+    with unavailable_on_outage():
+        while True:
+            await es.indices.refresh(index=pattern)
+            found = await es.search(
+                index=pattern, query={"term": {"user_id": user_id}}, size=1000, source=False
+            )
+            hits = found["hits"]["hits"]
+            if not hits:
+                return deleted
+            await es.bulk(
+                operations=[{"delete": {"_index": h["_index"], "_id": h["_id"]}} for h in hits]
+            )
+            deleted += len(hits)
+
+
+class Indexer(Consumer):
+    """The ``search-indexer`` consumer: documents by bulk, the rest as usual."""
+
+    def __init__(self, *, es: AsyncElasticsearch, erased: Erased, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.topics = sorted({*self.topics, *(cls.TOPIC for cls in DOCUMENT_EVENTS.values())})
+        self._es = es
+        self._erased = erased
+        self.freshness = Histogram(
+            "tenx_search_index_freshness_seconds",
+            "From an event's occurrence to its document written (searchable at the "
+            "next refresh, within the index's refresh_interval)",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0),
+            registry=None,
+        )
+
+    async def _transaction(self, records: list[Record]) -> list[str]:
+        outcomes = [""] * len(records)
+        documents: list[tuple[int, Record, Any, Document]] = []
+        rest: list[int] = []
+        for position, record in enumerate(records):
+            envelope = read_envelope(record)
+            model = DOCUMENT_EVENTS.get(envelope.type)
+            if model is None:
+                rest.append(position)
+                continue
+            event = model.model_validate(envelope.data)
+            document = from_event(event, occurred_at=envelope.time)
+            documents.append((position, record, envelope, document))
+        if rest:  # the erasure requests (inbox, reply) and what has no handler
+            done = await super()._transaction([records[p] for p in rest])
+            for position, outcome in zip(rest, done, strict=True):
+                outcomes[position] = outcome
+        if documents:
+            written = await self._write([(r, e, d) for _, r, e, d in documents])
+            now = time.time()
+            for (position, _, envelope, _), outcome in zip(documents, written, strict=True):
+                outcomes[position] = outcome
+                if outcome == "indexed" and envelope.time:
+                    occurred = datetime.fromisoformat(envelope.time).timestamp()
+                    self.freshness.observe(max(0.0, now - occurred))
+        return outcomes
+
+    async def _write(self, documents: list[tuple[Record, Any, Document]]) -> list[str]:
+        """One bulk request, under a span per record (each a child of its
+        producer's) and a bulk span that links to them."""
+        spans = [
+            self._tracer.start_span(**self.process_span(record, envelope))
+            for record, envelope, _ in documents
+        ]
+        try:
+            with self._tracer.start_as_current_span(
+                "elasticsearch bulk",
+                kind=SpanKind.CLIENT,
+                links=[Link(span.get_span_context()) for span in spans[:MAX_LINKS]],
+                attributes={
+                    "db.system": "elasticsearch",
+                    "db.operation.name": "bulk",
+                    "tenx.documents": len(documents),
+                },
+            ):
+                docs = [doc for _, _, doc in documents]
+                outcomes = await bulk_write(self._es, docs)
+                await drop_erased(self._es, docs, self._erased, index=ORDERS.alias)
+        except Exception as exc:
+            for span in spans:
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            raise
+        finally:
+            for span in spans:
+                span.end()
+        return outcomes
+
+    def collect(self) -> Iterator[Metric]:
+        yield from super().collect()
+        yield from self.freshness.collect()

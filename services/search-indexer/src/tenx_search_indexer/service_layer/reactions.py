@@ -1,0 +1,37 @@
+"""The search-indexer's part of the account-deletion saga: every document of
+the user goes, then the reply."""
+
+from sqlalchemy import func
+from sqlalchemy.dialects.postgresql import insert
+
+from tenx_common.consumer import Handler
+from tenx_common.events import Event
+from tenx_common.events.auth_users import AccountDeletionRequested
+from tenx_common.events.privacy_erasure import AccountDataErased
+from tenx_common.uow import UnitOfWork
+from tenx_search_indexer.adapters.orm import ErasedUser
+from tenx_search_indexer.service_layer.deps import IndexerDeps
+from tenx_search_indexer.service_layer.indexing import delete_user_documents
+
+SERVICE = "search-indexer"
+
+
+def handlers(deps: IndexerDeps) -> dict[type[Event], Handler]:
+    return {AccountDeletionRequested: lambda uow, event: erase_user(uow, event, deps=deps)}
+
+
+async def erase_user(
+    uow: UnitOfWork, event: AccountDeletionRequested, *, deps: IndexerDeps
+) -> None:
+    # The tombstone first, committed on its own: from now on a write of one of
+    # the user's documents deletes it again (indexing.drop_erased).
+    async with deps.engine.begin() as conn:
+        await conn.execute(
+            insert(ErasedUser)
+            .values(user_id=event.user_id, erased_at=func.now())
+            .on_conflict_do_nothing()
+        )
+    await delete_user_documents(deps.es, str(event.user_id))
+    await uow.publish(
+        AccountDataErased(deletion_id=event.deletion_id, user_id=event.user_id, service=SERVICE)
+    )
