@@ -11,7 +11,7 @@ from tenx_common.problems import ProblemError
 T = TypeVar("T")
 
 
-def encode_cursor(position: dict[str, str]) -> str:
+def encode_cursor(position: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(position).encode()).decode()
 
 

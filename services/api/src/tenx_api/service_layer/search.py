@@ -138,10 +138,12 @@ def _after(cursor: str, order: str) -> list[Any]:
     return decode_cursor(cursor, parse)
 
 
-async def search_products(es: AsyncElasticsearch, search: ProductSearch) -> dict[str, Any]:
+async def search_products(
+    es: AsyncElasticsearch, search: ProductSearch, *, index: str = PRODUCTS.alias
+) -> dict[str, Any]:
     body = build_query(search)
     try:
-        result = await es.search(index=PRODUCTS.alias, **body)
+        result = await es.search(index=index, **body)
     except NotFoundError:  # no index yet (a fresh cluster before the indexer ran)
         return {
             "total": 0,

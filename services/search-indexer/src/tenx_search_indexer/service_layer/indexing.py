@@ -13,7 +13,8 @@ through the ordinary path (inbox, outbox reply) in the same chunk.
 
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -131,8 +132,17 @@ async def delete_user_documents(es: AsyncElasticsearch, user_id: str) -> int:
 class Indexer(Consumer):
     """The ``search-indexer`` consumer: documents by bulk, the rest as usual."""
 
-    def __init__(self, *, es: AsyncElasticsearch, erased: Erased, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        es: AsyncElasticsearch,
+        erased: Erased,
+        targets: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """``targets`` sends an alias's documents to another index (the benchmark's)."""
         super().__init__(**kwargs)
+        self._targets = dict(targets or {})
         self.topics = sorted({*self.topics, *(cls.TOPIC for cls in DOCUMENT_EVENTS.values())})
         self._es = es
         self._erased = erased
@@ -189,7 +199,10 @@ class Indexer(Consumer):
                     "tenx.documents": len(documents),
                 },
             ):
-                docs = [doc for _, _, doc in documents]
+                docs = [
+                    replace(doc, index=self._targets.get(doc.index, doc.index))
+                    for _, _, doc in documents
+                ]
                 outcomes = await bulk_write(self._es, docs)
                 await drop_erased(self._es, docs, self._erased, index=ORDERS.alias)
         except Exception as exc:
