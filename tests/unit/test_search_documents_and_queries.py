@@ -5,14 +5,24 @@ import uuid
 from typing import Any
 
 import pytest
+from elastic_transport import ApiResponseMeta, ConnectionError, HttpHeaders, NodeConfig
+from elasticsearch import ApiError
 
-from tenx_api.service_layer.search import PRICE_RANGES, SORTS, ProductSearch, build_query
+from tenx_api.service_layer.search import (
+    PRICE_RANGES,
+    SORTS,
+    ProductSearch,
+    build_query,
+    search_products,
+    suggest,
+)
 from tenx_common.events.catalog_products import StockChanged
 from tenx_common.events.orders_orders import OrderCancelled, OrderConfirmed, OrderPlaced
 from tenx_common.pagination import encode_cursor
 from tenx_common.problems import ProblemError
 from tenx_search_indexer.domain import ORDER_VERSIONS, from_event, from_export, suggestions
 
+NODE = NodeConfig("http", "127.0.0.1", 9200)
 PRODUCT = {
     "sku": "S-1",
     "name": "Smart desk lamp",
@@ -129,3 +139,51 @@ def test_an_inverted_price_range_is_refused() -> None:
     with pytest.raises(ProblemError) as refused:
         build_query(ProductSearch(min_price=500, max_price=100))
     assert refused.value.status == 422
+
+
+class DownSearch:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    async def search(self, **_: Any) -> Any:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "code"),
+    [
+        (ConnectionError("connection refused"), 503, "search_unavailable"),
+        (
+            ApiError(
+                "search_phase_execution_exception",
+                meta=ApiResponseMeta(
+                    status=400, http_version="1.1", headers=HttpHeaders(), duration=0.0, node=NODE
+                ),
+                body={},
+            ),
+            400,
+            "invalid_search",
+        ),
+        (
+            ApiError(
+                "es_rejected_execution_exception",
+                meta=ApiResponseMeta(
+                    status=429, http_version="1.1", headers=HttpHeaders(), duration=0.0, node=NODE
+                ),
+                body={},
+            ),
+            503,
+            "search_unavailable",
+        ),
+    ],
+)
+async def test_an_elasticsearch_failure_is_a_problem_never_a_500(
+    error: Exception, status: int, code: str
+) -> None:
+    for call in (
+        search_products(DownSearch(error), ProductSearch(q="lamp")),  # type: ignore[arg-type]
+        suggest(DownSearch(error), "lam", limit=5),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(ProblemError) as refused:
+            await call
+        assert (refused.value.status, refused.value.code) == (status, code)

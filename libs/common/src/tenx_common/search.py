@@ -134,10 +134,15 @@ async def aliased_index(client: AsyncElasticsearch, alias: str) -> str | None:
 async def ensure_indices(
     client: AsyncElasticsearch, *, replicas: int, refresh_interval: str
 ) -> None:
-    """Each alias and a first index behind it, when missing (a fresh cluster).
+    """Each alias and a first index behind it, when missing (a fresh cluster);
+    an existing one gets the replicas and refresh interval of the settings.
     Safe to run from many processes at once: the names are fixed."""
     for spec in INDICES:
         if await aliased_index(client, spec.alias) is not None:
+            await client.indices.put_settings(
+                index=spec.alias,
+                settings={"number_of_replicas": replicas, "refresh_interval": refresh_interval},
+            )
             continue
         first = f"{spec.alias}-1"
         await create_index(

@@ -75,9 +75,13 @@ def order_document(
     return Document(ORDERS.alias, order_id, version, source, user_id=user_id)
 
 
-def from_event(event: Any, *, occurred_at: str | None) -> Document:
+def from_event(
+    event: Any, *, occurred_at: str | None, data: Mapping[str, Any] | None = None
+) -> Document:
+    """``data``: the event's JSON as received, when the event was validated from it."""
     if isinstance(event, ProductCreated):  # also ProductUpdated and StockChanged (v2)
-        return product_document(event.model_dump(mode="json"), updated_at=occurred_at)
+        fields = data if data is not None else event.model_dump(mode="json")
+        return product_document(fields, updated_at=occurred_at)
     assert isinstance(event, OrderEvent), type(event)
     status = (
         "pending"

@@ -11,19 +11,29 @@ a redelivered, duplicated or late event is refused by Elasticsearch (counted
 through the ordinary path (inbox, outbox reply) in the same chunk.
 """
 
+import asyncio
 import contextlib
 import time
+import zlib
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
+import orjson
 from elasticsearch import ApiError, AsyncElasticsearch, TransportError
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from prometheus_client import Histogram
 from prometheus_client.core import Metric
 
-from tenx_common.consumer import Consumer, PermanentError, Record, UnavailableError, read_envelope
+from tenx_common.consumer import (
+    Consumer,
+    PermanentError,
+    Record,
+    UnavailableError,
+    read_envelope,
+    sampled_out,
+)
 from tenx_common.events import Event
 from tenx_common.events.catalog_products import ProductCreated, ProductUpdated, StockChanged
 from tenx_common.events.orders_orders import OrderCancelled, OrderConfirmed, OrderPlaced
@@ -41,6 +51,9 @@ DOCUMENT_EVENTS: dict[str, type[Event]] = {
         OrderCancelled,
     )
 }
+BULK_LANES = 2  # bulk requests in flight at once for one batch
+LANE_MIN = 200  # documents per lane, at least, before a batch is split
+SLICE = 1000  # documents per bulk request of the consumer
 MAX_LINKS = 128  # a bulk span links to at most this many records' spans
 
 # Who of these users is erased (the search-indexer's tombstones).
@@ -61,21 +74,46 @@ def unavailable_on_outage() -> Iterator[None]:
 
 
 async def bulk_write(
-    es: AsyncElasticsearch, documents: Sequence[Document], *, index: str | None = None
+    es: AsyncElasticsearch,
+    documents: Sequence[Document],
+    *,
+    index: str | None = None,
+    lanes: int = BULK_LANES,
 ) -> list[str]:
-    """Write ``documents`` (to their alias, or to ``index``) in one bulk request;
-    per document ``indexed``, or ``stale`` when the stored version is as new."""
+    """Write ``documents`` (to their alias, or to ``index``); per document
+    ``indexed``, or ``stale`` when the stored version is as new.
+
+    A large batch goes as ``lanes`` bulk requests at once, split by document
+    id (a document's writes stay in one request, in order), so Elasticsearch's
+    write threads work while this process builds the next request."""
     if not documents:
         return []
-    operations: list[dict[str, Any]] = []
+    count = lanes if len(documents) >= LANE_MIN * lanes else 1
+    split: list[list[int]] = [[] for _ in range(count)]
+    for position, doc in enumerate(documents):
+        split[zlib.crc32(doc.id.encode()) % count].append(position)
+    answers = await asyncio.gather(
+        *(_bulk(es, [documents[p] for p in lane], index) for lane in split if lane)
+    )
+    outcomes = [""] * len(documents)
+    for lane, answer in zip((lane for lane in split if lane), answers, strict=True):
+        for position, outcome in zip(lane, answer, strict=True):
+            outcomes[position] = outcome
+    return outcomes
+
+
+async def _bulk(
+    es: AsyncElasticsearch, documents: Sequence[Document], index: str | None
+) -> list[str]:
+    lines: list[bytes] = []
     for doc in documents:
-        target = {"_index": index or doc.index, "_id": doc.id}
-        operations += [
-            {"index": target | {"version": doc.version, "version_type": "external"}},
-            doc.source,
+        action = {"_index": index or doc.index, "_id": doc.id, "version": doc.version}
+        lines += [
+            orjson.dumps({"index": action | {"version_type": "external"}}),
+            orjson.dumps(doc.source),
         ]
-    with unavailable_on_outage():
-        response = await es.bulk(operations=operations)
+    with unavailable_on_outage():  # the body as NDJSON already: no second encoding
+        response = await es.bulk(operations=cast(Any, b"\n".join(lines) + b"\n"))
     outcomes = []
     for item in response["items"]:
         result = item["index"]
@@ -155,26 +193,44 @@ class Indexer(Consumer):
         )
 
     async def _transaction(self, records: list[Record]) -> list[str]:
+        """The chunk's documents go out a slice at a time, each slice's bulk
+        request sent as soon as it is built, so Elasticsearch indexes one while
+        the next is read; the chunk is done (and its offsets committed) when all are."""
         outcomes = [""] * len(records)
-        documents: list[tuple[int, Record, Any, Document]] = []
         rest: list[int] = []
-        for position, record in enumerate(records):
-            envelope = read_envelope(record)
-            model = DOCUMENT_EVENTS.get(envelope.type)
-            if model is None:
-                rest.append(position)
-                continue
-            event = model.model_validate(envelope.data)
-            document = from_event(event, occurred_at=envelope.time)
-            documents.append((position, record, envelope, document))
-        if rest:  # the erasure requests (inbox, reply) and what has no handler
-            done = await super()._transaction([records[p] for p in rest])
-            for position, outcome in zip(rest, done, strict=True):
-                outcomes[position] = outcome
-        if documents:
-            written = await self._write([(r, e, d) for _, r, e, d in documents])
-            now = time.time()
-            for (position, _, envelope, _), outcome in zip(documents, written, strict=True):
+        writes: list[tuple[list[tuple[int, Record, Any, Document]], asyncio.Task[list[str]]]] = []
+        pending: list[tuple[int, Record, Any, Document]] = []
+
+        def send() -> None:
+            write = self._write([(r, e, d) for _, r, e, d in pending])
+            writes.append((list(pending), asyncio.create_task(write)))
+            pending.clear()
+
+        try:
+            for position, record in enumerate(records):
+                envelope = read_envelope(record)
+                model = DOCUMENT_EVENTS.get(envelope.type)
+                if model is None:
+                    rest.append(position)
+                    continue
+                event = model.model_validate(envelope.data)
+                document = from_event(event, occurred_at=envelope.time, data=envelope.data)
+                pending.append((position, record, envelope, document))
+                if len(pending) == SLICE:
+                    send()
+            if pending:
+                send()
+            if rest:  # the erasure requests (inbox, reply) and what has no handler
+                done = await super()._transaction([records[p] for p in rest])
+                for position, outcome in zip(rest, done, strict=True):
+                    outcomes[position] = outcome
+            results = await asyncio.gather(*(task for _, task in writes))
+        except BaseException:
+            await asyncio.gather(*(task for _, task in writes), return_exceptions=True)
+            raise
+        now = time.time()
+        for (written, _), result in zip(writes, results, strict=True):
+            for (position, _, envelope, _), outcome in zip(written, result, strict=True):
                 outcomes[position] = outcome
                 if outcome == "indexed" and envelope.time:
                     occurred = datetime.fromisoformat(envelope.time).timestamp()
@@ -183,10 +239,12 @@ class Indexer(Consumer):
 
     async def _write(self, documents: list[tuple[Record, Any, Document]]) -> list[str]:
         """One bulk request, under a span per record (each a child of its
-        producer's) and a bulk span that links to them."""
+        producer's; none for a trace that is not recorded) and a bulk span that
+        links to them."""
         spans = [
             self._tracer.start_span(**self.process_span(record, envelope))
             for record, envelope, _ in documents
+            if not sampled_out(record.headers)
         ]
         try:
             with self._tracer.start_as_current_span(
@@ -203,7 +261,7 @@ class Indexer(Consumer):
                     replace(doc, index=self._targets.get(doc.index, doc.index))
                     for _, _, doc in documents
                 ]
-                outcomes = await bulk_write(self._es, docs)
+                outcomes = await bulk_write(self._es, docs, lanes=1)
                 await drop_erased(self._es, docs, self._erased, index=ORDERS.alias)
         except Exception as exc:
             for span in spans:
