@@ -74,7 +74,7 @@ async def test_an_update_is_seen_at_once_and_leaves_events(
             ).scalars()
             assert sorted(types) == [
                 "tenx.catalog.product.created.v1",
-                "tenx.catalog.product.stock_changed.v1",
+                "tenx.catalog.product.stock_changed.v2",
                 "tenx.catalog.product.updated.v1",
             ]
     finally:

@@ -5,6 +5,9 @@ import asyncio
 import base64
 import contextlib
 import json
+import os
+import re
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -32,6 +35,7 @@ from tests.stack import (
 )
 
 PROBLEM = "application/problem+json"
+INDEXER = "http://127.0.0.1:8003"
 
 
 @pytest.fixture
@@ -146,6 +150,16 @@ async def test_a_product_is_found_and_its_price_and_stock_changes_show(
         return bool((await search(edge, q=word))["items"][0]["stock"] == 3)
 
     await eventually(stock, timeout_s=30)
+    # Freshness and lag are on the indexer's /metrics.
+    async with httpx.AsyncClient(timeout=10) as client:
+        metrics = (await client.get(f"{INDEXER}/metrics")).text
+    assert (
+        'tenx_consumer_lag{consumer="search-indexer",partition="0",topic="catalog.products"}'
+        in (metrics)
+    )
+    indexed_count = re.search(r"^tenx_search_index_freshness_seconds_count (\S+)$", metrics, re.M)
+    assert indexed_count is not None
+    assert float(indexed_count.group(1)) > 0
     # Typos are forgiven, and type-ahead finds it from a word's first letters.
     assert (await search(edge, q=f"walnot {word}"))["total"] == 1
     suggested = await edge.get("/v1/search/suggest", params={"q": word[:8]})
@@ -389,3 +403,33 @@ async def test_a_reindex_during_continuous_writes_ends_equal_to_the_databases(
         await eventually(in_step, timeout_s=60)
     except AssertionError:
         pytest.fail("\n".join((await index_differences(edge, admin, es))[:20]))
+
+
+async def test_the_reindex_command(admin: dict[str, str]) -> None:
+    async def run(*args: str, **env: str) -> tuple[int, str, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tenx_search_indexer",
+            "reindex",
+            *args,
+            env=os.environ | env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(process.communicate(), 300)
+        assert process.returncode is not None
+        return process.returncode, out.decode(), err.decode()
+
+    code, _, err = await run("products", TENX_SEARCH_INDEXER_API_TOKEN="")
+    assert code != 0
+    assert "TENX_SEARCH_INDEXER_API_TOKEN" in err
+    code, _, err = await run("users", TENX_SEARCH_INDEXER_API_TOKEN="x")
+    assert code != 0
+    assert "unknown index users" in err
+    token = admin["Authorization"].removeprefix("Bearer ")
+    code, out, err = await run("products", TENX_SEARCH_INDEXER_API_TOKEN=token)
+    assert code == 0, err
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report["alias"] == "products"
+    assert report["exported"] > 0
