@@ -1,7 +1,8 @@
 """One order placed through the edge is one trace in Jaeger: the request in
-api, the outbox relay publishing its events, the saga's step in the worker,
-the relay publishing OrderConfirmed, and notify consuming it; every span's
-parent is in the trace."""
+api (with its SQL and Redis spans), the outbox relay publishing its events, the
+saga's step in the worker, the relay publishing OrderConfirmed, notify
+consuming it and sending the email, and the search-indexer indexing the order
+and the stock change; every span's parent is in the trace."""
 
 from typing import Any
 
@@ -41,6 +42,11 @@ async def test_an_order_is_one_trace_from_the_edge_to_its_confirmation(
         ("api-relay", "catalog.products publish"),  # StockChanged
         ("api-worker", "saga order authorize_payment"),
         ("notify-worker", "orders.orders process"),  # OrderConfirmed, consumed
+        ("notify-worker", "deliver email"),  # the confirmation email, sent later
+        ("search-indexer", "orders.orders process"),  # the order's document
+        ("search-indexer", "catalog.products process"),  # the stock change
+        ("api", "INSERT tenx_api"),  # SQL
+        ("api", "EVAL"),  # Redis (the rate limiter's script)
     }
 
     async def complete() -> dict[str, Any] | None:
@@ -63,3 +69,17 @@ async def test_an_order_is_one_trace_from_the_edge_to_its_confirmation(
     step = next(s for s in trace["spans"] if s["operationName"] == "saga order authorize_payment")
     # OrderConfirmed was written inside the saga's step: its publish is the step's child.
     assert {parents[p["spanID"]] for p in publishes} == {roots[0], step["spanID"]}
+
+    # (The indexer's bulk request is a trace of its own, linking to the records'
+    # spans: a batch has many parents.)
+    # Each consumer's span is a child of the publish that sent its record, and
+    # the email's span a child of the consumer's span that asked for it.
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for span in trace["spans"]:
+        by_name.setdefault(span["operationName"], []).append(span)
+    publish_ids = {p["spanID"] for p in publishes}
+    for process in by_name["orders.orders process"]:
+        assert parents[process["spanID"]] in publish_ids
+    [email] = by_name["deliver email"]
+    assert spans[parents[email["spanID"]]]["operationName"] == "orders.orders process"
+    assert all(parents[span_id] in spans for span_id in parents if span_id != roots[0])

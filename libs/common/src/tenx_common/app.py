@@ -18,7 +18,7 @@ from tenx_common.metrics import Metrics, metrics_router
 from tenx_common.middleware import RequestContextMiddleware
 from tenx_common.problems import install_problem_handlers
 from tenx_common.settings import RateLimitSettings, ServiceSettings
-from tenx_common.telemetry import create_tracer_provider
+from tenx_common.telemetry import setup_telemetry
 from tenx_common.throttle import RateLimitMiddleware
 
 
@@ -50,7 +50,7 @@ def create_service_app(
     routers: Sequence[APIRouter] = (),
 ) -> FastAPI:
     configure_logging(service=settings.service_name, level=settings.log_level)
-    tracer_provider = create_tracer_provider(settings)
+    telemetry = setup_telemetry(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -63,11 +63,20 @@ def create_service_app(
             yield
             for collector in container.collectors:
                 registry.unregister(collector)
-        tracer_provider.shutdown()
+        telemetry.flush()
 
-    app = FastAPI(title=title, version=settings.service_version, lifespan=lifespan)
+    # FastAPI's own telemetry is off: the request middleware makes the server
+    # span (one per request, cheaper), and the metrics are Prometheus'.
+    app = FastAPI(
+        title=title,
+        version=settings.service_version,
+        lifespan=lifespan,
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
+    )
     app.state.settings = settings
     app.state.metrics = Metrics(service=settings.service_name)
+    app.state.metrics.registry.register(telemetry)
+    app.state.telemetry = telemetry
     install_problem_handlers(app)
     # The routers' routes go straight onto the app (each router carries its own
     # prefix): include_router would nest them, and every request would then be
@@ -76,6 +85,6 @@ def create_service_app(
         app.router.routes.extend(router.routes)
     if isinstance(settings, RateLimitSettings):
         app.add_middleware(RateLimitMiddleware, settings=settings)
-    tracer = tracer_provider.get_tracer("tenx.http") if settings.tracing_enabled else None
+    tracer = telemetry.tracer("tenx.http") if settings.tracing_enabled else None
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics, tracer=tracer)
     return app

@@ -2,15 +2,18 @@
 and the cache-aside helper."""
 
 import asyncio
+import collections
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 
+from prometheus_client.core import CounterMetricFamily, Metric
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from tenx_common.health import Check
 from tenx_common.settings import RedisSettings
+from tenx_common.telemetry import TracedRedis
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +29,7 @@ def create_redis(settings: RedisSettings) -> Redis:
         socket_connect_timeout=2,
         health_check_interval=30,
     )
-    return Redis.from_pool(pool)
+    return TracedRedis.from_pool(pool)
 
 
 def redis_check(client: Redis) -> Check:
@@ -151,6 +154,7 @@ class Cache:
         self._lock_ttl_ms = int(lock_ttl_s * 1000)
         self._poll_s = poll_s
         self._inflight: dict[str, asyncio.Future[bytes | None]] = {}
+        self.lookups: collections.Counter[str] = collections.Counter()  # by result
 
     async def get_or_load(
         self,
@@ -166,6 +170,7 @@ class Cache:
         if not near or self.near is None:
             return await self._get_or_load(key, load, ttl_s=ttl_s)
         if (copy := self.near.get(key)) is not None:
+            self.lookups["near_hit"] += 1
             return copy
         version = self.near.version(key)
         value = await self._get_or_load(key, load, ttl_s=ttl_s)
@@ -178,7 +183,9 @@ class Cache:
     ) -> bytes | None:
         cached = await self._get(key)
         if cached is not None:
+            self.lookups["hit"] += 1
             return cached
+        self.lookups["miss"] += 1
         if key in self._inflight:
             return await asyncio.shield(self._inflight[key])
         future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
@@ -194,6 +201,16 @@ class Cache:
             return value
         finally:
             del self._inflight[key]
+
+    def collect(self) -> Iterator[Metric]:
+        """Lookups by result (``hit``, ``near_hit``: this process's copy, ``miss``):
+        the hit ratio is (hit + near_hit) / all."""
+        lookups = CounterMetricFamily(
+            "tenx_cache_lookups", "Cache lookups by result", labels=["cache", "result"]
+        )
+        for result in ("hit", "near_hit", "miss"):
+            lookups.add_metric([self._prefix, result], self.lookups[result])
+        yield lookups
 
     async def invalidate(self, *keys: str) -> None:
         """Drop ``keys``; call after the change is committed."""

@@ -1,16 +1,20 @@
 """SQLAlchemy async engines for the primary and its read replicas."""
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
+from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tenx_common.health import Check
 from tenx_common.settings import PostgresSettings
+from tenx_common.telemetry import trace_engine
 
 
-@dataclass
+@dataclass(eq=False)  # also a Prometheus collector: hashed by identity
 class Engines:
     primary: AsyncEngine
     replicas: list[AsyncEngine] = field(default_factory=list)
@@ -19,9 +23,25 @@ class Engines:
         for engine in (self.primary, *self.replicas):
             await engine.dispose()
 
+    def collect(self) -> Iterator[Metric]:
+        """Connection pool use per engine: checked out, idle, the pool's size."""
+        used = GaugeMetricFamily(
+            "tenx_db_pool_connections", "Pool connections by state", labels=["engine", "state"]
+        )
+        size = GaugeMetricFamily(
+            "tenx_db_pool_size", "Connections the pool keeps (overflow above it)", labels=["engine"]
+        )
+        names = ["primary", *(f"replica-{i}" for i in range(1, len(self.replicas) + 1))]
+        for name, engine in zip(names, (self.primary, *self.replicas), strict=True):
+            pool: Any = engine.pool
+            used.add_metric([name, "checked_out"], pool.checkedout())
+            used.add_metric([name, "idle"], pool.checkedin())
+            size.add_metric([name], pool.size())
+        yield from (used, size)
+
 
 def _engine(url: URL) -> AsyncEngine:
-    return create_async_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    return trace_engine(create_async_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5))
 
 
 def create_engines(settings: PostgresSettings) -> Engines:

@@ -32,6 +32,7 @@ from tenx_common.settings import (
     ServiceSettings,
     SmtpSettings,
 )
+from tenx_common.telemetry import traced_http_client
 from tenx_common.tokens import Denylist, Jwks, JwksCache, TokenVerifier
 
 D = TypeVar("D")
@@ -55,6 +56,7 @@ async def open_infra(settings: ServiceSettings) -> AsyncIterator[Infra]:
         if isinstance(settings, PostgresSettings):
             infra.engines = create_engines(settings)
             stack.push_async_callback(infra.engines.dispose)
+            infra.collectors.append(infra.engines)
             infra.checks.append(postgres_check(infra.engines.primary))
         if isinstance(settings, RedisSettings):
             infra.redis = create_redis(settings)
@@ -76,7 +78,7 @@ async def open_infra(settings: ServiceSettings) -> AsyncIterator[Infra]:
         if isinstance(settings, SmtpSettings):
             infra.checks.append(smtp_check(settings))
         if isinstance(settings, JwksSettings):
-            http = httpx.AsyncClient(timeout=3)
+            http = traced_http_client(timeout=3)
             stack.push_async_callback(http.aclose)
             infra.verifier = jwks_verifier(settings, http=http, redis=infra.redis)
         yield infra

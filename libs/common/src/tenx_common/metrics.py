@@ -27,6 +27,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.rate_limited = Counter(
+            "tenx_rate_limited",
+            "Requests refused by a rate limit, by the bucket that refused (ip, user)",
+            ("scope", "route_class"),
+            registry=self.registry,
+        )
 
     def observe_request(self, *, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()

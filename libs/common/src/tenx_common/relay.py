@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tenx_common.logging import configure_logging
 from tenx_common.settings import KafkaSettings, PostgresSettings, RelaySettings, ServiceSettings
-from tenx_common.telemetry import create_tracer_provider
+from tenx_common.telemetry import setup_telemetry
 from tenx_common.wakeup import listening, nap
 
 log = logging.getLogger(__name__)
@@ -147,8 +147,8 @@ class Relay:
 
     async def run(self) -> None:
         settings = self.settings
-        provider = create_tracer_provider(settings)
-        tracer = provider.get_tracer("tenx.outbox")
+        telemetry = setup_telemetry(settings)
+        tracer = telemetry.tracer("tenx.outbox")
         engine = create_async_engine(settings.primary_url(), pool_size=2, max_overflow=0)
         producer = AIOKafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -164,7 +164,7 @@ class Relay:
         finally:
             await producer.stop()
             await engine.dispose()
-            provider.shutdown()
+            telemetry.flush()
 
     async def _loop(self, engine: AsyncEngine, producer: AIOKafkaProducer, tracer: Tracer) -> None:
         settings = self.settings

@@ -27,6 +27,12 @@ class ServiceSettings(BaseSettings):
     otlp_endpoint: str = "http://127.0.0.1:4318"
     tracing_enabled: bool = True
     trace_sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
+    # The span export queue: spans wait here for the exporter; a full queue
+    # drops spans (counted in tenx_spans_dropped_total). Sized so that no span
+    # is dropped at benchmark load (bench/tracing.py).
+    span_queue_size: int = Field(default=16384, ge=512, le=1_000_000)
+    span_batch_size: int = Field(default=2048, ge=64, le=100_000)
+    span_schedule_delay_ms: int = Field(default=500, ge=10, le=60_000)
     readiness_timeout_s: float = Field(default=2.0, gt=0)
 
     @property

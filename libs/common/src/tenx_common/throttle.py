@@ -69,6 +69,12 @@ class RateLimitMiddleware:
         headers = _headers(tightest)
         if not tightest.allowed:
             log.info("rate limited", extra={"subjects": [kind for kind, _ in subjects]})
+            metrics = getattr(getattr(scope.get("app"), "state", None), "metrics", None)
+            if metrics is not None:
+                refused_by = next(
+                    k for v, (k, _) in zip(verdicts, subjects, strict=True) if not v.allowed
+                )
+                metrics.rate_limited.labels(refused_by, route_class).inc()
             headers["Retry-After"] = str(max(1, tightest.retry_after_s))
             response = problem_response(
                 status=429,

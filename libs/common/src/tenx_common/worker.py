@@ -18,7 +18,7 @@ from tenx_common.consumer import Consumer
 from tenx_common.infra import ServiceContainer
 from tenx_common.periodic import every
 from tenx_common.settings import ServiceSettings
-from tenx_common.telemetry import create_tracer_provider
+from tenx_common.telemetry import setup_telemetry
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +43,9 @@ def create_worker_app(
 
     @asynccontextmanager
     async def worker(settings: S) -> AsyncIterator[ServiceContainer[D]]:
-        provider = create_tracer_provider(settings)
+        telemetry = setup_telemetry(settings)  # the app's own (one per service)
         async with bootstrap(settings) as container:
-            started = list(loops(container, provider.get_tracer("tenx.worker")))
+            started = list(loops(container, telemetry.tracer("tenx.worker")))
             container.infra.collectors.extend(started)
             tasks = [asyncio.create_task(_keep_running(loop)) for loop in started]
             consumers = [loop for loop in started if isinstance(loop, Consumer)]
@@ -58,7 +58,6 @@ def create_worker_app(
                 _, pending = await asyncio.wait(tasks, timeout=20) if tasks else (set(), set())
                 for task in pending:
                     task.cancel()
-                provider.shutdown()
 
     return create_service_app(settings, title=title, bootstrap=worker)
 

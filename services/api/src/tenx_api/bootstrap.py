@@ -30,11 +30,13 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Container]:
         assert infra.elasticsearch is not None
         sessions = async_sessionmaker(infra.engines.primary, expire_on_commit=False)
         near = NearCache(channel="api:cache:invalidated", ttl_s=settings.near_cache_ttl_s)
+        cache = Cache(infra.redis, prefix="api:cache", near=near)
+        infra.collectors.append(cache)
         deps = ApiDeps(
             settings=settings,
             uow=lambda: UnitOfWork(sessions, outbox=outbox, source="/tenx/api"),
             router=infra.router,
-            cache=Cache(infra.redis, prefix="api:cache", near=near),
+            cache=cache,
             payments=SandboxPayments(sessions),
             es=infra.elasticsearch,
         )

@@ -102,6 +102,9 @@ class Delivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The trace of the event that asked for it (W3C headers): each attempt's
+    # span is a child of the consumer's span, in the same trace.
+    trace_headers: Mapped[dict[str, str]] = mapped_column(JSONB, server_default="{}")
 
 
 class Webhook(Base):

@@ -34,11 +34,13 @@ from typing import Any
 import aiosmtplib
 import httpx
 from cryptography.fernet import InvalidToken
+from opentelemetry import propagate
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from prometheus_client.core import CounterMetricFamily
 from sqlalchemy import func, insert, select, update
 
 from tenx_common.problems import ProblemError
+from tenx_common.telemetry import traced_http_client
 from tenx_common.wakeup import listening, nap
 from tenx_notify.adapters.orm import Delivery, DeliveryAttempt, Webhook
 from tenx_notify.domain.messages import mime, render
@@ -68,6 +70,7 @@ class Claimed:
     channel: str
     payload: dict[str, Any]
     attempts: int
+    trace_headers: dict[str, str]
 
 
 class RefusedError(Exception):
@@ -149,7 +152,7 @@ class DeliveryRunner:
         self.stopping = asyncio.Event()
         self._wake = asyncio.Event()
         # Redirects are not followed: a webhook's target is the URL it registered.
-        self._http = httpx.AsyncClient(
+        self._http = traced_http_client(
             timeout=deps.settings.delivery_timeout_s, follow_redirects=False
         )
         self._senders: dict[str, Sender] = {
@@ -209,6 +212,7 @@ class DeliveryRunner:
                 channel=row.channel,
                 payload=row.payload or {},
                 attempts=row.attempts + 1,
+                trace_headers=dict(row.trace_headers or {}),
             )
             for row in rows
         ]
@@ -218,11 +222,21 @@ class DeliveryRunner:
         channel = delivery.channel.split(":", 1)[0]
         with self.tracer.start_as_current_span(
             f"deliver {channel}",
+            context=propagate.extract(delivery.trace_headers),
             kind=SpanKind.CLIENT,
             attributes={
                 "tenx.delivery.id": str(delivery.id),
                 "tenx.delivery.kind": delivery.kind,
                 "tenx.delivery.attempt": delivery.attempts,
+                **(
+                    {
+                        "network.protocol.name": "smtp",
+                        "server.address": settings.smtp_host,
+                        "server.port": settings.smtp_port,
+                    }
+                    if channel == "email"
+                    else {}
+                ),
             },
         ) as span:
             values: dict[str, Any]

@@ -21,6 +21,7 @@ from tenx_common.events.auth_users import (
 )
 from tenx_common.events.orders_orders import OrderCancelled, OrderConfirmed
 from tenx_common.events.privacy_erasure import AccountDataErased
+from tenx_common.telemetry import current_traceparent
 from tenx_common.uow import UnitOfWork
 from tenx_notify.adapters.orm import (
     Delivery,
@@ -208,6 +209,7 @@ async def _deliver(
             attempts=0,
             next_attempt_at=now,
             created_at=now,
+            trace_headers=dict(current_traceparent()),
         )
         .on_conflict_do_nothing()
     )
