@@ -10,9 +10,10 @@ export UV_PYTHON_DOWNLOADS := never
 UV := $(TENX_CACHE)/tools/bin/uv
 RUN := $(UV) run --locked --no-sync
 PYTEST := set -a; source .state/local.env; set +a; $(RUN) pytest
+PROMTOOL := $(TENX_CACHE)/bin/promtool-$(shell sed -n 's/^PROMTOOL_VERSION=\([^ ]*\).*/\1/p' deploy/local/versions.env)
 
-.PHONY: up down status logs install lint fmt test test-unit test-integration test-e2e \
-	test-down bench schemas
+.PHONY: up down status logs install lint fmt test test-unit test-slo test-integration \
+	test-e2e test-down bench schemas slo trace
 
 up:
 	$(STACK) up
@@ -43,10 +44,24 @@ schemas: install
 	$(RUN) python -m tenx_common.events.schemas write
 
 # Every layer, in order; the last one stops the stack and checks nothing is left.
-test: lint test-unit up test-integration test-e2e test-down
+test: lint test-unit test-slo up test-integration test-e2e test-down
 
 test-unit: install
 	$(RUN) pytest tests/unit -q
+
+# The SLO rules: generated from tenx_common/slo.py, valid, and their alerts
+# fire when (and only when) their unit tests say (promtool, built by install).
+test-slo: install
+	$(RUN) python -m tenx_common.slo check
+	$(PROMTOOL) check rules deploy/observability/slo-rules.yml
+	cd deploy/observability && $(PROMTOOL) test rules slo-rules.test.yml
+
+slo: install
+	$(RUN) python -m tenx_common.slo write
+
+# make trace ID=<trace id | order id>: the trace from Jaeger, as a tree.
+trace:
+	@$(RUN) python -m tenx_common.traces $(ID)
 
 test-integration: up
 	$(PYTEST) tests/integration -q

@@ -137,6 +137,12 @@ down_jaeger() { stop_named jaeger "$JAEGER_BIN" TERM 20; }
 
 status_jaeger() { status_line jaeger "$(live_pid jaeger "$JAEGER_BIN")" 16686 "$JAEGER_VERSION (OTLP 4317/4318)"; }
 
+# --- promtool (checks and unit-tests the SLO alert rules; no server) ------------
+
+PROMTOOL_BIN="$BIN/promtool-$PROMTOOL_VERSION"
+
+install_promtool() { go_build_tool github.com/prometheus/prometheus/cmd/promtool promtool "$PROMTOOL_BIN"; }
+
 # --- Mailpit (mail catcher: SMTP 1025, HTTP API 8025) -----------------------
 
 MAILPIT_BIN="$BIN/mailpit-$MAILPIT_VERSION"

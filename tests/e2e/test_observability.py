@@ -55,3 +55,42 @@ async def test_a_worker_exposes_its_consumer_lag_and_dead_letters(consumer: str)
         text = (await client.get(f"http://127.0.0.1:{WORKERS[consumer]}/metrics")).text
     assert f'tenx_consumer_lag{{consumer="{consumer}",partition="0",' in text
     assert f'tenx_dead_letters_parked{{consumer="{consumer}"}}' in text
+
+
+# What each process's /metrics must carry (issue: RED, pool, outbox, lag, dead
+# letters, sagas, cache, rate limits, freshness, dropped spans).
+FAMILIES = {
+    8000: (  # api
+        "http_requests_total",
+        "http_request_duration_seconds_bucket",
+        'tenx_db_pool_connections{engine="primary",state="checked_out"}',
+        "tenx_db_pool_size",
+        'tenx_cache_lookups_total{cache="api:cache",result="hit"}',
+        "tenx_spans_dropped_total",
+        "tenx_span_queue_size",
+    ),
+    8004: (  # api-worker
+        'tenx_outbox_depth{table="outbox"}',
+        'tenx_outbox_oldest_age_seconds{table="outbox"}',
+        'tenx_consumer_lag{consumer="api"',
+        'tenx_dead_letters_parked{consumer="api"}',
+        "tenx_saga_transitions_total",
+        "tenx_db_pool_connections",
+    ),
+    8003: (  # search-indexer
+        "tenx_search_index_freshness_seconds_bucket",
+        'tenx_consumer_lag{consumer="search-indexer"',
+        'tenx_outbox_depth{table="outbox"}',
+    ),
+}
+
+
+@pytest.mark.parametrize("port", sorted(FAMILIES))
+async def test_the_platform_metrics_are_on_metrics(edge: httpx.AsyncClient, port: int) -> None:
+    await edge.get(f"/v1/products/{uuid.uuid4()}")  # a cache lookup, a request
+    async with httpx.AsyncClient(timeout=5) as client:
+        text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+    missing = [family for family in FAMILIES[port] if family not in text]
+    assert not missing, missing
+    dropped = [line for line in text.splitlines() if line.startswith("tenx_spans_dropped_total")]
+    assert all(line.endswith(" 0.0") for line in dropped), dropped

@@ -4,6 +4,8 @@ saga's step in the worker, the relay publishing OrderConfirmed, notify
 consuming it and sending the email, and the search-indexer indexing the order
 and the stock change; every span's parent is in the trace."""
 
+import asyncio
+import sys
 from typing import Any
 
 import httpx
@@ -83,3 +85,19 @@ async def test_an_order_is_one_trace_from_the_edge_to_its_confirmation(
     [email] = by_name["deliver email"]
     assert spans[parents[email["spanID"]]]["operationName"] == "orders.orders process"
     assert all(parents[span_id] in spans for span_id in parents if span_id != roots[0])
+
+    # `make trace ID=<order id>` finds the same trace and prints it as a tree.
+    shown = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tenx_common.traces",
+        placed.json()["id"],
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await asyncio.wait_for(shown.communicate(), 60)
+    lines = out.decode().splitlines()
+    assert shown.returncode == 0
+    assert lines[0].startswith(f"trace {trace_id}: {len(spans)} spans")
+    assert lines[1].startswith("api  POST /v1/orders  ")
+    assert any(line.lstrip().startswith("notify-worker  deliver email") for line in lines)
+    assert "(orphan)" not in out.decode()

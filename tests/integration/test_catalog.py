@@ -141,7 +141,8 @@ async def test_keyset_pages_cover_a_category_once(
         params: dict[str, Any] = {"category": category, "limit": 2}
         if cursor:
             params["cursor"] = cursor
-        page = (await edge.get("/v1/products", params=params)).json()
+        # As the writer: read-your-writes (an anonymous reader may be a moment late).
+        page = (await edge.get("/v1/products", params=params, headers=admin)).json()
         seen += [item["id"] for item in page["items"]]
         cursor = page["next_cursor"]
         if cursor is None:

@@ -63,9 +63,15 @@ class Shop:
         return stock
 
     async def saga(self, order_id: str) -> dict[str, Any]:
-        found = await self.edge.get(f"/v1/admin/sagas/{order_id}", headers=self.admin)
-        assert found.status_code == 200, found.text
-        saga: dict[str, Any] = found.json()
+        # The admin did not write it: their read may come from a replica that
+        # has not replayed the order yet (read-your-writes is the writer's).
+        async def found() -> httpx.Response | None:
+            response = await self.edge.get(f"/v1/admin/sagas/{order_id}", headers=self.admin)
+            return None if response.status_code == 404 else response
+
+        response = await eventually(found, timeout_s=10)
+        assert response.status_code == 200, response.text
+        saga: dict[str, Any] = response.json()
         return saga
 
     async def finished(self, order_id: str, *, timeout_s: float = 60) -> dict[str, Any]:

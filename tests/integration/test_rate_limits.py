@@ -10,6 +10,7 @@ import httpx
 from tenx_api.settings import Settings as ApiSettings
 from tenx_common.cache import create_redis
 from tenx_common.ratelimit import Rate, TokenBuckets, lease_size
+from tests.stack import api_metric
 
 STRONG = "correct horse battery staple 42"
 
@@ -76,6 +77,7 @@ async def test_a_user_over_the_limit_is_refused_by_both_instances_together(
             "Authorization": f"Bearer {token}",
             "X-Forwarded-For": f"10.77.{uuid.uuid4().int % 250}.1",
         }
+        counted = await api_metric("tenx_rate_limited_total", scope="user", route_class="read")
         started = time.monotonic()
         # Twice the burst, spread over both instances, as fast as they answer.
         responses = await asyncio.gather(
@@ -99,3 +101,6 @@ async def test_a_user_over_the_limit_is_refused_by_both_instances_together(
     assert int(problem.headers["retry-after"]) >= 1
     assert problem.headers["ratelimit-remaining"] == "0"
     assert int(passed[0].headers["ratelimit-limit"]) == burst
+    # Each refusal is counted, by the bucket that refused.
+    now = await api_metric("tenx_rate_limited_total", scope="user", route_class="read")
+    assert now - counted == len(refused)

@@ -57,6 +57,7 @@ class NearCache:
         max_entries: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.stopping = False
         self.channel = channel
         self._ttl_s = ttl_s
         self._max_entries = max_entries
@@ -95,13 +96,14 @@ class NearCache:
         self._drops.clear()
 
     async def listen(self, redis: Redis) -> None:
-        """Drop what other processes invalidate, until cancelled."""
-        while True:
+        """Drop what other processes invalidate, until cancelled or ``stopping``
+        (redis-py's pub/sub read can swallow a cancel: the flag ends it then)."""
+        while not self.stopping:
             try:
                 async with redis.pubsub() as pubsub:
                     await pubsub.subscribe(self.channel)
                     self.clear()  # what was published while unsubscribed is unknown
-                    while True:
+                    while not self.stopping:
                         message = await pubsub.get_message(
                             ignore_subscribe_messages=True, timeout=5.0
                         )

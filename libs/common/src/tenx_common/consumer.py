@@ -453,23 +453,7 @@ class Consumer:
                 raise
 
     def process_span(self, record: Record, envelope: Envelope) -> dict[str, Any]:
-        """The CONSUMER span of one record: a child of the span that produced it."""
-        return {
-            "name": f"{record.topic} process",
-            "context": propagate.extract(record.headers),
-            "kind": SpanKind.CONSUMER,
-            "attributes": {
-                "messaging.system": "kafka",
-                "messaging.operation.type": "process",
-                "messaging.destination.name": record.topic,
-                "messaging.consumer.group.name": self.name,
-                "messaging.message.id": envelope.id,
-                "messaging.kafka.message.key": record.key or "",
-                "messaging.kafka.offset": record.offset,
-                "messaging.destination.partition.id": str(record.partition),
-                "cloudevents.event_type": envelope.type,
-            },
-        }
+        return process_span_options(self.name, record, envelope)
 
     # -- dead letters ----------------------------------------------------------
 
@@ -618,6 +602,27 @@ class _FinishBatchFirst(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         return None
+
+
+def process_span_options(group: str, record: Record, envelope: Envelope) -> dict[str, Any]:
+    """The CONSUMER span of one record: a child of the span that produced it
+    (the context comes from the record's own headers, record by record)."""
+    return {
+        "name": f"{record.topic} process",
+        "context": propagate.extract(record.headers),
+        "kind": SpanKind.CONSUMER,
+        "attributes": {
+            "messaging.system": "kafka",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": record.topic,
+            "messaging.consumer.group.name": group,
+            "messaging.message.id": envelope.id,
+            "messaging.kafka.message.key": record.key or "",
+            "messaging.kafka.offset": record.offset,
+            "messaging.destination.partition.id": str(record.partition),
+            "cloudevents.event_type": envelope.type,
+        },
+    }
 
 
 def sampled_out(headers: Mapping[str, str]) -> bool:

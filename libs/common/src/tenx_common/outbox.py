@@ -5,15 +5,34 @@ The row keeps the CloudEvent, its topic and key, and the trace context of the
 request that caused it, so the publish joins the request's trace.
 """
 
+import asyncio
+import contextlib
+import logging
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from opentelemetry import propagate
-from sqlalchemy import Column, DateTime, Index, MetaData, Table, Text, Uuid, insert, text
+from prometheus_client.core import GaugeMetricFamily, Metric
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Index,
+    MetaData,
+    Table,
+    Text,
+    Uuid,
+    func,
+    insert,
+    select,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from tenx_common.events import Event, cloud_event
+
+log = logging.getLogger(__name__)
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -50,3 +69,57 @@ async def add_event(session: AsyncSession, table: Table, event: Event, *, source
             occurred_at=datetime.now(UTC),
         )
     )
+
+
+class OutboxMonitor:
+    """A worker loop: every few seconds, how many rows of the outbox wait to be
+    published and when the oldest of them occurred (from the partial index of
+    unpublished rows). On /metrics: ``tenx_outbox_depth`` and
+    ``tenx_outbox_oldest_age_seconds`` (0 when none waits)."""
+
+    def __init__(self, engine: AsyncEngine, table: Table, *, interval_s: float = 5.0) -> None:
+        self.engine = engine
+        self.table = table
+        self.interval_s = interval_s
+        self.stopping = asyncio.Event()
+        self.depth = 0
+        self.oldest: datetime | None = None
+
+    async def measure(self) -> None:
+        table = self.table
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(func.count(), func.min(table.c.occurred_at)).where(
+                        table.c.published_at.is_(None)
+                    )
+                )
+            ).one()
+        self.depth, self.oldest = int(row[0]), row[1]
+
+    async def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                await self.measure()
+            except Exception:
+                log.exception("outbox monitor: measuring %s failed", self.table.name)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.interval_s):
+                    await self.stopping.wait()
+
+    def collect(self) -> Iterator[Metric]:
+        depth = GaugeMetricFamily(
+            "tenx_outbox_depth", "Outbox rows not yet published", labels=["table"]
+        )
+        depth.add_metric([self.table.name], self.depth)
+        age = GaugeMetricFamily(
+            "tenx_outbox_oldest_age_seconds",
+            "Age of the oldest outbox row not yet published",
+            labels=["table"],
+        )
+        oldest = self.oldest
+        age.add_metric(
+            [self.table.name],
+            max(0.0, (datetime.now(UTC) - oldest).total_seconds()) if oldest else 0.0,
+        )
+        yield from (depth, age)

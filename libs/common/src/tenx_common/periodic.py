@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,17 @@ async def every(
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop_task(task)
+
+
+async def stop_task(task: "asyncio.Task[Any]", *, timeout_s: float = 5.0) -> None:
+    """Cancel ``task`` and wait for it, at most ``timeout_s``: a library that
+    swallows the cancellation (redis-py's pub/sub read, a pool's ping) must not
+    hold a shutdown forever. The task's own stop flag ends it later."""
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    if not done:
+        log.warning("task %s did not stop within %.0f s; leaving it", task.get_name(), timeout_s)
+        return
+    with contextlib.suppress(asyncio.CancelledError):
+        task.result()

@@ -12,7 +12,6 @@ under it, takes that replica out of rotation and runs the read on the primary.
 """
 
 import asyncio
-import contextlib
 import itertools
 import logging
 from collections import Counter
@@ -27,6 +26,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tenx_common.db import Engines
+from tenx_common.periodic import stop_task
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,7 @@ class SessionRouter:
         ]
         self._turn = itertools.count()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -114,10 +115,11 @@ class SessionRouter:
         self._task = asyncio.create_task(self._watch(), name="session-router-health")
 
     async def stop(self) -> None:
+        # The flag as well as the cancel: a library may swallow a cancel, and
+        # the loop must end all the same.
+        self._stopping = True
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task)
 
     # --- sessions --------------------------------------------------------------
 
@@ -241,6 +243,7 @@ class SessionRouter:
         replica.checked = True
 
     async def _watch(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.check_interval_s)
-            await self.check_replicas()
+            if not self._stopping:
+                await self.check_replicas()

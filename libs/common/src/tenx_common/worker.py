@@ -12,10 +12,12 @@ from typing import Any, TypeVar
 from fastapi import FastAPI
 from opentelemetry.trace import Tracer
 from prometheus_client.core import Metric
+from sqlalchemy import Table
 
 from tenx_common.app import create_service_app
 from tenx_common.consumer import Consumer
 from tenx_common.infra import ServiceContainer
+from tenx_common.outbox import OutboxMonitor
 from tenx_common.periodic import every
 from tenx_common.settings import ServiceSettings
 from tenx_common.telemetry import setup_telemetry
@@ -35,6 +37,7 @@ def create_worker_app(
     title: str,
     bootstrap: Callable[[S], AbstractAsyncContextManager[ServiceContainer[D]]],
     loops: Loops[D],
+    outbox: Table | None = None,
     suffix: str = "-worker",
 ) -> FastAPI:
     # Its spans, logs and metrics are the service's worker's ("api-worker"),
@@ -46,6 +49,8 @@ def create_worker_app(
         telemetry = setup_telemetry(settings)  # the app's own (one per service)
         async with bootstrap(settings) as container:
             started = list(loops(container, telemetry.tracer("tenx.worker")))
+            if outbox is not None and container.infra.engines is not None:
+                started.append(OutboxMonitor(container.infra.engines.primary, outbox))
             container.infra.collectors.extend(started)
             tasks = [asyncio.create_task(_keep_running(loop)) for loop in started]
             consumers = [loop for loop in started if isinstance(loop, Consumer)]

@@ -2,7 +2,6 @@
 cache, the handlers' dependencies; and closes them at shutdown."""
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,7 +14,7 @@ from tenx_api.service_layer.deps import ApiDeps
 from tenx_api.settings import Settings
 from tenx_common.cache import Cache, NearCache
 from tenx_common.infra import ServiceContainer, open_infra
-from tenx_common.periodic import every
+from tenx_common.periodic import every, stop_task
 from tenx_common.uow import UnitOfWork
 
 Container = ServiceContainer[ApiDeps]
@@ -49,6 +48,5 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Container]:
             ):
                 yield ServiceContainer(infra=infra, deps=deps)
         finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+            near.stopping = True
+            await stop_task(listener)

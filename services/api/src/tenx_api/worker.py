@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import FastAPI
 from opentelemetry.trace import Tracer
 
-from tenx_api.adapters.orm import dead_letters, inbox, saga_steps, sagas
+from tenx_api.adapters.orm import dead_letters, inbox, outbox, saga_steps, sagas
 from tenx_api.bootstrap import Container, bootstrap
 from tenx_api.service_layer import order_saga, reactions
 from tenx_api.settings import Settings
@@ -46,4 +46,6 @@ def loops(container: Container, tracer: Tracer) -> Sequence[Any]:
 
 
 def create_worker(settings: Settings) -> FastAPI:
-    return create_worker_app(settings, title="Tenx API worker", bootstrap=bootstrap, loops=loops)
+    return create_worker_app(
+        settings, outbox=outbox, title="Tenx API worker", bootstrap=bootstrap, loops=loops
+    )

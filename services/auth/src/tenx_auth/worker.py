@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import FastAPI
 from opentelemetry.trace import Tracer
 
-from tenx_auth.adapters.orm import dead_letters, inbox
+from tenx_auth.adapters.orm import dead_letters, inbox, outbox
 from tenx_auth.bootstrap import Container, bootstrap
 from tenx_auth.service_layer import erasure
 from tenx_auth.settings import Settings
@@ -44,4 +44,6 @@ def loops(container: Container, tracer: Tracer) -> Sequence[Any]:
 
 
 def create_worker(settings: Settings) -> FastAPI:
-    return create_worker_app(settings, title="Tenx Auth worker", bootstrap=bootstrap, loops=loops)
+    return create_worker_app(
+        settings, outbox=outbox, title="Tenx Auth worker", bootstrap=bootstrap, loops=loops
+    )

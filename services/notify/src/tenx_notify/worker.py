@@ -9,7 +9,7 @@ from opentelemetry.trace import Tracer
 
 from tenx_common.consumer import Consumer
 from tenx_common.worker import create_worker_app
-from tenx_notify.adapters.orm import dead_letters, inbox
+from tenx_notify.adapters.orm import dead_letters, inbox, outbox
 from tenx_notify.bootstrap import Container, bootstrap
 from tenx_notify.service_layer import reactions
 from tenx_notify.service_layer.deliveries import DeliveryRunner
@@ -36,4 +36,6 @@ def loops(container: Container, tracer: Tracer) -> Sequence[Any]:
 
 
 def create_worker(settings: Settings) -> FastAPI:
-    return create_worker_app(settings, title="Tenx Notify worker", bootstrap=bootstrap, loops=loops)
+    return create_worker_app(
+        settings, outbox=outbox, title="Tenx Notify worker", bootstrap=bootstrap, loops=loops
+    )

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from opentelemetry.trace import Tracer
 
 from tenx_common.worker import create_worker_app
-from tenx_search_indexer.adapters.orm import dead_letters, inbox
+from tenx_search_indexer.adapters.orm import dead_letters, inbox, outbox
 from tenx_search_indexer.bootstrap import Container, bootstrap
 from tenx_search_indexer.service_layer import reactions
 from tenx_search_indexer.service_layer.indexing import Indexer
@@ -40,5 +40,10 @@ def loops(container: Container, tracer: Tracer) -> Sequence[Any]:
 
 def create_worker(settings: Settings) -> FastAPI:
     return create_worker_app(
-        settings, title="Tenx Search Indexer", bootstrap=bootstrap, loops=loops, suffix=""
+        settings,
+        outbox=outbox,
+        title="Tenx Search Indexer",
+        bootstrap=bootstrap,
+        loops=loops,
+        suffix="",
     )

@@ -6,6 +6,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
+from opentelemetry import trace
 from pydantic import BaseModel
 
 from tenx_api.domain.catalog import Category, ProductCreate, ProductUpdate
@@ -89,6 +90,8 @@ async def place_order(
         body, user_id=principal.user_id, key=idempotency_key, request_hash=request_hash, deps=deps
     )
     headers = {"Idempotent-Replayed": "true"} if answer.replayed else {}
+    if isinstance(answer.body, dict) and "id" in answer.body:  # `make trace ID=<order id>`
+        trace.get_current_span().set_attribute("tenx.order_id", str(answer.body["id"]))
     return JSONResponse(answer.body, status_code=answer.status, headers=headers)
 
 

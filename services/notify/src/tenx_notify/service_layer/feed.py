@@ -25,6 +25,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenx_common.pagination import decode_cursor, encode_cursor
+from tenx_common.periodic import stop_task
 from tenx_common.problems import ProblemError
 from tenx_notify.adapters.orm import Notification
 
@@ -55,6 +56,7 @@ class FeedHub:
         self._redis = redis
         self._streams: dict[str, set[asyncio.Queue[dict[str, Any] | None]]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self.ready = asyncio.Event()
 
     async def publish(self, user_id: uuid.UUID, document: dict[str, Any]) -> None:
@@ -81,7 +83,7 @@ class FeedHub:
         return sum(len(queues) for queues in self._streams.values())
 
     async def _listen(self) -> None:
-        while True:
+        while not self._closing:
             try:
                 async with self._redis.pubsub() as pubsub:
                     await pubsub.psubscribe(CHANNEL + "*")
@@ -116,10 +118,9 @@ class FeedHub:
                     queue.put_nowait(RESYNC)
 
     async def close(self) -> None:
+        self._closing = True
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task)
 
 
 async def since(engine: AsyncEngine, user_id: uuid.UUID, seq: int) -> list[dict[str, Any]]:
