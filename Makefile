@@ -79,3 +79,4 @@ bench: up
 	set -a; source .state/local.env; set +a; $(RUN) python -m bench.event_pipeline
 	set -a; source .state/local.env; set +a; $(RUN) python -m bench.notify
 	set -a; source .state/local.env; set +a; $(RUN) python -m bench.search
+	set -a; source .state/local.env; set +a; $(RUN) python -m bench.tracing

@@ -66,6 +66,9 @@ def wrk(
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
     refused = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    why = re.search(r"^first non-2xx: (.*)$", out, re.M)
+    if why:  # say why some were refused (the figure alone would hide it)
+        print(f"wrk {url}: {why.group(1)[:300]}", file=sys.stderr)
     assert rps, out
     assert p99, out
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]

@@ -19,3 +19,12 @@ request = function()
     '", "quantity": 1}], "payment_method": "pm_card_visa"}'
   return wrk.format("POST", "/v1/orders", headers, body)
 end
+
+-- The first refusal, to say why (wrk counts the rest as non-2xx).
+local told = false
+response = function(status, headers, body)
+  if status ~= 201 and not told then
+    told = true
+    print("first non-2xx: " .. status .. " " .. body)
+  end
+end

@@ -19,6 +19,7 @@ Writes bench/results/tracing.json. Run: make bench (the stack must be up).
 
 import json
 import re
+import time
 import uuid
 from contextlib import ExitStack
 from typing import Any
@@ -56,6 +57,21 @@ def span_counts(port: int) -> dict[str, float]:
     return found
 
 
+def warm_up(port: int, token: str) -> None:
+    """An authenticated read until it answers: the instance has fetched the
+    signing keys (a cold instance's first requests wait for that fetch)."""
+    for _ in range(100):
+        response = httpx.get(
+            f"http://127.0.0.1:{port}/v1/orders?limit=1",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+        if response.status_code == 200:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"the instance on {port} never accepted the token")
+
+
 def main() -> None:
     with serving(api_instance(BENCH_PORT), BENCH_PORT, api_env()):
         products, token = prepare()
@@ -69,6 +85,8 @@ def main() -> None:
         urls = {n: f"http://127.0.0.1:{p}/v1/products/{products[0]}" for n, p in ports.items()}
         for url in urls.values():
             httpx.get(url)  # fill the cache
+        for port in ports.values():
+            warm_up(port, token)
         runs: dict[str, list[dict[str, float]]] = {name: [] for name in SCENARIOS}
         for _ in range(ROUNDS):
             for name, url in urls.items():
