@@ -166,6 +166,21 @@ LADDER: dict[str, dict[str, str]] = {
 }
 
 
+def place_orders(port: int, products: list[str], token: str) -> dict[str, float]:
+    """wrk placing orders on the instance at ``port`` for 10 s (bench/orders.lua)."""
+    return wrk(
+        f"http://127.0.0.1:{port}/v1/orders",
+        "-s",
+        str(ROOT / "bench" / "orders.lua"),
+        env={
+            "TENX_BENCH_TOKEN": token,
+            "TENX_BENCH_PRODUCTS": ",".join(products),
+            "TENX_BENCH_KEY_PREFIX": uuid.uuid4().hex,
+        },
+        seconds=10,
+    )
+
+
 def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
     return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
 
@@ -191,17 +206,7 @@ def http_benchmarks(products: list[str], token: str) -> dict[str, Any]:
                 runs[name].append(wrk(url))
     results: dict[str, Any] = {name: median_run(found) for name, found in runs.items()}
     with serving(api_instance(BENCH_PORT), BENCH_PORT, api_env()):
-        results["api_place_order"] = wrk(
-            f"http://127.0.0.1:{BENCH_PORT}/v1/orders",
-            "-s",
-            str(ROOT / "bench" / "orders.lua"),
-            env={
-                "TENX_BENCH_TOKEN": token,
-                "TENX_BENCH_PRODUCTS": ",".join(products),
-                "TENX_BENCH_KEY_PREFIX": uuid.uuid4().hex,
-            },
-            seconds=10,
-        )
+        results["api_place_order"] = place_orders(BENCH_PORT, products, token)
     fastapi, asgi = results["fastapi_baseline"]["rps"], results["asgi_baseline"]["rps"]
     for name in LADDER:
         results[f"{name}_to_fastapi_ratio"] = round(results[name]["rps"] / fastapi, 2)

@@ -20,7 +20,6 @@ Writes bench/results/tracing.json. Run: make bench (the stack must be up).
 import json
 import re
 import time
-import uuid
 from contextlib import ExitStack
 from typing import Any
 
@@ -33,6 +32,7 @@ from bench.api_throughput import (
     api_env,
     api_instance,
     median_run,
+    place_orders,
     prepare,
     serving,
     wrk,
@@ -93,17 +93,7 @@ def main() -> None:
                 runs[name].append(wrk(url))
         results["trivial_route"] = {name: median_run(found) for name, found in runs.items()}
         for name, port in ports.items():
-            results["place_order"][name] = wrk(
-                f"http://127.0.0.1:{port}/v1/orders",
-                "-s",
-                str(ROOT / "bench" / "orders.lua"),
-                env={
-                    "TENX_BENCH_TOKEN": token,
-                    "TENX_BENCH_PRODUCTS": ",".join(products),
-                    "TENX_BENCH_KEY_PREFIX": uuid.uuid4().hex,
-                },
-                seconds=10,
-            )
+            results["place_order"][name] = place_orders(port, products, token)
         for name in ("deployed", "all"):
             results["spans"][name] = span_counts(ports[name])
     for part in ("trivial_route", "place_order"):

@@ -86,6 +86,21 @@ async def test_an_order_is_one_trace_from_the_edge_to_its_confirmation(
     assert spans[parents[email["spanID"]]]["operationName"] == "orders.orders process"
     assert all(parents[span_id] in spans for span_id in parents if span_id != roots[0])
 
+    # The Kafka producer's and the SMTP send's spans carry their attributes.
+    def tags(span: dict[str, Any]) -> dict[str, Any]:
+        return {tag["key"]: tag["value"] for tag in span["tags"]}
+
+    published = tags(publishes[0])
+    assert published["messaging.system"] == "kafka"
+    assert published["messaging.operation.type"] == "publish"
+    assert published["messaging.destination.name"] == "orders.orders"
+    assert published["messaging.kafka.message.key"] == placed.json()["id"]
+    assert published["span.kind"] == "producer"
+    sent = tags(email)
+    assert (sent["network.protocol.name"], sent["server.port"]) == ("smtp", 1025)
+    assert sent["tenx.delivery.kind"] == "order_confirmed"
+    assert sent["span.kind"] == "client"
+
     # `make trace ID=<order id>` finds the same trace and prints it as a tree.
     shown = await asyncio.create_subprocess_exec(
         sys.executable,
