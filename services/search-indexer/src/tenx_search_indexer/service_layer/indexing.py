@@ -31,7 +31,6 @@ from tenx_common.consumer import (
     PermanentError,
     Record,
     UnavailableError,
-    read_envelope,
     sampled_out,
 )
 from tenx_common.events import Event
@@ -167,6 +166,11 @@ async def delete_user_documents(es: AsyncElasticsearch, user_id: str) -> int:
             deleted += len(hits)
 
 
+async def _by_bulk(uow: Any, event: Any) -> None:
+    """The handler of the document events: a marker; ``Indexer`` writes them by bulk."""
+    raise AssertionError("document events are written by Indexer._write")
+
+
 class Indexer(Consumer):
     """The ``search-indexer`` consumer: documents by bulk, the rest as usual."""
 
@@ -179,9 +183,9 @@ class Indexer(Consumer):
         **kwargs: Any,
     ) -> None:
         """``targets`` sends an alias's documents to another index (the benchmark's)."""
-        super().__init__(**kwargs)
+        handlers = {**kwargs.pop("handlers"), **dict.fromkeys(DOCUMENT_EVENTS.values(), _by_bulk)}
+        super().__init__(handlers=handlers, **kwargs)
         self._targets = dict(targets or {})
-        self.topics = sorted({*self.topics, *(cls.TOPIC for cls in DOCUMENT_EVENTS.values())})
         self._es = es
         self._erased = erased
         self.freshness = Histogram(
@@ -208,12 +212,11 @@ class Indexer(Consumer):
 
         try:
             for position, record in enumerate(records):
-                envelope = read_envelope(record)
-                model = DOCUMENT_EVENTS.get(envelope.type)
-                if model is None:
+                found = self._parse(record)
+                if found is None or found[2] is not _by_bulk:
                     rest.append(position)
                     continue
-                event = model.model_validate(envelope.data)
+                envelope, event, _ = found
                 document = from_event(event, occurred_at=envelope.time, data=envelope.data)
                 pending.append((position, record, envelope, document))
                 if len(pending) == SLICE:
