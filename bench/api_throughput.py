@@ -124,9 +124,10 @@ def prepare() -> tuple[list[str], str]:
     bench = httpx.Client(base_url=f"http://127.0.0.1:{BENCH_PORT}", timeout=30)
     with httpx.Client(base_url=EDGE, timeout=30) as edge, bench:
         auth = AuthSettings()
+        assert auth.admin_password is not None, "the local stack sets TENX_AUTH_ADMIN_PASSWORD"
+        password = auth.admin_password.get_secret_value()
         admin = edge.post(
-            "/v1/auth/token",
-            json={"email": auth.admin_email, "password": auth.admin_password.get_secret_value()},
+            "/v1/auth/token", json={"email": auth.admin_email, "password": password}
         ).json()["access_token"]
         products = []
         for _ in range(ORDER_PRODUCTS):

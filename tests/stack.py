@@ -45,6 +45,7 @@ async def new_user(edge: httpx.AsyncClient, prefix: str = "t") -> dict[str, str]
 
 async def admin(edge: httpx.AsyncClient) -> dict[str, str]:
     settings = AuthSettings()
+    assert settings.admin_password is not None, "the local stack sets TENX_AUTH_ADMIN_PASSWORD"
     return await log_in(edge, settings.admin_email, settings.admin_password.get_secret_value())
 
 

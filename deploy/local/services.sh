@@ -9,9 +9,10 @@ SERVICES=(api-1:tenx_api:8000:serve api-2:tenx_api:8010:serve auth:tenx_auth:800
   api-worker:tenx_api:8004:worker auth-worker:tenx_auth:8005:worker
   notify-worker:tenx_notify:8006:worker)
 MIGRATED=(tenx_api tenx_auth tenx_notify tenx_search_indexer)
-# name:package. Each publishes its service's outbox to Kafka (no port).
-RELAYS=(api-relay:tenx_api auth-relay:tenx_auth notify-relay:tenx_notify
-  search-indexer-relay:tenx_search_indexer)
+# name:package:port. Each publishes its service's outbox to Kafka, with
+# /healthz, /readyz (connected) and /metrics on its port.
+RELAYS=(api-relay:tenx_api:8012 auth-relay:tenx_auth:8013 notify-relay:tenx_notify:8014
+  search-indexer-relay:tenx_search_indexer:8015)
 
 install_python() {
   if [[ ! -x $UV ]] || [[ $("$UV" --version 2>/dev/null | awk '{print $2}') != "$UV_VERSION" ]]; then
@@ -51,22 +52,24 @@ up_services() {
   for entry in "${started[@]}"; do
     wait_for "${entry%%:*}" 60 http_ok "http://127.0.0.1:${entry##*:}/readyz"
   done
+  started=()
   for entry in "${RELAYS[@]}"; do
-    IFS=: read -r name pkg <<<"$entry"
-    [[ -n $(live_pid "$name" "-m $pkg relay") ]] && continue
-    spawn "$name" "$PY" -m "$pkg" relay
+    IFS=: read -r name pkg port <<<"$entry"
+    [[ -n $(live_pid "$name" "-m $pkg relay --port $port") ]] && continue
+    require_free_port "$name" "$port"
+    spawn "$name" "$PY" -m "$pkg" relay --port "$port"
+    started+=("$name:$port")
   done
-  sleep 1
-  for entry in "${RELAYS[@]}"; do
-    name=${entry%%:*}
-    [[ -n $(live_pid "$name" "-m ${entry##*:} relay") ]] || die "$name exited at once; see $LOG_DIR/$name.log"
+  for entry in "${started[@]}"; do
+    wait_for "${entry%%:*}" 60 http_ok "http://127.0.0.1:${entry##*:}/readyz"
   done
 }
 
 down_services() {
   local entry name pkg port cmd
   for entry in "${RELAYS[@]}"; do
-    stop_named "${entry%%:*}" "-m ${entry##*:} relay" TERM 20
+    IFS=: read -r name pkg port <<<"$entry"
+    stop_named "$name" "-m $pkg relay --port $port" TERM 20
   done
   for entry in "${SERVICES[@]}"; do
     IFS=: read -r name pkg port cmd <<<"$entry"
@@ -81,7 +84,8 @@ status_services() {
     status_line "$name" "$(live_pid "$name" "$(svc_marker "$name" "$pkg" "$port" "$cmd")")" "$port" "$pkg $cmd"
   done
   for entry in "${RELAYS[@]}"; do
-    status_line "${entry%%:*}" "$(live_pid "${entry%%:*}" "-m ${entry##*:} relay")" - "outbox -> Kafka"
+    IFS=: read -r name pkg port <<<"$entry"
+    status_line "$name" "$(live_pid "$name" "-m $pkg relay --port $port")" "$port" "outbox -> Kafka"
   done
 }
 

@@ -41,6 +41,11 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
+def admin_password(settings: AuthSettings) -> str:
+    assert settings.admin_password is not None, "the local stack sets TENX_AUTH_ADMIN_PASSWORD"
+    return settings.admin_password.get_secret_value()
+
+
 def new_email() -> str:
     return f"it-{uuid.uuid4().hex[:12]}@example.com"
 
@@ -281,9 +286,7 @@ async def test_password_reset(client: httpx.AsyncClient, auth_db: AsyncEngine) -
 async def test_key_rotation_keeps_old_tokens_valid(
     client: httpx.AsyncClient, auth_settings: AuthSettings
 ) -> None:
-    admin = await log_in(
-        client, auth_settings.admin_email, auth_settings.admin_password.get_secret_value()
-    )
+    admin = await log_in(client, auth_settings.admin_email, admin_password(auth_settings))
     before = admin["access_token"]
     user_email = new_email()
     await sign_up(client, user_email)
@@ -338,9 +341,7 @@ async def test_malformed_tokens_are_401_problems(client: httpx.AsyncClient, toke
 async def test_the_local_admin_exists_with_the_admin_role(
     client: httpx.AsyncClient, auth_settings: AuthSettings
 ) -> None:
-    admin = await log_in(
-        client, auth_settings.admin_email, auth_settings.admin_password.get_secret_value()
-    )
+    admin = await log_in(client, auth_settings.admin_email, admin_password(auth_settings))
     me = (await client.get("/v1/auth/me", headers=bearer(admin["access_token"]))).json()
     assert me["roles"] == ["admin", "user"]
     assert me["email_verified"] is True

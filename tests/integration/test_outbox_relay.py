@@ -8,6 +8,7 @@ import uuid
 from collections import defaultdict
 from typing import NoReturn
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from opentelemetry.sdk.trace import TracerProvider
@@ -163,3 +164,31 @@ async def test_a_batch_whose_commit_is_lost_is_published_again(
     # At least once: each event twice, under the same id, for consumers to drop.
     assert len(ids) == 6
     assert len(set(ids)) == 3
+
+
+async def test_a_relay_whose_broker_is_down_keeps_trying_and_is_not_ready(
+    api_settings: ApiSettings,
+) -> None:
+    nowhere = api_settings.model_copy(update={"kafka_bootstrap_servers": "127.0.0.1:1"})
+    stuck = Relay(nowhere, outbox)
+    task = asyncio.create_task(stuck.run())
+    try:
+        await asyncio.sleep(3)
+        assert not task.done(), "a relay must outlive a broker that is down"
+        assert not stuck.connected
+        with pytest.raises(ConnectionError):
+            await stuck.check()
+    finally:
+        stuck.stopping.set()
+        async with asyncio.timeout(20):
+            await task
+
+
+@pytest.mark.parametrize("port", [8012, 8013, 8014, 8015])
+async def test_each_relay_of_the_stack_is_ready_and_counts_what_it_publishes(port: int) -> None:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+        ready = await client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["checks"] == {"relay": "up"}
+        metrics = (await client.get("/metrics")).text
+    assert "tenx_outbox_published_total{" in metrics

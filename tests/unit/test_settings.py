@@ -20,16 +20,29 @@ def test_each_service_reads_its_own_prefix(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_local_mode_accepts_empty_secrets() -> None:
     settings = AuthSettings(environment="local")
-    assert settings.admin_password.get_secret_value() == ""
+    assert settings.key_encryption_key.get_secret_value() == ""
 
 
 def test_production_refuses_default_secrets() -> None:
     with pytest.raises(ValidationError) as excinfo:
         AuthSettings(environment="production")
     message = str(excinfo.value)
-    assert "admin_password" in message
+    assert "key_encryption_key" in message
     assert "database_password" in message
     assert "redis_password" in message
+    # Optional secrets (unset means unused) are not asked for.
+    assert "admin_password" not in message
+
+
+def test_an_optional_secret_set_empty_is_still_refused() -> None:
+    with pytest.raises(ValidationError, match="admin_password"):
+        AuthSettings(
+            environment="production",
+            database_password="db",
+            redis_password="r",
+            key_encryption_key="k",
+            admin_password="",
+        )
 
 
 def test_production_starts_with_real_secrets() -> None:
@@ -55,7 +68,6 @@ def test_production_auth_needs_a_key_encryption_key() -> None:
             environment="production",
             database_password="db",
             redis_password="r",
-            admin_password="a",
         )
 
 

@@ -2,7 +2,7 @@
 
     python -m tenx_<svc> serve [--port N]     the HTTP service (the default)
     python -m tenx_<svc> migrate              its database to the latest revision
-    python -m tenx_<svc> relay                its outbox relay (services with an outbox)
+    python -m tenx_<svc> relay [--port N]     its outbox relay (services with an outbox)
     python -m tenx_<svc> worker [--port N]    its consumer and background loops
     python -m tenx_<svc> dead-letters list [STATUS]
     python -m tenx_<svc> dead-letters redrive (ID... | --all)
@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from tenx_common.consumer import list_dead_letters, request_redrive
 from tenx_common.migrations import upgrade
-from tenx_common.relay import run_relay
+from tenx_common.relay import create_relay_app
 from tenx_common.server import serve
 from tenx_common.settings import PostgresSettings, ServiceSettings
 
@@ -46,7 +46,7 @@ def run_service_cli(
 ) -> None:
     extra: dict[str, Command[S]] = dict(commands or {})
     if outbox is not None:
-        extra["relay"] = lambda settings, _: run_relay(settings, outbox)
+        extra["relay"] = lambda settings, _: serve(create_relay_app(settings, outbox), settings)
     if worker is not None:
         extra["worker"] = lambda settings, _: serve(worker(settings), settings)
     if dead_letters is not None:

@@ -1,6 +1,7 @@
 """The outbox relay: publishes a service's outbox rows to Kafka after commit.
 
-Run as its own process (``python -m tenx_<svc> relay``), as many as wanted.
+Run as its own process (``python -m tenx_<svc> relay --port N``: /healthz,
+/readyz and /metrics on its port), as many as wanted.
 Rows are spread over ``LANES`` by their key's hash. A batch is claimed in one
 transaction that first takes the transaction-level advisory locks of the lanes
 no other relay holds, then selects unpublished rows of those lanes
@@ -18,19 +19,27 @@ as the fallback. Published rows are deleted after ``outbox_retention_s``.
 """
 
 import asyncio
+import contextlib
 import logging
-import signal
 import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from fastapi import FastAPI
 from opentelemetry import propagate
 from opentelemetry.trace import SpanKind, Tracer, get_current_span
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 from sqlalchemy import Table, Text, cast, delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from tenx_common.logging import configure_logging
+from tenx_common.app import create_service_app
+from tenx_common.health import Check
+from tenx_common.periodic import stop_task
 from tenx_common.settings import KafkaSettings, PostgresSettings, RelaySettings, ServiceSettings
 from tenx_common.telemetry import setup_telemetry
 from tenx_common.wakeup import listening, nap
@@ -144,11 +153,32 @@ class Relay:
         self.table: Table = table
         self.wake: asyncio.Event = asyncio.Event()
         self.stopping: asyncio.Event = asyncio.Event()
+        self.connected = False
+        self.published_total = 0
 
     async def run(self) -> None:
-        settings = self.settings
-        telemetry = setup_telemetry(settings)
+        """Publish until stopped. A broker or database that fails is retried
+        (with backoff, up to 10 s), never fatal: ``connected`` says whether
+        the relay is publishing now (its readiness)."""
+        telemetry = setup_telemetry(self.settings)
         tracer = telemetry.tracer("tenx.outbox")
+        backoff_s = 0.5
+        try:
+            while not self.stopping.is_set():
+                try:
+                    await self._session(tracer)
+                except Exception:
+                    log.exception("outbox relay for %s failed; starting over", self.table.name)
+                backoff_s = 0.5 if self.connected else min(backoff_s * 2, 10.0)
+                self.connected = False
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(backoff_s):
+                        await self.stopping.wait()
+        finally:
+            telemetry.flush()
+
+    async def _session(self, tracer: Tracer) -> None:
+        settings = self.settings
         engine = create_async_engine(settings.primary_url(), pool_size=2, max_overflow=0)
         producer = AIOKafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -156,15 +186,15 @@ class Relay:
             enable_idempotence=True,
             linger_ms=5,
         )
-        await producer.start()
         try:
+            await producer.start()
             async with listening(engine, CHANNEL, self.wake):
                 log.info("outbox relay started for %s", self.table.name)
+                self.connected = True
                 await self._loop(engine, producer, tracer)
         finally:
             await producer.stop()
             await engine.dispose()
-            telemetry.flush()
 
     async def _loop(self, engine: AsyncEngine, producer: AIOKafkaProducer, tracer: Tracer) -> None:
         settings = self.settings
@@ -175,6 +205,7 @@ class Relay:
                 published = await publish_batch(
                     engine, self.table, producer, tracer, batch_size=settings.outbox_batch_size
                 )
+                self.published_total += published
                 if time.monotonic() >= next_sweep:
                     await sweep_published(
                         engine, self.table, retention_s=settings.outbox_retention_s
@@ -188,18 +219,45 @@ class Relay:
                 continue  # more are waiting
             await nap(self.wake, self.stopping, timeout_s=settings.outbox_poll_interval_s)
 
+    def collect(self) -> Iterator[Metric]:
+        published = CounterMetricFamily(
+            "tenx_outbox_published", "Outbox rows published to Kafka", labels=["table"]
+        )
+        published.add_metric([self.table.name], self.published_total)
+        yield published
 
-def run_relay(settings: ServiceSettings, table: Table) -> None:
-    """The ``relay`` command: publish until SIGTERM or SIGINT."""
-    # Its spans and logs are the service's relay's ("api-relay").
+    async def check(self) -> None:
+        if not self.connected:
+            raise ConnectionError("the relay is not connected to PostgreSQL and Kafka")
+
+
+@dataclass
+class RelayContainer:
+    relay: Relay
+
+    @property
+    def checks(self) -> list[Check]:
+        return [Check("relay", self.relay.check)]
+
+    @property
+    def collectors(self) -> list[Collector]:
+        return [self.relay]
+
+
+def create_relay_app(settings: ServiceSettings, table: Table) -> FastAPI:
+    """The ``relay`` command's app: the relay runs in its lifespan, with
+    /healthz, /readyz (ready while connected) and /metrics on its port."""
+    # Its spans, logs and metrics are the service's relay's ("api-relay").
     settings = settings.model_copy(update={"service_name": f"{settings.service_name}-relay"})
-    configure_logging(service=settings.service_name, level=settings.log_level)
-    relay = Relay(settings, table)
 
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, relay.stopping.set)
-        await relay.run()
+    @asynccontextmanager
+    async def bootstrap(settings: ServiceSettings) -> AsyncIterator[RelayContainer]:
+        relay = Relay(settings, table)
+        task = asyncio.create_task(relay.run(), name=f"relay-{table.name}")
+        try:
+            yield RelayContainer(relay)
+        finally:
+            relay.stopping.set()
+            await stop_task(task, timeout_s=20)
 
-    asyncio.run(main())
+    return create_service_app(settings, title=f"{settings.service_name}", bootstrap=bootstrap)

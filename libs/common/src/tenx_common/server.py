@@ -16,7 +16,7 @@ def serve(app: FastAPI, settings: ServiceSettings) -> None:
         log_config=None,
         access_log=False,
         proxy_headers=True,
-        forwarded_allow_ips="127.0.0.1",
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         timeout_graceful_shutdown=10,
         # Longer than the edge keeps an idle upstream connection (60 s): the
         # edge must be the side that closes it. With uvicorn's 5 s default, a

@@ -34,6 +34,11 @@ class ServiceSettings(BaseSettings):
     span_batch_size: int = Field(default=2048, ge=64, le=100_000)
     span_schedule_delay_ms: int = Field(default=500, ge=10, le=60_000)
     readiness_timeout_s: float = Field(default=2.0, gt=0)
+    # The proxies whose X-Forwarded-For is believed (the client address that
+    # rate limits and logs see): the local edge; in a cluster, the ingress
+    # controller (its pods' addresses, or "*" where a NetworkPolicy lets
+    # nothing else reach the service).
+    forwarded_allow_ips: str = "127.0.0.1"
 
     @property
     def is_local(self) -> bool:

@@ -51,8 +51,7 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Container]:
             denylist=denylist,
         )
         await handlers.ensure_signing_key(deps=deps)
-        if settings.is_local:
-            await handlers.ensure_admin(deps=deps)
+        await handlers.ensure_admin(deps=deps)
         verifier = TokenVerifier(
             keys=JwksCache(
                 fetch=lambda: handlers.published_keys(deps=deps),

@@ -34,9 +34,11 @@ class Settings(
     # Encrypts the signing keys at rest (a Fernet key). Required: the local
     # stack generates one at first start.
     key_encryption_key: SecretStr = SecretStr("")
-    # The local admin account, created at startup in local mode only.
+    # A bootstrap admin account: when a password is set, the account is
+    # created at startup (its password follows the setting), in any
+    # environment. Unset, there is none (and nothing to refuse).
     admin_email: str = "admin@tenx.local"
-    admin_password: SecretStr = SecretStr("")
+    admin_password: SecretStr | None = None
 
     access_token_ttl_s: int = Field(default=900, ge=60, le=3600)
     refresh_token_ttl_s: int = Field(default=30 * 24 * 3600, ge=3600)

@@ -40,7 +40,8 @@ class Settings(
     search_replicas: int = Field(default=0, ge=0, le=5)
     search_refresh_interval: str = Field(default="500ms", pattern=r"^[1-9][0-9]{0,4}(ms|s)$")
     # Reindex: the api it reads the catalog and the orders from (its admin
-    # export), and an admin's access token for it (never stored in a file).
+    # export), and an admin's access token for it (never stored in a file;
+    # only the reindex command reads it).
     api_url: str = "http://127.0.0.1:8080"
-    api_token: SecretStr = SecretStr("")
+    api_token: SecretStr | None = None
     reindex_page_size: int = Field(default=500, ge=1, le=1000)

@@ -277,8 +277,9 @@ async def ensure_signing_key(*, deps: AuthDeps) -> None:
 
 
 async def ensure_admin(*, deps: AuthDeps) -> None:
-    """The local admin account, from settings; its password follows the settings."""
-    password = deps.settings.admin_password.get_secret_value()
+    """The bootstrap admin account, from settings; its password follows the settings."""
+    secret = deps.settings.admin_password
+    password = secret.get_secret_value() if secret is not None else ""
     if not password:
         return
     email = deps.settings.admin_email.lower()

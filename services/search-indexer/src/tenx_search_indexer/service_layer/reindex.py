@@ -175,7 +175,7 @@ def reindex_command(settings: Settings, args: list[str]) -> None:
         raise SystemExit(
             f"reindex: unknown index {', '.join(unknown)}; choose from {', '.join(SPECS)}"
         )
-    token = settings.api_token.get_secret_value()
+    token = settings.api_token.get_secret_value() if settings.api_token is not None else ""
     if not token:
         raise SystemExit("reindex: set TENX_SEARCH_INDEXER_API_TOKEN to an admin's access token")
 
