@@ -143,6 +143,12 @@ PROMTOOL_BIN="$BIN/promtool-$PROMTOOL_VERSION"
 
 install_promtool() { go_build_tool github.com/prometheus/prometheus/cmd/promtool promtool "$PROMTOOL_BIN"; }
 
+# --- kustomize (renders deploy/k8s for make k8s-validate; no cluster) ------------
+
+KUSTOMIZE_BIN="$BIN/kustomize-$KUSTOMIZE_VERSION"
+
+install_kustomize() { go_build_tool sigs.k8s.io/kustomize/kustomize/v5 kustomize "$KUSTOMIZE_BIN"; }
+
 # --- Mailpit (mail catcher: SMTP 1025, HTTP API 8025) -----------------------
 
 MAILPIT_BIN="$BIN/mailpit-$MAILPIT_VERSION"
