@@ -127,8 +127,11 @@ def test_every_image_is_pinned(objects: tuple[Object, ...]) -> None:
     for workload, pod in pod_specs(objects):
         for container in containers(pod):
             image = container["image"]
-            name, _, tag = image.rpartition(":") if "@" not in image else (image, "", "digest")
-            assert tag and tag != "latest" and "/" not in tag, (workload["metadata"]["name"], image)
+            tag = "digest" if "@" in image else image.rpartition(":")[2]
+            where = (workload["metadata"]["name"], image)
+            assert ":" in image or "@" in image, where
+            assert tag != "latest", where
+            assert "/" not in tag, where
             if is_ours(container):
                 assert tag == PROJECT_VERSION, image
 
@@ -233,7 +236,9 @@ def test_servers_and_consumers_autoscale_within_the_partitions(
         if d["metadata"]["labels"].get("tenx.dev/runtime") == "python"
     }
     topics = next(
-        c["data"] for c in of_kind(objects, "ConfigMap") if c["metadata"]["name"].startswith("topics-")
+        c["data"]
+        for c in of_kind(objects, "ConfigMap")
+        if c["metadata"]["name"].startswith("topics-")
     )
     partitions = int(topics["TENX_TOPIC_PARTITIONS"])
     for name, component in components.items():
@@ -249,7 +254,11 @@ def test_servers_and_consumers_autoscale_within_the_partitions(
 def test_no_secret_value_is_committed_or_rendered_in_production() -> None:
     assert not of_kind(render("production"), "Secret")
     assert all(o["kind"] != "Secret" for o in render("production"))
-    tracked = __import__("subprocess").run(
-        ["git", "ls-files", "deploy/k8s"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout.split()
+    tracked = (
+        __import__("subprocess")
+        .run(
+            ["git", "ls-files", "deploy/k8s"], cwd=ROOT, capture_output=True, text=True, check=True
+        )
+        .stdout.split()
+    )
     assert not [path for path in tracked if "/secrets/" in path and path.endswith(".env")]
