@@ -13,7 +13,7 @@ PYTEST := set -a; source .state/local.env; set +a; $(RUN) pytest
 PROMTOOL := $(TENX_CACHE)/bin/promtool-$(shell sed -n 's/^PROMTOOL_VERSION=\([^ ]*\).*/\1/p' deploy/local/versions.env)
 
 .PHONY: up down status logs install lint fmt test test-unit test-slo k8s-validate test-integration \
-	test-e2e test-down bench schemas slo trace images
+	test-e2e test-down bench schemas slo trace images smoke
 
 up:
 	$(STACK) up
@@ -73,6 +73,14 @@ images:
 
 slo: install
 	$(RUN) python -m tenx_common.slo write
+
+# make smoke [URL=http://127.0.0.1:8080]: the public API end to end (an order
+# confirmed, searchable, in the feed); a cluster's admin password in
+# TENX_SMOKE_ADMIN_PASSWORD (docs/deploy.md), the local stack's by default.
+smoke: install
+	@set -a; if [[ -f .state/local.env ]]; then source .state/local.env; fi; set +a; \
+	TENX_SMOKE_ADMIN_PASSWORD=$${TENX_SMOKE_ADMIN_PASSWORD:-$${TENX_AUTH_ADMIN_PASSWORD:-}} \
+	  $(RUN) python -m tenx_common.smoke $(URL)
 
 # make trace ID=<trace id | order id>: the trace from Jaeger, as a tree.
 trace:
