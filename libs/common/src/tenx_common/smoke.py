@@ -76,11 +76,12 @@ def run(client: httpx.Client, admin_email: str, admin_password: str, timeout_s: 
     step(f"admin signed in; product {product['id']} made")
 
     email = f"smoke-{uuid.uuid4().hex[:10]}@example.com"
+    password = secrets.token_urlsafe(18)
     _ok(
-        client.post("/v1/auth/signup", json={"email": email, "password": PASSWORD, "name": "S"}),
+        client.post("/v1/auth/signup", json={"email": email, "password": password, "name": "S"}),
         201,
     )
-    token = _ok(client.post("/v1/auth/token", json={"email": email, "password": PASSWORD}), 200)[
+    token = _ok(client.post("/v1/auth/token", json={"email": email, "password": password}), 200)[
         "access_token"
     ]
     customer = {"Authorization": f"Bearer {token}"}
