@@ -262,3 +262,25 @@ def test_no_secret_value_is_committed_or_rendered_in_production() -> None:
         .stdout.split()
     )
     assert not [path for path in tracked if "/secrets/" in path and path.endswith(".env")]
+
+
+def test_every_config_map_and_secret_a_pod_names_is_made(objects: tuple[Object, ...]) -> None:
+    made = {(o["kind"], o["metadata"]["name"]) for o in objects}
+    made |= {("Secret", o["spec"]["target"]["name"]) for o in of_kind(objects, "ExternalSecret")}
+    for workload, pod in pod_specs(objects):
+        named_refs = [
+            ("ConfigMap", v["configMap"]["name"])
+            for v in pod.get("volumes", [])
+            if "configMap" in v
+        ]
+        for container in containers(pod):
+            for source in container.get("envFrom", []):
+                if "configMapRef" in source:
+                    named_refs.append(("ConfigMap", source["configMapRef"]["name"]))
+                if "secretRef" in source:
+                    named_refs.append(("Secret", source["secretRef"]["name"]))
+            for item in container.get("env", []):
+                if "secretKeyRef" in item.get("valueFrom", {}):
+                    named_refs.append(("Secret", item["valueFrom"]["secretKeyRef"]["name"]))
+        missing = [ref for ref in named_refs if ref not in made]
+        assert not missing, (workload["metadata"]["name"], missing)
