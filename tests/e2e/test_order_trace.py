@@ -51,9 +51,18 @@ async def test_an_order_is_one_trace_from_the_edge_to_its_confirmation(
         ("api", "EVAL"),  # Redis (the rate limiter's script)
     }
 
+    # Each process exports its spans in batches (every 500 ms), children before
+    # their parents: the trace is read once it has every wanted span and has
+    # not grown for two seconds.
+    seen = {"count": -1, "since": 0.0}
+
     async def complete() -> dict[str, Any] | None:
         trace = await wait_for_trace(jaeger, trace_id)
-        return trace if wanted <= span_names(trace) else None
+        now = asyncio.get_running_loop().time()
+        if len(trace["spans"]) != seen["count"]:
+            seen.update(count=len(trace["spans"]), since=now)
+            return None
+        return trace if wanted <= span_names(trace) and now - seen["since"] >= 2.0 else None
 
     trace = await eventually(complete, timeout_s=60)
     spans = {span["spanID"]: span for span in trace["spans"]}
