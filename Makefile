@@ -13,7 +13,7 @@ PYTEST := set -a; source .state/local.env; set +a; $(RUN) pytest
 PROMTOOL := $(TENX_CACHE)/bin/promtool-$(shell sed -n 's/^PROMTOOL_VERSION=\([^ ]*\).*/\1/p' deploy/local/versions.env)
 
 .PHONY: up down status logs install lint fmt test test-unit test-slo k8s-validate test-integration \
-	test-e2e test-down bench schemas slo trace images smoke
+	test-e2e test-security test-down bench schemas slo trace images smoke
 
 up:
 	$(STACK) up
@@ -44,7 +44,7 @@ schemas: install
 	$(RUN) python -m tenx_common.events.schemas write
 
 # Every layer, in order; the last one stops the stack and checks nothing is left.
-test: lint test-unit test-slo k8s-validate up test-integration test-e2e test-down
+test: lint test-unit test-slo k8s-validate up test-integration test-e2e test-security test-down
 
 test-unit: install
 	$(RUN) pytest tests/unit -q
@@ -91,6 +91,10 @@ test-integration: up
 
 test-e2e: up
 	$(PYTEST) tests/e2e -q
+
+# The OWASP API Security Top 10 (2023), one module per item that applies.
+test-security: up
+	$(PYTEST) tests/security -q
 
 test-down:
 	$(RUN) pytest tests/down -q
