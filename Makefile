@@ -13,7 +13,7 @@ PYTEST := set -a; source .state/local.env; set +a; $(RUN) pytest
 PROMTOOL := $(TENX_CACHE)/bin/promtool-$(shell sed -n 's/^PROMTOOL_VERSION=\([^ ]*\).*/\1/p' deploy/local/versions.env)
 
 .PHONY: up down status logs install lint fmt test test-unit test-slo k8s-validate test-integration \
-	test-e2e test-security test-down bench schemas slo trace images smoke
+	test-e2e test-security test-fuzz test-down fuzz bench schemas slo trace images smoke
 
 up:
 	$(STACK) up
@@ -44,7 +44,7 @@ schemas: install
 	$(RUN) python -m tenx_common.events.schemas write
 
 # Every layer, in order; the last one stops the stack and checks nothing is left.
-test: lint test-unit test-slo k8s-validate up test-integration test-e2e test-security test-down
+test: lint test-unit test-slo k8s-validate up test-integration test-e2e test-security test-fuzz test-down
 
 test-unit: install
 	$(RUN) pytest tests/unit -q
@@ -96,14 +96,26 @@ test-e2e: up
 test-security: up
 	$(PYTEST) tests/security -q
 
+# schemathesis against every service's OpenAPI document through the edge
+# (schemathesis.toml): make fuzz runs 25 examples per operation, CI 3.
+fuzz: up
+	set -a; source .state/local.env; set +a; $(RUN) python -m tests.fuzz $(or $(EXAMPLES),25)
+
+test-fuzz: up
+	set -a; source .state/local.env; set +a; $(RUN) python -m tests.fuzz 3
+
 test-down:
 	$(RUN) pytest tests/down -q
 
+# Every benchmark in one go (tens of minutes; the stack must be quiet), then one
+# report: bench/results/report.md, report.json, throughput.png, latency.png.
+BENCH := set -a; source .state/local.env; set +a; $(RUN) python -m
 bench: up
-	set -a; source .state/local.env; set +a; $(RUN) python -m bench.edge_overhead
-	set -a; source .state/local.env; set +a; $(RUN) python -m bench.auth
-	set -a; source .state/local.env; set +a; $(RUN) python -m bench.api_throughput
-	set -a; source .state/local.env; set +a; $(RUN) python -m bench.event_pipeline
-	set -a; source .state/local.env; set +a; $(RUN) python -m bench.notify
-	set -a; source .state/local.env; set +a; $(RUN) python -m bench.search
-	set -a; source .state/local.env; set +a; $(RUN) python -m bench.tracing
+	$(BENCH) bench.edge_overhead
+	$(BENCH) bench.auth
+	$(BENCH) bench.api_throughput
+	$(BENCH) bench.event_pipeline
+	$(BENCH) bench.notify
+	$(BENCH) bench.search
+	$(BENCH) bench.tracing
+	$(RUN) python -m bench.report

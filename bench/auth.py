@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
 from bench.edge_overhead import _percentile
+from bench.results import write
 from tenx_auth.domain.passwords import Passwords
 from tenx_common.tokens import Jwks, JwksCache, TokenVerifier
 
@@ -155,7 +156,7 @@ async def main() -> None:
     result.update(await token_verifications_per_s())
     result.update(await logins_per_s())
     result.update(await unknown_vs_wrong_password())
-    print(json.dumps(result, indent=2))
+    write("auth", result)
 
 
 if __name__ == "__main__":

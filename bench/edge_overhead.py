@@ -6,12 +6,13 @@ Run: make bench (the stack must be up). Bounded: 2 x 2,000 requests, loopback on
 """
 
 import asyncio
-import json
 import statistics
 import sys
 import time
 
 import httpx
+
+from bench.results import write
 
 DIRECT = "http://127.0.0.1:8000/healthz"
 EDGE = "http://127.0.0.1:8080/_/api/healthz"
@@ -43,7 +44,7 @@ async def measure(rounds: int = ROUNDS) -> dict[str, float]:
 
 def main() -> None:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else ROUNDS
-    print(json.dumps(asyncio.run(measure(rounds)), indent=2))
+    write("edge_overhead", asyncio.run(measure(rounds)))
 
 
 if __name__ == "__main__":

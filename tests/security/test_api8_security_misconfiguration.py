@@ -99,3 +99,32 @@ def test_an_unexpected_error_is_a_bare_problem_without_a_trace() -> None:
 async def test_a_method_the_api_does_not_have_is_a_problem(edge: httpx.AsyncClient) -> None:
     answer = await edge.request("TRACE", "/v1/products")
     assert answer.status_code in (405, 501)
+
+
+async def test_a_405_names_every_method_of_the_path(edge: httpx.AsyncClient) -> None:
+    # Each method of a path is its own route; the answer names them all.
+    answer = await edge.put("/v1/products")
+    assert answer.status_code == 405
+    assert answer.headers["allow"] == "GET, POST"
+    edge_own = await edge.put("/healthz")
+    assert (edge_own.status_code, edge_own.headers["allow"]) == (405, "GET, HEAD")
+
+
+async def test_a_nul_character_is_refused_before_it_reaches_a_database(
+    edge: httpx.AsyncClient, world: World
+) -> None:
+    sku = f"NUL-{world.order[:8]}"
+    body = {
+        "sku": sku,
+        "name": "a\u0000b",
+        "category": "kitchen",
+        "price_cents": 1,
+        "currency": "EUR",
+    }
+    made = await edge.post("/v1/products", json=body, headers=world.admin)
+    assert made.status_code == 422
+    assert made.json()["code"] == "nul_character"
+    listed = await edge.get("/v1/products", params={"category": "a\u0000b"})
+    assert listed.json()["code"] == "nul_character"
+    found = await edge.get("/v1/search/products", params={"q": sku})
+    assert sku not in found.text

@@ -16,6 +16,7 @@ from tenx_common.health import Check, health_router
 from tenx_common.logging import configure_logging
 from tenx_common.metrics import Metrics, metrics_router
 from tenx_common.middleware import RequestContextMiddleware
+from tenx_common.openapi import install_openapi
 from tenx_common.problems import install_problem_handlers
 from tenx_common.settings import RateLimitSettings, ServiceSettings
 from tenx_common.telemetry import setup_telemetry
@@ -78,6 +79,7 @@ def create_service_app(
     app.state.metrics.registry.register(telemetry)
     app.state.telemetry = telemetry
     install_problem_handlers(app)
+    install_openapi(app)
     # The routers' routes go straight onto the app (each router carries its own
     # prefix): include_router would nest them, and every request would then be
     # matched through the nesting, which costs as much as the handler itself.

@@ -45,7 +45,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -711,7 +711,9 @@ def dead_letter_router(prefix: str, table: Table) -> APIRouter:
     async def dead_letters(
         request: Request,
         _: AdminUser,
-        status: Annotated[str | None, Query(pattern=r"^[a-z_]{1,32}$")] = None,
+        status: Annotated[
+            Literal["parked", "redrive_requested", "redriven"] | None, Query()
+        ] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> dict[str, Any]:
         found = await list_dead_letters(engine(request), table, status=status, limit=limit)

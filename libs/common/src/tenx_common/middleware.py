@@ -20,12 +20,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tenx_common.logging import log_access, request_id_var
 from tenx_common.metrics import Metrics
-from tenx_common.problems import problem_response
+from tenx_common.problems import ProblemError, problem_response
 
 REQUEST_ID_HEADER = b"x-request-id"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})  # not logged, not traced
 _TRACE_HEADERS = frozenset({b"traceparent", b"tracestate"})
+_NUL = "\x00"
 
 log = logging.getLogger("tenx.access")
 
@@ -59,7 +60,10 @@ class RequestContextMiddleware:
 
         with self._server_span(scope) as span:
             try:
-                await self.app(scope, receive, send_with_id)
+                if _NUL in scope["path"] or b"%00" in scope["query_string"].lower():
+                    await _refuse_nul()(scope, receive, send_with_id)
+                    return
+                await self.app(scope, _refusing_nul(receive), send_with_id)
             except Exception as exc:
                 log.exception("unhandled error", extra={"path": scope["path"]})
                 if span is not None:
@@ -109,6 +113,31 @@ class RequestContextMiddleware:
                 f"{method} {scope['path']} {status}",
                 {"route": route, "status": status, "duration_ms": round(seconds * 1000, 2)},
             )
+
+
+_NUL_PROBLEM: dict[str, Any] = {
+    "status": 422,
+    "code": "nul_character",
+    "detail": "The request holds a NUL character.",
+}
+
+
+def _refuse_nul() -> Any:
+    return problem_response(**_NUL_PROBLEM)
+
+
+def _refusing_nul(receive: Receive) -> Receive:
+    """The body's chunks, refused when one holds a NUL character, raw or as
+    JSON's escape (PostgreSQL text cannot store it; nothing needs it)."""
+
+    async def checked() -> Message:
+        message = await receive()
+        body = message.get("body", b"")
+        if body and (b"\\u0000" in body or b"\x00" in body):
+            raise ProblemError(**_NUL_PROBLEM)
+        return message
+
+    return checked
 
 
 def _incoming_request_id(scope: Scope) -> str | None:

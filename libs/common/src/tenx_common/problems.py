@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from tenx_common.logging import request_id_var
 
@@ -61,12 +62,28 @@ def _code_for(status: int) -> str:
     return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("'", "").replace("-", "_")
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc.__cause__, ProblemError):  # raised while FastAPI read the body
+        return await _problem_error(request, exc.__cause__)
     detail = exc.detail if isinstance(exc.detail, str) else None
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        # Each method of a path is its own route: the one that answered knows
+        # only its own methods.
+        headers["Allow"] = ", ".join(_methods_of(request))
     return problem_response(
-        status=exc.status_code, code=_code_for(exc.status_code), detail=detail, headers=exc.headers
+        status=exc.status_code, code=_code_for(exc.status_code), detail=detail, headers=headers
     )
+
+
+def _methods_of(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:

@@ -18,6 +18,10 @@ from tenx_common.tokens import (
 log = logging.getLogger(__name__)
 
 _bearer = HTTPBearer(auto_error=False, description="An access token from POST /v1/auth/token")
+# The same header where a token is optional (the OpenAPI document says so:
+# tenx_common.openapi turns this scheme into "none, or a bearer token").
+OPTIONAL_SCHEME = "OptionalBearer"
+_optional_bearer = HTTPBearer(auto_error=False, scheme_name=OPTIONAL_SCHEME)
 
 
 async def current_principal(
@@ -69,7 +73,7 @@ AdminUser = Annotated[Principal, Depends(admin_principal)]
 
 async def optional_principal(
     request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_optional_bearer)],
 ) -> Principal | None:
     """The caller when a token is sent (and it must then be valid); None when none is."""
     if credentials is None:

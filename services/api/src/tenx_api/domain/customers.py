@@ -18,7 +18,7 @@ class Address(BaseModel):
 
 
 class ProfileUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"minProperties": 1})
 
     name: Annotated[str, Field(min_length=1, max_length=100)] | None = None
     shipping_address: Address | None = None

@@ -109,7 +109,9 @@ async def cancel_order(order_id: UUID, principal: CurrentUser, deps: Deps) -> di
 async def list_orders(
     principal: CurrentUser,
     deps: Deps,
-    order_status: Annotated[str | None, Query(alias="status", pattern=r"^[a-z_]{1,32}$")] = None,
+    order_status: Annotated[
+        Literal["pending", "confirmed", "cancelled"] | None, Query(alias="status")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=400)] = None,
 ) -> OrderPage:
@@ -153,7 +155,10 @@ async def list_products(
 async def list_sagas(
     _: AdminUser,
     deps: Deps,
-    saga_status: Annotated[str | None, Query(alias="status", pattern=r"^[a-z_]{1,32}$")] = None,
+    saga_status: Annotated[
+        Literal["running", "compensating", "completed", "compensated", "failed"] | None,
+        Query(alias="status"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=400)] = None,
 ) -> dict[str, Any]:

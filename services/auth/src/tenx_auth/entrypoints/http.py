@@ -78,7 +78,12 @@ async def verify_email(body: commands.VerifyEmail, deps: Deps) -> None:
     await handlers.verify_email(body, deps=deps)
 
 
-@router.post("/password-reset", status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/password-reset",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_class=Response,
+    responses={202: {"description": "Accepted (whether or not the email is known)"}},
+)
 async def request_password_reset(body: commands.RequestPasswordReset, deps: Deps) -> Response:
     await handlers.request_password_reset(body, deps=deps)
     return Response(status_code=status.HTTP_202_ACCEPTED)

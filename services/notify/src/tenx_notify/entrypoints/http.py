@@ -20,7 +20,17 @@ Deps = Annotated[NotifyDeps, Depends(handler_deps)]
 router = APIRouter(prefix="/v1")
 
 
-@router.get("/notifications/stream", tags=["notifications"])
+@router.get(
+    "/notifications/stream",
+    tags=["notifications"],
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "An event stream: `id` (the feed seq), `event`, `data` (JSON)",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def stream(
     principal: CurrentUser,
     deps: Deps,
