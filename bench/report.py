@@ -144,48 +144,53 @@ def markdown(table: list[dict[str, Any]], when: str) -> str:
 
 
 def charts(table: list[dict[str, Any]], folder: Path) -> list[Path]:
+    with_base = [r for r in table if r.get("baseline") and r["baseline"]["value"]]
+    with_p99 = [r for r in table if r.get("p99_ms")]
+    made = [
+        _bars(with_base, "ratio", "ratio", folder / "throughput.png",
+              title="Throughput against its baseline",
+              label="measured / baseline of the same run (red: the target)"),
+        _bars(with_p99, "p99_ms", "p99", folder / "latency.png", log=True,
+              title="Latency per scenario", label="p99 latency, ms (log scale; red: the target)"),
+    ]  # fmt: skip
+    return [path for path in made if path is not None]
+
+
+def _bars(
+    table: list[dict[str, Any]],
+    key: str,
+    target_kind: str,
+    path: Path,
+    *,
+    title: str,
+    label: str,
+    log: bool = False,
+) -> Path | None:
+    """One horizontal bar per scenario, with its target as a red tick."""
+    if not table:
+        return None
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    written = []
-    with_base = [r for r in table if r.get("baseline") and r["baseline"]["value"]]
-    if with_base:
-        figure, axis = plt.subplots(figsize=(10, 0.6 * len(with_base) + 1.5))
-        labels = [f"{r['bench']}: {r['scenario']}" for r in with_base]
-        ratios = [r["ratio"] for r in with_base]
-        axis.barh(labels, ratios, color="#4c72b0")
-        axis.axvline(1.0, color="grey", linewidth=1)
-        for position, row in enumerate(with_base):
-            if row.get("target", "").startswith("ratio"):
-                bound = float(row["target"].split()[-1])
-                axis.plot([bound, bound], [position - 0.4, position + 0.4], color="#c44e52")
-        axis.set_xlabel("measured / baseline of the same run (red: the target)")
-        axis.set_title("Throughput against its baseline")
-        axis.invert_yaxis()
-        figure.tight_layout()
-        written.append(folder / "throughput.png")
-        figure.savefig(written[-1], dpi=100)
-        plt.close(figure)
-    with_p99 = [r for r in table if r.get("p99_ms")]
-    if with_p99:
-        figure, axis = plt.subplots(figsize=(10, 0.6 * len(with_p99) + 1.5))
-        labels = [f"{r['bench']}: {r['scenario']}" for r in with_p99]
-        axis.barh(labels, [r["p99_ms"] for r in with_p99], color="#55a868")
-        for position, row in enumerate(with_p99):
-            if row.get("target", "").startswith("p99"):
-                bound = float(row["target"].split()[-1])
-                axis.plot([bound, bound], [position - 0.4, position + 0.4], color="#c44e52")
+    figure, axis = plt.subplots(figsize=(10, 0.6 * len(table) + 1.5))
+    axis.barh([f"{r['bench']}: {r['scenario']}" for r in table], [r[key] for r in table])
+    for position, row in enumerate(table):
+        if row.get("target", "").startswith(target_kind):
+            bound = float(row["target"].split()[-1])
+            axis.plot([bound, bound], [position - 0.4, position + 0.4], color="#c44e52")
+    if log:
         axis.set_xscale("log")
-        axis.set_xlabel("p99 latency, ms (log scale; red: the target)")
-        axis.set_title("Latency per scenario")
-        axis.invert_yaxis()
-        figure.tight_layout()
-        written.append(folder / "latency.png")
-        figure.savefig(written[-1], dpi=100)
-        plt.close(figure)
-    return written
+    else:
+        axis.axvline(1.0, color="grey", linewidth=1)
+    axis.set_xlabel(label)
+    axis.set_title(title)
+    axis.invert_yaxis()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
 
 
 def build(folder: Path = RESULTS) -> list[dict[str, Any]]:
