@@ -13,7 +13,7 @@ PYTEST := set -a; source .state/local.env; set +a; $(RUN) pytest
 PROMTOOL := $(TENX_CACHE)/bin/promtool-$(shell sed -n 's/^PROMTOOL_VERSION=\([^ ]*\).*/\1/p' deploy/local/versions.env)
 
 .PHONY: up down status logs install lint fmt test test-unit test-slo k8s-validate test-integration \
-	test-e2e test-security test-fuzz test-down fuzz bench schemas slo trace images smoke
+	test-e2e test-security test-fuzz test-chaos test-down fuzz chaos bench schemas slo trace images smoke
 
 up:
 	$(STACK) up
@@ -44,7 +44,7 @@ schemas: install
 	$(RUN) python -m tenx_common.events.schemas write
 
 # Every layer, in order; the last one stops the stack and checks nothing is left.
-test: lint test-unit test-slo k8s-validate up test-integration test-e2e test-security test-fuzz test-down
+test: lint test-unit test-slo k8s-validate up test-integration test-e2e test-security test-fuzz test-chaos test-down
 
 test-unit: install
 	$(RUN) pytest tests/unit -q
@@ -103,6 +103,15 @@ fuzz: up
 
 test-fuzz: up
 	set -a; source .state/local.env; set +a; $(RUN) python -m tests.fuzz 3
+
+# Orders through the edge while each component is killed (SIGKILL) and
+# started again, then every invariant checked (tests/chaos.py): make chaos
+# runs 10,000 orders and every kill, CI 500 orders and three kills.
+chaos: up
+	set -a; source .state/local.env; set +a; $(RUN) python -m tests.chaos $(or $(ORDERS),10000)
+
+test-chaos: up
+	set -a; source .state/local.env; set +a; $(RUN) python -m tests.chaos 500 3
 
 test-down:
 	$(RUN) pytest tests/down -q

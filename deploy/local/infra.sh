@@ -55,9 +55,14 @@ up_kafka() {
       -t "$("${KAFKA_JAVA[@]}" kafka.tools.StorageTool random-uuid 2>/dev/null)" \
       -c "$dir/server.properties" >>"$LOG_DIR/kafka.log" 2>&1 || die "kafka: storage format failed"
   fi
+  # Only what this start writes counts: the log keeps earlier starts' lines.
+  local offset; offset=$(stat -c %s "$LOG_DIR/kafka.log" 2>/dev/null || echo 0)
   spawn kafka "${KAFKA_JAVA[@]}" kafka.Kafka "$dir/server.properties"
-  wait_for kafka 60 grep -q "Kafka Server started" "$LOG_DIR/kafka.log"
+  # After a crash the broker recovers its logs first: give it longer.
+  wait_for kafka 180 kafka_started "$offset"
 }
+
+kafka_started() { tail -c +$(($1 + 1)) "$LOG_DIR/kafka.log" | grep -q "Kafka Server started"; }
 
 down_kafka() { stop_named kafka "kafka.Kafka $TENX_STATE/kafka/server.properties" TERM 30; }
 
@@ -161,7 +166,7 @@ up_mailpit() {
   require_free_port mailpit-smtp 1025
   mkdir -p "$TENX_STATE/mailpit"
   spawn mailpit "$MAILPIT_BIN" --listen 127.0.0.1:8025 --smtp 127.0.0.1:1025 \
-    --database "$TENX_STATE/mailpit/mailpit.db" --smtp-auth-accept-any --smtp-auth-allow-insecure
+    --database "$TENX_STATE/mailpit/mailpit.db" --max 50000 --smtp-auth-accept-any --smtp-auth-allow-insecure
   wait_for mailpit 30 http_ok http://127.0.0.1:8025/api/v1/info
 }
 

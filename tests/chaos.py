@@ -1,0 +1,403 @@
+"""``make chaos``: a bounded order workload through the edge while components
+are killed with SIGKILL and started again, then the platform's promises
+checked once it is quiet, as a table; exit 1 on any violation.
+
+    python -m tests.chaos [ORDERS] [KILLS]    (default 10000 orders, every component;
+                                               make test runs 500 orders, 3 kills)
+
+The workload: ORDERS orders from 50 customers, 16 at a time, over 20
+products; 10 % with a card that is declined and 5 % with one whose
+authorization never answers (the saga retries, then compensates); every
+request that fails or is refused for rate is sent again with the same
+Idempotency-Key, and 5 % of the placed ones are sent again on purpose (the
+same order must come back). The kills are spread over the workload; each
+component is killed once and `deploy/local/stack up` starts it again.
+"""
+
+import asyncio
+import os
+import random
+import signal
+import sys
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from elasticsearch import AsyncElasticsearch
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from tenx_api.settings import Settings as ApiSettings
+from tenx_notify.settings import Settings as NotifySettings
+from tests.stack import ROOT, STRONG, admin, bearer, index_differences, pid_of
+
+EDGE = "http://127.0.0.1:8080"
+MAILPIT = "http://127.0.0.1:8025"
+COMPONENTS = [
+    "api-1", "api-worker", "kafka", "api-relay", "notify-worker", "redis", "search-indexer",
+    "postgres-replica", "api-2", "auth-relay", "notify-relay", "search-indexer-relay",
+    "auth-worker", "elasticsearch",
+]  # fmt: skip
+USERS, PRODUCTS, CONCURRENCY = 50, 20, 16
+TERMINAL = ("confirmed", "cancelled")
+
+
+@dataclass
+class Run:
+    users: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    products: dict[str, int] = field(default_factory=dict)  # id -> initial stock
+    placed: dict[str, str] = field(default_factory=dict)  # order id -> owner email
+    replays: int = 0
+    replay_mismatches: int = 0
+    refused: Counter[int] = field(default_factory=Counter)  # final non-201 answers
+    retries: int = 0
+    kills: list[str] = field(default_factory=list)
+
+
+async def setup(edge: httpx.AsyncClient, orders: int) -> Run:
+    run = Run()
+    operator = await admin(edge)
+    stock = max(50, orders // 4)  # enough that stock rarely runs out, not never
+    for n in range(PRODUCTS):
+        made = await edge.post(
+            "/v1/products",
+            headers=operator,
+            json={
+                "sku": f"CHAOS-{uuid.uuid4().hex[:10]}",
+                "name": f"Chaos item {n}",
+                "category": "kitchen",
+                "price_cents": 500 + n,
+                "currency": "EUR",
+                "stock": stock,
+            },
+        )
+        assert made.status_code == 201, made.text
+        run.products[made.json()["id"]] = stock
+    for _ in range(USERS):
+        email = f"chaos-{uuid.uuid4().hex[:12]}@example.com"
+        body = {"email": email, "password": STRONG, "name": "Chaos"}
+        assert (await edge.post("/v1/auth/signup", json=body)).status_code == 201
+        token = await edge.post("/v1/auth/token", json={"email": email, "password": STRONG})
+        run.users.append((email, bearer(token.json()["access_token"])))
+    return run
+
+
+async def place(edge: httpx.AsyncClient, run: Run, n: int, rng: random.Random) -> None:
+    email, user = run.users[n % USERS]
+    card = rng.choices(["pm_card_visa", "pm_card_chargeDeclined", "pm_card_timeout"], [85, 10, 5])[
+        0
+    ]
+    body = {
+        "items": [{"product_id": rng.choice(list(run.products)), "quantity": rng.randint(1, 3)}],
+        "payment_method": card,
+    }
+    headers = user | {"Idempotency-Key": uuid.uuid4().hex}
+    answer: httpx.Response | None = None
+    for attempt in range(40):  # a client that retries with the same key
+        try:
+            answer = await edge.post("/v1/orders", json=body, headers=headers)
+        except httpx.TransportError:
+            answer = None
+        if answer is not None and answer.status_code < 500 and answer.status_code != 429:
+            break
+        run.retries += 1
+        await asyncio.sleep(min(0.25 * 2**attempt, 3.0))
+    if answer is None or answer.status_code != 201:
+        run.refused[answer.status_code if answer is not None else 0] += 1
+        return
+    run.placed[answer.json()["id"]] = email
+    if rng.random() < 0.05:
+        run.replays += 1
+        again = await edge.post("/v1/orders", json=body, headers=headers)
+        if again.status_code != 201 or again.json()["id"] != answer.json()["id"]:
+            run.replay_mismatches += 1
+
+
+async def workload(edge: httpx.AsyncClient, run: Run, orders: int, duration_s: float) -> None:
+    """The orders, spread evenly over ``duration_s`` (at most 16 in flight)."""
+    rng = random.Random(20261130)  # noqa: S311 (a workload, not a secret)
+    gate = asyncio.Semaphore(CONCURRENCY)
+    started = time.monotonic()
+
+    async def one(n: int) -> None:
+        await asyncio.sleep(max(0.0, started + n * duration_s / orders - time.monotonic()))
+        async with gate:
+            await place(edge, run, n, rng)
+
+    await asyncio.gather(*(one(n) for n in range(orders)))
+
+
+async def chaos(run: Run, components: list[str], spacing_s: float) -> None:
+    """Each component killed (SIGKILL) in turn, ``spacing_s`` apart, and
+    started again by the stack script before the next."""
+    for name in components:
+        await asyncio.sleep(spacing_s)
+        os.kill(pid_of(name), signal.SIGKILL)
+        run.kills.append(name)
+        print(f"chaos: killed {name}", flush=True)
+        await asyncio.sleep(2)
+        restarted = await asyncio.create_subprocess_exec(
+            str(ROOT / "deploy" / "local" / "stack"),
+            "up",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        assert await restarted.wait() == 0, f"{name} did not come back"
+
+
+async def rows(engine: AsyncEngine, sql: str, **params: Any) -> list[Any]:
+    async with engine.connect() as conn:
+        return list((await conn.execute(text(sql), params)).all())
+
+
+async def quiet(api: AsyncEngine, run: Run, timeout_s: float) -> None:
+    """Every accepted order terminal, every outbox row published, every
+    delivery sent or dead."""
+    ids = [str(i) for i in run.placed]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        [(open_orders,)] = await rows(
+            api,
+            "SELECT count(*) FROM orders WHERE id = ANY(CAST(:ids AS uuid[])) "
+            "AND status NOT IN ('confirmed', 'cancelled')",
+            ids=ids,
+        )
+        [(unpublished,)] = await rows(api, "SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        if open_orders == 0 and unpublished == 0:
+            return
+        await asyncio.sleep(2)
+    raise SystemExit(f"chaos: not quiet within {timeout_s:.0f} s")
+
+
+async def eventually_equal(probe: Any, timeout_s: float = 180) -> Any:
+    """The probe's answer once it has not changed for a poll (consumers and
+    deliveries finish after the orders do)."""
+    deadline = time.monotonic() + timeout_s
+    last = await probe()
+    while time.monotonic() < deadline:
+        await asyncio.sleep(3)
+        now = await probe()
+        if now == last:
+            return now
+        last = now
+    return last
+
+
+async def check(
+    run: Run, engines: dict[str, AsyncEngine], dead_before: dict[str, int]
+) -> list[tuple[str, bool, str]]:
+    api, notify = engines["api"], engines["notify"]
+    ids = [str(i) for i in run.placed]
+    results: list[tuple[str, bool, str]] = []
+
+    statuses = dict(
+        await rows(
+            api,
+            "SELECT status, count(*) FROM orders "
+            "WHERE id = ANY(CAST(:ids AS uuid[])) GROUP BY status",
+            ids=ids,
+        )
+    )
+    terminal = sum(statuses.get(s, 0) for s in TERMINAL)
+    results.append(
+        (
+            "every 201 order ends confirmed or cancelled",
+            terminal == len(ids),
+            f"{len(ids)} placed: {statuses}",
+        )
+    )
+
+    stock = await rows(
+        api,
+        "SELECT p.id::text, p.stock, "
+        "COALESCE(SUM(i.quantity) FILTER (WHERE o.status = 'confirmed'), 0) "
+        "FROM products p LEFT JOIN order_items i ON i.product_id = p.id "
+        "LEFT JOIN orders o ON o.id = i.order_id "
+        "WHERE p.id = ANY(CAST(:ids AS uuid[])) GROUP BY p.id, p.stock",
+        ids=list(run.products),
+    )
+    wrong = [pid for pid, now, sold in stock if run.products[pid] - sold != now]
+    results.append(
+        (
+            "stock is conserved (initial - confirmed = now)",
+            not wrong,
+            f"{len(stock)} products, {len(wrong)} off",
+        )
+    )
+
+    payments = Counter(
+        (order_status, payment)
+        for order_status, payment in await rows(
+            api,
+            "SELECT o.status, p.status FROM orders o LEFT JOIN sandbox_payments p "
+            "ON p.idempotency_key = o.id::text WHERE o.id = ANY(CAST(:ids AS uuid[]))",
+            ids=ids,
+        )
+    )
+    bad = {
+        k: v
+        for k, v in payments.items()
+        if (k[0] == "confirmed" and k[1] != "authorized")
+        or (k[0] == "cancelled" and k[1] == "authorized")
+    }
+    results.append(
+        (
+            "one authorization per confirmed order, a void per compensation",
+            not bad,
+            ", ".join(f"{o}/{p or 'none'}: {n}" for (o, p), n in sorted(payments.items(), key=str)),
+        )
+    )
+
+    sagas = dict(
+        await rows(
+            api,
+            "SELECT status, count(*) FROM sagas "
+            "WHERE id = ANY(CAST(:ids AS uuid[])) GROUP BY status",
+            ids=ids,
+        )
+    )
+    results.append(
+        (
+            "every saga is terminal",
+            set(sagas) <= {"completed", "compensated"} and sum(sagas.values()) == len(ids),
+            str(sagas),
+        )
+    )
+
+    async def feed() -> list[Any]:
+        return await rows(
+            notify,
+            "SELECT data->>'order_id', count(*) FROM notifications "
+            "WHERE data->>'order_id' = ANY(:ids) GROUP BY 1",
+            ids=ids,
+        )
+
+    entries = dict(await eventually_equal(feed))
+    results.append(
+        (
+            "one in-app notification per order",
+            len(entries) == len(ids) and set(entries.values()) == {1},
+            f"{len(entries)} orders with an entry, counts {sorted(set(entries.values()))}",
+        )
+    )
+
+    owners = Counter(run.placed.values())
+
+    async def mail() -> dict[str, int]:
+        async with httpx.AsyncClient(base_url=MAILPIT, timeout=10) as client:
+            found = {}
+            for email, _ in run.users:
+                answer = await client.get(
+                    "/api/v1/search", params={"query": f'to:"{email}"', "limit": 1}
+                )
+                found[email] = int(answer.json()["messages_count"])
+            return found
+
+    mailbox = await eventually_equal(mail)
+    off = [
+        e for e, _ in run.users if mailbox[e] != 1 + owners.get(e, 0)
+    ]  # the verification email, then one per order
+    results.append(
+        (
+            "one email per order (and the sign-up's)",
+            not off,
+            f"{sum(mailbox.values())} emails to {len(run.users)} customers, {len(off)} off",
+        )
+    )
+
+    dead = {
+        name: (await rows(engine, "SELECT count(*) FROM dead_letters"))[0][0]
+        for name, engine in engines.items()
+    }
+    grown = {n: dead[n] - dead_before[n] for n in dead if dead[n] != dead_before[n]}
+    results.append(("no new dead letter", not grown, str(grown or "none")))
+
+    results.append(
+        (
+            "a replayed Idempotency-Key returns the same order",
+            run.replay_mismatches == 0,
+            f"{run.replays} replays, {run.replay_mismatches} different",
+        )
+    )
+    return results
+
+
+async def search_matches(timeout_s: float = 180) -> tuple[bool, str]:
+    es = AsyncElasticsearch(ApiSettings().elasticsearch_url)
+    try:
+        async with httpx.AsyncClient(base_url=EDGE, timeout=30) as edge:
+            operator = await admin(edge)
+            deadline = time.monotonic() + timeout_s
+            while True:
+                problems = await index_differences(edge, operator, es)
+                if not problems or time.monotonic() > deadline:
+                    return not problems, f"{len(problems)} differences" + (
+                        f": {problems[:3]}" if problems else ""
+                    )
+                await asyncio.sleep(3)
+    finally:
+        await es.close()
+
+
+def engines() -> dict[str, AsyncEngine]:
+    from tenx_auth.settings import Settings as AuthSettings
+    from tenx_search_indexer.settings import Settings as IndexerSettings
+
+    return {
+        name: create_async_engine(settings.primary_url())
+        for name, settings in (
+            ("api", ApiSettings()),
+            ("auth", AuthSettings()),
+            ("notify", NotifySettings()),
+            ("search-indexer", IndexerSettings()),
+        )
+    }
+
+
+async def main(orders: int, kills: int) -> int:
+    databases = engines()
+    try:
+        dead_before = {
+            n: (await rows(e, "SELECT count(*) FROM dead_letters"))[0][0]
+            for n, e in databases.items()
+        }
+        limits = httpx.Limits(max_connections=CONCURRENCY * 2)
+        async with httpx.AsyncClient(base_url=EDGE, timeout=30, limits=limits) as edge:
+            run = await setup(edge, orders)
+            started = time.monotonic()
+            components = COMPONENTS[:kills]
+            # Long enough for every kill and its restart (about 20 s each) to
+            # fall inside the workload, and at most about 40 orders a second.
+            duration = max(orders / 40, 20.0 * len(components))
+            killer = asyncio.create_task(chaos(run, components, duration / (len(components) + 1)))
+            await workload(edge, run, orders, duration)
+            await killer
+            elapsed = time.monotonic() - started
+        print(
+            f"chaos: {len(run.placed)} of {orders} orders placed in {elapsed:.0f} s "
+            f"({run.retries} retries; refused: {dict(run.refused)}); killed {', '.join(run.kills)}",
+            flush=True,
+        )
+        await quiet(databases["api"], run, timeout_s=600)
+        results = await check(run, databases, dead_before)
+        results.append(("the search index equals the databases", *(await search_matches())))
+    finally:
+        for engine in databases.values():
+            await engine.dispose()
+    width = max(len(name) for name, _, _ in results)
+    for name, ok, detail in results:
+        print(f"  {'ok  ' if ok else 'FAIL'}  {name.ljust(width)}  {detail}")
+    failed = [name for name, ok, _ in results if not ok]
+    if len(run.kills) < len(components):
+        failed.append(f"only {len(run.kills)} of {len(components)} kills happened")
+    print("chaos: " + ("every invariant held" if not failed else f"VIOLATED: {'; '.join(failed)}"))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
+    kill_count = int(sys.argv[2]) if len(sys.argv) > 2 else len(COMPONENTS)
+    raise SystemExit(asyncio.run(main(count, kill_count)))
