@@ -2,11 +2,13 @@
 every service serves Prometheus metrics."""
 
 import uuid
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.e2e.conftest import new_traceparent, wait_for_trace
+from tests.stack import eventually
 
 DIRECT_PORTS = {
     "api": 8000,
@@ -26,14 +28,22 @@ async def test_span_of_a_request_is_returned_by_jaeger(
     traceparent, trace_id = new_traceparent()
     response = await edge.get(f"/v1/products/{uuid.uuid4()}", headers={"traceparent": traceparent})
     assert response.status_code == 404
-    trace = await wait_for_trace(jaeger, trace_id)
+
+    def servers(trace: dict[str, Any]) -> list[dict[str, Any]]:
+        return [
+            span
+            for span in trace["spans"]
+            if any(tag["key"] == "span.kind" and tag["value"] == "server" for tag in span["tags"])
+        ]
+
+    # Spans arrive in batches, children first: wait for the request's own.
+    async def with_server_span() -> dict[str, Any] | None:
+        trace = await wait_for_trace(jaeger, trace_id)
+        return trace if servers(trace) else None
+
+    trace = await eventually(with_server_span, timeout_s=30)
     assert trace["traceID"] == trace_id
-    server_spans = [
-        span
-        for span in trace["spans"]
-        if any(tag["key"] == "span.kind" and tag["value"] == "server" for tag in span["tags"])
-    ]
-    assert server_spans, trace["spans"]
+    server_spans = servers(trace)
     tags = {tag["key"]: tag["value"] for tag in server_spans[0]["tags"]}
     assert tags.get("http.response.status_code", tags.get("http.status_code")) == 404
     services = (await jaeger.get("/api/services")).json()["data"]
