@@ -114,3 +114,16 @@ async def test_no_response_carries_a_password_hash_or_a_key(
     for text in bodies:
         for leak in ("password", "argon2", "private", '"d":', "secret"):
             assert leak not in text, (leak, text[:200])
+
+
+@pytest.mark.parametrize("value", [False, True, "5", 2.5])
+async def test_a_number_is_a_number(edge: httpx.AsyncClient, world: World, value: Any) -> None:
+    """No coercion: a boolean, a string or a fraction is not a stock count
+    (found by make fuzz: `"stock": false` made a product with stock 0)."""
+    path = f"/v1/products/{world.product}"
+    refused = await edge.patch(path, json={"stock": value}, headers=world.admin)
+    assert refused.status_code == 422, refused.text
+    body = order_body(world.product) | {"items": [{"product_id": world.product, "quantity": value}]}
+    assert (
+        await edge.post("/v1/orders", json=body, headers=world.other | new_key())
+    ).status_code == 422

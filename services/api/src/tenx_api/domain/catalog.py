@@ -8,9 +8,10 @@ Sku = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Description = Annotated[str, Field(max_length=5000)]
 Category = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9-]*$")]
-PriceCents = Annotated[int, Field(gt=0, le=100_000_000)]
+# Strict: JSON true/false or "5" are not numbers here (lax mode would take them).
+PriceCents = Annotated[int, Field(strict=True, gt=0, le=100_000_000)]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
-Stock = Annotated[int, Field(ge=0, le=1_000_000)]
+Stock = Annotated[int, Field(strict=True, ge=0, le=1_000_000)]
 
 
 class ProductCreate(BaseModel):

@@ -14,7 +14,7 @@ class OrderItemIn(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     product_id: UUID
-    quantity: Annotated[int, Field(ge=1, le=100)]
+    quantity: Annotated[int, Field(strict=True, ge=1, le=100)]
 
 
 class PlaceOrder(BaseModel):
