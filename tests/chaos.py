@@ -32,9 +32,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tenx_api.settings import Settings as ApiSettings
 from tenx_notify.settings import Settings as NotifySettings
-from tests.stack import ROOT, STRONG, admin, bearer, index_differences, pid_of
+from tests.stack import EDGE, ROOT, admin, bearer, index_differences, pid_of, sign_up
 
-EDGE = "http://127.0.0.1:8080"
 MAILPIT = "http://127.0.0.1:8025"
 COMPONENTS = [
     "api-1", "api-worker", "kafka", "api-relay", "notify-worker", "redis", "search-indexer",
@@ -77,11 +76,8 @@ async def setup(edge: httpx.AsyncClient, orders: int) -> Run:
         assert made.status_code == 201, made.text
         run.products[made.json()["id"]] = stock
     for _ in range(USERS):
-        email = f"chaos-{uuid.uuid4().hex[:12]}@example.com"
-        body = {"email": email, "password": STRONG, "name": "Chaos"}
-        assert (await edge.post("/v1/auth/signup", json=body)).status_code == 201
-        token = await edge.post("/v1/auth/token", json={"email": email, "password": STRONG})
-        run.users.append((email, bearer(token.json()["access_token"])))
+        email, pair = await sign_up(edge, "chaos")
+        run.users.append((email, bearer(pair["access_token"])))
     return run
 
 

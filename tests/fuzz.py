@@ -9,6 +9,7 @@ project's choices live in schemathesis.toml; the run fails on any failure.
 Reports (JUnit) go to .state/fuzz/<service>.xml.
 """
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -17,27 +18,17 @@ from pathlib import Path
 
 import httpx
 
-from tenx_auth.settings import Settings as AuthSettings
+from tests.stack import EDGE, ROOT, admin
 
-ROOT = Path(__file__).resolve().parents[1]
-EDGE = "http://127.0.0.1:8080"
 SERVICES = ("api", "auth", "notify")
 
 
 def admin_token() -> str:
-    settings = AuthSettings()
-    assert settings.admin_password is not None, "TENX_AUTH_ADMIN_PASSWORD is not set"
-    answer = httpx.post(
-        f"{EDGE}/v1/auth/token",
-        json={
-            "email": settings.admin_email,
-            "password": settings.admin_password.get_secret_value(),
-        },
-        timeout=10,
-    )
-    answer.raise_for_status()
-    token: str = answer.json()["access_token"]
-    return token
+    async def log_in_as_admin() -> str:
+        async with httpx.AsyncClient(base_url=EDGE, timeout=10) as edge:
+            return (await admin(edge))["Authorization"].removeprefix("Bearer ")
+
+    return asyncio.run(log_in_as_admin())
 
 
 def fuzz(service: str, examples: int) -> int:

@@ -8,7 +8,6 @@ import hashlib
 import hmac
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,7 +22,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from tenx_auth.adapters.keys import Signer
 from tenx_auth.settings import Settings as AuthSettings
-from tests.stack import STRONG, bearer
+from tests.stack import bearer, sign_up
 
 # A route of each service that needs a valid access token.
 PROTECTED = ("/v1/me", "/v1/auth/me", "/v1/notifications")
@@ -41,15 +40,7 @@ async def signer() -> AsyncIterator[Signer]:
 
 
 async def session(edge: httpx.AsyncClient) -> dict[str, Any]:
-    email = f"owasp-authn-{uuid.uuid4().hex[:10]}@example.com"
-    signed_up = await edge.post(
-        "/v1/auth/signup", json={"email": email, "password": STRONG, "name": "A"}
-    )
-    assert signed_up.status_code == 201, signed_up.text
-    tokens = await edge.post("/v1/auth/token", json={"email": email, "password": STRONG})
-    assert tokens.status_code == 200
-    pair: dict[str, Any] = tokens.json()
-    return pair
+    return (await sign_up(edge, "owasp-authn"))[1]
 
 
 def claims_of(token: str) -> dict[str, Any]:

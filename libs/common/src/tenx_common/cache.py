@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, Metric
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from tenx_common.health import Check
 from tenx_common.settings import RedisSettings
@@ -20,7 +22,11 @@ log = logging.getLogger(__name__)
 
 def create_redis(settings: RedisSettings) -> Redis:
     """A client over a bounded pool: past ``redis_max_connections`` callers wait
-    (up to 5 s) for a free connection instead of failing."""
+    (up to 5 s) for a free connection instead of failing. A command that meets
+    a lost connection (Redis restarted; every pooled socket is dead) is sent
+    again on a new one, twice at most: without it each dead socket costs one
+    failed request. A retried write may land twice; what we write (cache
+    fills, rate-limit tokens, denylist entries) tolerates that."""
     pool = BlockingConnectionPool.from_url(
         settings.redis_url,
         password=settings.redis_password.get_secret_value() or None,
@@ -28,6 +34,7 @@ def create_redis(settings: RedisSettings) -> Redis:
         timeout=5,
         socket_connect_timeout=2,
         health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
     )
     return TracedRedis.from_pool(pool)
 

@@ -3,11 +3,14 @@ by route class, in Redis so every instance shares them.
 
 Allowed responses carry ``RateLimit-Limit``, ``RateLimit-Remaining`` and
 ``RateLimit-Reset`` for the tighter bucket; a refusal is 429 problem+json with
-``Retry-After`` too.
+``Retry-After`` too. While Redis cannot be reached the limits cannot be
+checked, and a request is refused with 503 problem+json and ``Retry-After``
+rather than let through unlimited (or answered with a bare 500).
 """
 
 import logging
 
+from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tenx_common.problems import problem_response
@@ -61,10 +64,21 @@ class RateLimitMiddleware:
         user = await _user(scope, getattr(container, "verifier", None))
         if user is not None:
             subjects.append(("user", user))
-        verdicts = [
-            await buckets.take(f"{kind}:{route_class}:{who}", self.rates[(kind, route_class)])
-            for kind, who in subjects
-        ]
+        try:
+            verdicts = [
+                await buckets.take(f"{kind}:{route_class}:{who}", self.rates[(kind, route_class)])
+                for kind, who in subjects
+            ]
+        except RedisError as error:
+            log.warning("rate limits cannot be checked: %r", error)
+            response = problem_response(
+                status=503,
+                code="rate_limit_unavailable",
+                detail="Rate limits cannot be checked right now; retry shortly.",
+                headers={"Retry-After": "1"},
+            )
+            await response(scope, receive, send)
+            return
         tightest = min(verdicts, key=lambda v: (v.allowed, v.remaining))
         headers = _headers(tightest)
         if not tightest.allowed:

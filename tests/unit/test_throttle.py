@@ -1,0 +1,37 @@
+"""The rate-limit middleware when Redis cannot be reached: 503 problem+json
+with Retry-After, and the request never reaches its handler."""
+
+from types import SimpleNamespace
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from tenx_common.settings import RateLimitSettings
+from tenx_common.throttle import RateLimitMiddleware
+
+
+class UnreachableRedis:
+    async def eval(self, *args: Any) -> Any:
+        raise RedisConnectionError("Connection refused")
+
+
+def test_limits_that_cannot_be_checked_refuse_with_503() -> None:
+    reached: list[str] = []
+    app = FastAPI()
+    app.state.container = SimpleNamespace(redis=UnreachableRedis(), verifier=None)
+    app.add_middleware(RateLimitMiddleware, settings=RateLimitSettings())
+
+    @app.post("/things")
+    async def make_thing() -> dict[str, str]:
+        reached.append("handler")
+        return {"made": "yes"}
+
+    answer = TestClient(app).post("/things")
+
+    assert answer.status_code == 503
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.headers["retry-after"] == "1"
+    assert answer.json()["code"] == "rate_limit_unavailable"
+    assert reached == []
