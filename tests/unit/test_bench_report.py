@@ -4,7 +4,8 @@ as Markdown, JSON and two PNG charts."""
 import json
 from pathlib import Path
 
-from bench.report import build
+import pytest
+from bench.report import MissingFigureError, build
 
 
 def test_the_report_holds_each_figure_with_its_baseline_and_target(tmp_path: Path) -> None:
@@ -19,9 +20,12 @@ def test_the_report_holds_each_figure_with_its_baseline_and_target(tmp_path: Pat
             }
         )
     )
-    (tmp_path / "search.json").write_text(
-        json.dumps({"create_to_searchable": {"products": 60, "p99_ms": 2000.0}})
-    )
+    searchable = {"create_to_searchable": {"products": 60, "p99_ms": 2000.0}}
+    (tmp_path / "search.json").write_text(json.dumps(searchable))
+    with pytest.raises(MissingFigureError, match=r"indexer_throughput\.indexer_docs_per_s"):
+        build(tmp_path)  # a benchmark that ran but lacks a figure is an error
+    indexer = {"indexer_docs_per_s": 6000, "baseline_direct_bulk_docs_per_s": 12000}
+    (tmp_path / "search.json").write_text(json.dumps(searchable | {"indexer_throughput": indexer}))
     table = build(tmp_path)
     by_scenario = {row["scenario"]: row for row in table}
     trivial = by_scenario["trivial route, tracing as deployed (10 %)"]
@@ -30,7 +34,9 @@ def test_the_report_holds_each_figure_with_its_baseline_and_target(tmp_path: Pat
     assert (order["ratio"], order["met"]) == (0.5, False)
     searchable = by_scenario["product created to searchable"]
     assert (searchable["target"], searchable["met"]) == ("p99 <= 1500", False)
-    assert len(table) == 3  # benchmarks without results are left out, not invented
+    indexer_row = by_scenario["indexer (bulk, external versions)"]
+    assert (indexer_row["ratio"], indexer_row["met"]) == (0.5, True)
+    assert len(table) == 4  # benchmarks without results are left out, not invented
 
     report = (tmp_path / "report.md").read_text()
     assert "| tracing | trivial route, tracing as deployed (10 %) | 900 req/s | 12 ms |" in report
