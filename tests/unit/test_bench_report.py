@@ -20,12 +20,12 @@ def test_the_report_holds_each_figure_with_its_baseline_and_target(tmp_path: Pat
             }
         )
     )
-    searchable = {"create_to_searchable": {"products": 60, "p99_ms": 2000.0}}
-    (tmp_path / "search.json").write_text(json.dumps(searchable))
+    latency = {"create_to_searchable": {"products": 60, "p99_ms": 2000.0}}
+    (tmp_path / "search.json").write_text(json.dumps(latency))
     with pytest.raises(MissingFigureError, match=r"indexer_throughput\.indexer_docs_per_s"):
         build(tmp_path)  # a benchmark that ran but lacks a figure is an error
     indexer = {"indexer_docs_per_s": 6000, "baseline_direct_bulk_docs_per_s": 12000}
-    (tmp_path / "search.json").write_text(json.dumps(searchable | {"indexer_throughput": indexer}))
+    (tmp_path / "search.json").write_text(json.dumps(latency | {"indexer_throughput": indexer}))
     table = build(tmp_path)
     by_scenario = {row["scenario"]: row for row in table}
     trivial = by_scenario["trivial route, tracing as deployed (10 %)"]
