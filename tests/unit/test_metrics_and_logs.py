@@ -6,6 +6,7 @@ import logging
 import pytest
 from fastapi import APIRouter
 from fastapi.testclient import TestClient
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tenx_common.app import create_service_app
 from tenx_common.logging import JsonFormatter, request_id_var
@@ -74,3 +75,45 @@ def test_access_log_is_json_with_request_id(
     assert access
     assert access[-1]["request_id"] == "req-log"
     assert access[-1]["status"] == 404
+
+
+def split_bodies(app: ASGIApp, at: int) -> ASGIApp:
+    """The app, receiving each request body as two chunks split at ``at``
+    (as a client or proxy may send it)."""
+
+    async def splitting(scope: Scope, receive: Receive, send: Send) -> None:
+        pending: list[Message] = []
+
+        async def receive_split() -> Message:
+            if pending:
+                return pending.pop()
+            message = await receive()
+            body = message.get("body", b"")
+            if message["type"] != "http.request" or len(body) <= at:
+                return message
+            pending.append({**message, "body": body[at:]})
+            return {"type": "http.request", "body": body[:at], "more_body": True}
+
+        await app(scope, receive_split, send)
+
+    return splitting
+
+
+def test_a_nul_escape_split_across_body_chunks_is_refused(settings: FakeSettings) -> None:
+    router = APIRouter()
+    reached: list[object] = []
+
+    @router.post("/notes")
+    async def note(body: dict[str, str]) -> dict[str, str]:
+        reached.append(body)
+        return body
+
+    app = create_service_app(settings, title="fake", bootstrap=fake_bootstrap([]), routers=[router])
+    body = b'{"text": "a\\u0000b"}'
+    with TestClient(split_bodies(app, at=body.index(b"u00") + 2)) as client:
+        split = client.post("/notes", content=body, headers={"content-type": "application/json"})
+        clean = client.post("/notes", json={"text": "a plain note, long enough to split"})
+    assert split.status_code == 422
+    assert split.json()["code"] == "nul_character"
+    assert clean.status_code == 200
+    assert reached == [{"text": "a plain note, long enough to split"}]

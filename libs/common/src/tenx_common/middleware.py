@@ -27,6 +27,7 @@ _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})  # not logged, not traced
 _TRACE_HEADERS = frozenset({b"traceparent", b"tracestate"})
 _NUL = "\x00"
+_NUL_ESCAPE = b"\\u0000"  # JSON's escape of it
 
 log = logging.getLogger("tenx.access")
 
@@ -128,13 +129,20 @@ def _refuse_nul() -> Any:
 
 def _refusing_nul(receive: Receive) -> Receive:
     """The body's chunks, refused when one holds a NUL character, raw or as
-    JSON's escape (PostgreSQL text cannot store it; nothing needs it)."""
+    JSON's escape (PostgreSQL text cannot store it; nothing needs it). The
+    last bytes of each chunk are kept, so an escape split across two chunks
+    is seen too."""
+    tail = b""
 
     async def checked() -> Message:
+        nonlocal tail
         message = await receive()
         body = message.get("body", b"")
-        if body and (b"\\u0000" in body or b"\x00" in body):
-            raise ProblemError(**_NUL_PROBLEM)
+        if body:
+            window = tail + body
+            if _NUL_ESCAPE in window or b"\x00" in body:
+                raise ProblemError(**_NUL_PROBLEM)
+            tail = window[-(len(_NUL_ESCAPE) - 1) :]
         return message
 
     return checked
