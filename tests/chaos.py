@@ -31,10 +31,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tenx_api.settings import Settings as ApiSettings
+from tenx_auth.settings import Settings as AuthSettings
 from tenx_notify.settings import Settings as NotifySettings
-from tests.stack import EDGE, ROOT, admin, bearer, index_differences, pid_of, sign_up
+from tenx_search_indexer.settings import Settings as IndexerSettings
+from tests.stack import EDGE, MAILPIT, ROOT, admin, bearer, index_differences, pid_of, sign_up
 
-MAILPIT = "http://127.0.0.1:8025"
 COMPONENTS = [
     "api-1", "api-worker", "kafka", "api-relay", "notify-worker", "redis", "search-indexer",
     "postgres-replica", "api-2", "auth-relay", "notify-relay", "search-indexer-relay",
@@ -339,9 +340,6 @@ async def search_matches(timeout_s: float = 180) -> tuple[bool, str]:
 
 
 def engines() -> dict[str, AsyncEngine]:
-    from tenx_auth.settings import Settings as AuthSettings
-    from tenx_search_indexer.settings import Settings as IndexerSettings
-
     return {
         name: create_async_engine(settings.primary_url())
         for name, settings in (

@@ -18,6 +18,7 @@ from tenx_common import relay
 
 ROOT = Path(__file__).resolve().parents[1]
 EDGE = "http://127.0.0.1:8080"
+MAILPIT = "http://127.0.0.1:8025"  # the mail catcher's HTTP API
 API_PORTS = (8000, 8010)  # the two api instances behind the edge
 STRONG = "correct horse battery staple 42"
 T = TypeVar("T")

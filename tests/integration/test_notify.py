@@ -22,6 +22,7 @@ from tenx_api.settings import Settings as ApiSettings
 from tenx_notify.settings import Settings as NotifySettings
 from tests.integration.webhook_receiver import receiving
 from tests.stack import (
+    MAILPIT,
     STRONG,
     admin,
     eventually,
@@ -32,8 +33,6 @@ from tests.stack import (
     pid_of,
     stack,
 )
-
-MAILPIT = "http://127.0.0.1:8025"
 
 
 @pytest.fixture

@@ -13,8 +13,7 @@ from redis.exceptions import AuthenticationError, ResponseError
 
 from tenx_api.settings import Settings as ApiSettings
 from tenx_common.cache import create_redis
-
-MAILPIT = "http://127.0.0.1:8025"
+from tests.stack import MAILPIT
 
 
 async def test_redis_round_trip_needs_the_password(api_settings: ApiSettings, unique: str) -> None:

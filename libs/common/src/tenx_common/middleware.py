@@ -62,7 +62,7 @@ class RequestContextMiddleware:
         with self._server_span(scope) as span:
             try:
                 if _NUL in scope["path"] or b"%00" in scope["query_string"].lower():
-                    await _refuse_nul()(scope, receive, send_with_id)
+                    await problem_response(**_NUL_PROBLEM)(scope, receive, send_with_id)
                     return
                 await self.app(scope, _refusing_nul(receive), send_with_id)
             except Exception as exc:
@@ -121,10 +121,6 @@ _NUL_PROBLEM: dict[str, Any] = {
     "code": "nul_character",
     "detail": "The request holds a NUL character.",
 }
-
-
-def _refuse_nul() -> Any:
-    return problem_response(**_NUL_PROBLEM)
 
 
 def _refusing_nul(receive: Receive) -> Receive:
