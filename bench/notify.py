@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
-from tests.stack import EDGE, STRONG, eventually, log_in
+from tests.stack import EDGE, STRONG, eventually, log_in, pid_of
 
 from tenx_common.events import cloud_event
 from tenx_common.events.orders_orders import OrderConfirmed
@@ -123,7 +123,7 @@ def rss_mb(pid: int) -> float:
 
 
 async def sse_fan_out(settings: Settings, edge: httpx.AsyncClient) -> dict[str, Any]:
-    notify_pid = int((ROOT / ".state" / "run" / "notify.pid").read_text())
+    notify_pid = pid_of("notify")
     users = [await sign_up(edge) for _ in range(USERS)]
     limits = httpx.Limits(max_connections=USERS * STREAMS_PER_USER + 10)
     received: list[float] = []

@@ -9,9 +9,12 @@ The workload: ORDERS orders from 50 customers, 16 at a time, over 20
 products; 10 % with a card that is declined and 5 % with one whose
 authorization never answers (the saga retries, then compensates); every
 request that fails or is refused for rate is sent again with the same
-Idempotency-Key, and 5 % of the placed ones are sent again on purpose (the
-same order must come back). The kills are spread over the workload; each
-component is killed once and `deploy/local/stack up` starts it again.
+Idempotency-Key, and 5 % of the placed ones are sent again on purpose, the
+same way (the same order must come back; what came back instead is
+reported: another order's id, or the status of a replay that was refused).
+The kills are spread over the workload; each component is killed once and
+the stack's supervisor starts it again by itself: the time from the kill to
+the component's readiness check passing is reported per component.
 """
 
 import asyncio
@@ -34,13 +37,30 @@ from tenx_api.settings import Settings as ApiSettings
 from tenx_auth.settings import Settings as AuthSettings
 from tenx_notify.settings import Settings as NotifySettings
 from tenx_search_indexer.settings import Settings as IndexerSettings
-from tests.stack import EDGE, MAILPIT, ROOT, admin, bearer, index_differences, pid_of, sign_up
+from tests.stack import (
+    EDGE,
+    MAILPIT,
+    STRONG,
+    admin,
+    bearer,
+    index_differences,
+    log_in,
+    pid_of,
+    sign_up,
+    stack,
+)
 
+# The mail catcher is left out: a message it accepted just before its kill
+# is sent again (SMTP is at least once), and the check counts copies.
 COMPONENTS = [
     "api-1", "api-worker", "kafka", "api-relay", "notify-worker", "redis", "search-indexer",
     "postgres-replica", "api-2", "auth-relay", "notify-relay", "search-indexer-relay",
-    "auth-worker", "elasticsearch",
+    "auth-worker", "elasticsearch", "postgres-primary", "auth", "notify", "edge", "jaeger",
 ]  # fmt: skip
+# Kill to ready again, at most (issue 18's targets): reported, not asserted.
+RECOVERY_TARGET_S = {"postgres-primary": 10.0, "postgres-replica": 10.0, "redis": 10.0,
+                     "kafka": 60.0, "elasticsearch": 60.0, "jaeger": 10.0, "edge": 5.0}  # fmt: skip
+PYTHON_TARGET_S = 5.0
 USERS, PRODUCTS, CONCURRENCY = 50, 20, 16
 TERMINAL = ("confirmed", "cancelled")
 
@@ -50,11 +70,14 @@ class Run:
     users: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     products: dict[str, int] = field(default_factory=dict)  # id -> initial stock
     placed: dict[str, str] = field(default_factory=dict)  # order id -> owner email
+    keys: set[str] = field(default_factory=set)  # every Idempotency-Key sent
     replays: int = 0
-    replay_mismatches: int = 0
+    replayed_other: list[tuple[str, str, str]] = field(default_factory=list)  # key, first, again
+    replay_refused: Counter[int] = field(default_factory=Counter)  # status (0: no answer)
     refused: Counter[int] = field(default_factory=Counter)  # final non-201 answers
     retries: int = 0
     kills: list[str] = field(default_factory=list)
+    recovered_s: dict[str, float] = field(default_factory=dict)  # kill -> ready again
 
 
 async def setup(edge: httpx.AsyncClient, orders: int) -> Run:
@@ -82,8 +105,32 @@ async def setup(edge: httpx.AsyncClient, orders: int) -> Run:
     return run
 
 
+async def send(
+    edge: httpx.AsyncClient, run: Run, n: int, body: dict[str, Any], key: str
+) -> httpx.Response | None:
+    """``POST /v1/orders`` as a client that retries with the same key: after
+    a failure, a 5xx or a 429 (with backoff), and with a new token after a
+    401 (a long run outlives the first). The last answer (None: no answer)."""
+    answer: httpx.Response | None = None
+    for attempt in range(40):
+        email, user = run.users[n % USERS]
+        try:
+            answer = await edge.post(
+                "/v1/orders", json=body, headers=user | {"Idempotency-Key": key}
+            )
+        except httpx.TransportError:
+            answer = None
+        if answer is not None and answer.status_code == 401:
+            run.users[n % USERS] = (email, await log_in(edge, email, STRONG))
+        elif answer is not None and answer.status_code < 500 and answer.status_code != 429:
+            return answer
+        run.retries += 1
+        await asyncio.sleep(min(0.25 * 2**attempt, 3.0))
+    return answer
+
+
 async def place(edge: httpx.AsyncClient, run: Run, n: int, rng: random.Random) -> None:
-    email, user = run.users[n % USERS]
+    email, _ = run.users[n % USERS]
     card = rng.choices(["pm_card_visa", "pm_card_chargeDeclined", "pm_card_timeout"], [85, 10, 5])[
         0
     ]
@@ -91,26 +138,21 @@ async def place(edge: httpx.AsyncClient, run: Run, n: int, rng: random.Random) -
         "items": [{"product_id": rng.choice(list(run.products)), "quantity": rng.randint(1, 3)}],
         "payment_method": card,
     }
-    headers = user | {"Idempotency-Key": uuid.uuid4().hex}
-    answer: httpx.Response | None = None
-    for attempt in range(40):  # a client that retries with the same key
-        try:
-            answer = await edge.post("/v1/orders", json=body, headers=headers)
-        except httpx.TransportError:
-            answer = None
-        if answer is not None and answer.status_code < 500 and answer.status_code != 429:
-            break
-        run.retries += 1
-        await asyncio.sleep(min(0.25 * 2**attempt, 3.0))
+    key = uuid.uuid4().hex
+    run.keys.add(key)
+    answer = await send(edge, run, n, body, key)
     if answer is None or answer.status_code != 201:
         run.refused[answer.status_code if answer is not None else 0] += 1
         return
-    run.placed[answer.json()["id"]] = email
+    first = answer.json()["id"]
+    run.placed[first] = email
     if rng.random() < 0.05:
         run.replays += 1
-        again = await edge.post("/v1/orders", json=body, headers=headers)
-        if again.status_code != 201 or again.json()["id"] != answer.json()["id"]:
-            run.replay_mismatches += 1
+        again = await send(edge, run, n, body, key)
+        if again is None or again.status_code != 201:
+            run.replay_refused[again.status_code if again is not None else 0] += 1
+        elif again.json()["id"] != first:
+            run.replayed_other.append((key, first, again.json()["id"]))
 
 
 async def workload(edge: httpx.AsyncClient, run: Run, orders: int, duration_s: float) -> None:
@@ -128,21 +170,40 @@ async def workload(edge: httpx.AsyncClient, run: Run, orders: int, duration_s: f
 
 
 async def chaos(run: Run, components: list[str], spacing_s: float) -> None:
-    """Each component killed (SIGKILL) in turn, ``spacing_s`` apart, and
-    started again by the stack script before the next."""
+    """Each component killed (SIGKILL) in turn, ``spacing_s`` apart; the
+    supervisor starts it again, and the next kill waits until it is ready."""
     for name in components:
         await asyncio.sleep(spacing_s)
-        os.kill(pid_of(name), signal.SIGKILL)
+        pid = pid_of(name)
+        os.kill(pid, signal.SIGKILL)
+        killed = time.monotonic()
         run.kills.append(name)
-        print(f"chaos: killed {name}", flush=True)
-        await asyncio.sleep(2)
-        restarted = await asyncio.create_subprocess_exec(
-            str(ROOT / "deploy" / "local" / "stack"),
-            "up",
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
+        for _ in range(1000):  # gone (a zombie until reaped counts as gone)
+            if _state(pid) in ("Z", "X"):
+                break
+            await asyncio.sleep(0.01)
+        await stack("wait", name, "300")
+        run.recovered_s[name] = time.monotonic() - killed
+        print(f"chaos: killed {name}; ready again after {run.recovered_s[name]:.1f} s", flush=True)
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return "X"
+
+
+def recovery_table(run: Run) -> list[str]:
+    lines = []
+    for name, seconds in run.recovered_s.items():
+        target = RECOVERY_TARGET_S.get(name, PYTHON_TARGET_S)
+        met = "met" if seconds <= target else "MISSED"
+        lines.append(
+            f"  {name:<22} ready {seconds:6.1f} s after its kill (target {target:.0f} s: {met})"
         )
-        assert await restarted.wait() == 0, f"{name} did not come back"
+    return lines
 
 
 async def rows(engine: AsyncEngine, sql: str, **params: Any) -> list[Any]:
@@ -312,11 +373,45 @@ async def check(
     grown = {n: dead[n] - dead_before[n] for n in dead if dead[n] != dead_before[n]}
     results.append(("no new dead letter", not grown, str(grown or "none")))
 
+    other = "; ".join(f"key {k}: {a} then {b}" for k, a, b in run.replayed_other[:3])
     results.append(
         (
             "a replayed Idempotency-Key returns the same order",
-            run.replay_mismatches == 0,
-            f"{run.replays} replays, {run.replay_mismatches} different",
+            not run.replayed_other and not run.replay_refused,
+            f"{run.replays} replays: {len(run.replayed_other)} another order"
+            + (f" ({other})" if other else "")
+            + f", refused {dict(run.replay_refused) or 'none'}",
+        )
+    )
+
+    # From the data: the orders of this run's products are exactly the orders
+    # the keys' stored first answers name, one per key (the key is the primary
+    # key of its row), and exactly those the clients were given.
+    stored = dict(
+        await rows(
+            api,
+            "SELECT key, response_body->>'id' FROM idempotency_keys "
+            "WHERE key = ANY(:keys) AND response_status = 201",
+            keys=list(run.keys),
+        )
+    )
+    made = {
+        order_id
+        for (order_id,) in await rows(
+            api,
+            "SELECT DISTINCT i.order_id::text FROM order_items i "
+            "WHERE i.product_id = ANY(CAST(:ids AS uuid[]))",
+            ids=list(run.products),
+        )
+    }
+    named = set(stored.values())
+    results.append(
+        (
+            "one order per Idempotency-Key, in the database",
+            made == named == set(run.placed) and len(named) == len(stored),
+            f"{len(made)} orders, {len(stored)} keys answered 201 naming {len(named)}, "
+            f"{len(run.placed)} given to clients; without a key: {len(made - named)}, "
+            f"keyed but missing: {len(named - made)}",
         )
     )
     return results
@@ -384,6 +479,8 @@ async def main(orders: int, kills: int) -> int:
     width = max(len(name) for name, _, _ in results)
     for name, ok, detail in results:
         print(f"  {'ok  ' if ok else 'FAIL'}  {name.ljust(width)}  {detail}")
+    print("chaos: kill to ready again, per component (the supervisor restarts it):")
+    print("\n".join(recovery_table(run)))
     failed = [name for name, ok, _ in results if not ok]
     if len(run.kills) < len(components):
         failed.append(f"only {len(run.kills)} of {len(components)} kills happened")

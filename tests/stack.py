@@ -2,6 +2,7 @@
 
 import asyncio
 import re
+import subprocess
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -120,7 +121,14 @@ async def stack(*args: str) -> None:
 
 def pid_of(name: str) -> int:
     """The pid of a process the local stack runs (``api-worker``, ``api-relay``...)."""
-    return int((ROOT / ".state" / "run" / f"{name}.pid").read_text())
+    found = subprocess.run(
+        [str(ROOT / "deploy" / "local" / "stack"), "pid", name],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return int(found.stdout)
 
 
 async def publish_a_batch(

@@ -5,20 +5,19 @@
 install_redis() { apt_install redis-server; }
 
 up_redis() {
-  [[ -n $(live_pid redis "redis-server 127.0.0.1:6379") ]] && return 0
-  require_free_port redis 6379
-  mkdir -p "$TENX_STATE/redis"
-  spawn redis /usr/bin/redis-server --bind 127.0.0.1 --port 6379 --save '' --appendonly no \
-    --dir "$TENX_STATE/redis" --requirepass "$(secret REDIS_PASSWORD)" --maxmemory 256mb \
-    --maxmemory-policy allkeys-lru
-  wait_for redis 20 env REDISCLI_AUTH="$(secret REDIS_PASSWORD)" redis-cli -p 6379 ping
+  if ! is_up redis; then
+    require_free_port redis 6379
+    mkdir -p "$TENX_STATE/redis"
+    spawn redis --stop TERM 20 -- /usr/bin/redis-server --bind 127.0.0.1 --port 6379 --save '' \
+      --appendonly no --dir "$TENX_STATE/redis" --requirepass "$(secret REDIS_PASSWORD)" \
+      --maxmemory 256mb --maxmemory-policy allkeys-lru
+  fi
+  wait_for redis 20 ready_redis
 }
 
-down_redis() { stop_named redis "redis-server 127.0.0.1:6379" TERM 20; }
+ready_redis() { REDISCLI_AUTH="$(secret REDIS_PASSWORD)" redis-cli -p 6379 ping | grep -q PONG; }
 
-status_redis() {
-  status_line redis "$(live_pid redis "redis-server 127.0.0.1:6379")" 6379 "$(redis-server --version | grep -o 'v=[0-9.]*' | cut -c3-)"
-}
+status_redis() { status_line redis 6379 "$(redis-server --version | grep -o 'v=[0-9.]*' | cut -c3-)"; }
 
 # --- Kafka (KRaft, one broker+controller) ------------------------------------
 
@@ -43,32 +42,29 @@ KAFKA_JAVA=(java -Xms256m -Xmx512m -XX:+UseSerialGC -cp "$KAFKA_LIBS/*"
 
 up_kafka() {
   local dir="$TENX_STATE/kafka"
-  [[ -n $(live_pid kafka "kafka.Kafka $dir/server.properties") ]] && return 0
-  require_free_port kafka 9092
-  require_free_port kafka-controller 9093
-  mkdir -p "$dir"
-  sed "s#@LOG_DIR@#$dir/data#" "$LOCAL_DIR/kafka/server.properties" >"$dir/server.properties"
-  if [[ ! -f $dir/data/meta.properties ]]; then
-    say "kafka: formatting the KRaft storage"
-    rm -rf "$dir/data"
-    "${KAFKA_JAVA[@]}" kafka.tools.StorageTool format \
-      -t "$("${KAFKA_JAVA[@]}" kafka.tools.StorageTool random-uuid 2>/dev/null)" \
-      -c "$dir/server.properties" >>"$LOG_DIR/kafka.log" 2>&1 || die "kafka: storage format failed"
+  if ! is_up kafka; then
+    require_free_port kafka 9092
+    require_free_port kafka-controller 9093
+    mkdir -p "$dir"
+    sed "s#@LOG_DIR@#$dir/data#" "$LOCAL_DIR/kafka/server.properties" >"$dir/server.properties"
+    if [[ ! -f $dir/data/meta.properties ]]; then
+      say "kafka: formatting the KRaft storage"
+      rm -rf "$dir/data"
+      "${KAFKA_JAVA[@]}" kafka.tools.StorageTool format \
+        -t "$("${KAFKA_JAVA[@]}" kafka.tools.StorageTool random-uuid 2>/dev/null)" \
+        -c "$dir/server.properties" >>"$LOG_DIR/kafka-format.log" 2>&1 || die "kafka: storage format failed"
+    fi
+    spawn kafka --stop TERM 30 -- "${KAFKA_JAVA[@]}" kafka.Kafka "$dir/server.properties"
   fi
-  # Only what this start writes counts: the log keeps earlier starts' lines.
-  local offset; offset=$(stat -c %s "$LOG_DIR/kafka.log" 2>/dev/null || echo 0)
-  spawn kafka "${KAFKA_JAVA[@]}" kafka.Kafka "$dir/server.properties"
   # After a crash the broker recovers its logs first: give it longer.
-  wait_for kafka 180 kafka_started "$offset"
+  ready_kafka 180 || die "kafka was not ready after 180s; see $LOG_DIR/kafka.log"
 }
 
-kafka_started() { tail -c +$(($1 + 1)) "$LOG_DIR/kafka.log" | grep -q "Kafka Server started"; }
+# Ready when the broker answers a metadata request (the services' own check),
+# within $1 seconds.
+ready_kafka() { "$PY" -m tenx_common.kafka "${1:-1}" >/dev/null 2>&1; }
 
-down_kafka() { stop_named kafka "kafka.Kafka $TENX_STATE/kafka/server.properties" TERM 30; }
-
-status_kafka() {
-  status_line kafka "$(live_pid kafka "kafka.Kafka $TENX_STATE/kafka/server.properties")" 9092 "$KAFKA_VERSION (KRaft)"
-}
+status_kafka() { status_line kafka 9092 "$KAFKA_VERSION (KRaft)"; }
 
 # --- Elasticsearch (integ-test-zip from Maven Central, as user tenx-es) ------
 
@@ -95,34 +91,34 @@ install_elasticsearch() {
   touch "$ES_HOME/.complete"
 }
 
-es_pid() { live_pid elasticsearch "-Djava.io.tmpdir=$(user_dir "$ES_USER" elasticsearch)/tmp"; }
-
 up_elasticsearch() {
   local dir
-  [[ -n $(es_pid) ]] && return 0
-  require_free_port elasticsearch 9200
-  dir=$(user_dir "$ES_USER" elasticsearch)
-  mkdir -p "$dir"/{data,logs,tmp}
-  rm -rf "$dir/config"; cp -r "$ES_HOME/config" "$dir/config"
-  sed -e "s#@DATA@#$dir/data#" -e "s#@LOGS@#$dir/logs#" \
-    "$LOCAL_DIR/elasticsearch/elasticsearch.yml" >"$dir/config/elasticsearch.yml"
-  printf -- '-Xms512m\n-Xmx512m\n' >"$dir/config/jvm.options.d/heap.options"
-  chown -R "$ES_USER" "$dir"
-  rm -f "$dir/es.pid"
-  setsid runuser -u "$ES_USER" -- env ES_JAVA_HOME="$ES_JAVA_HOME" ES_PATH_CONF="$dir/config" \
-    ES_TMPDIR="$dir/tmp" "$ES_HOME/bin/elasticsearch" -d -p "$dir/es.pid" \
-    >>"$LOG_DIR/elasticsearch.log" 2>&1 || die "elasticsearch did not start; see $dir/logs"
-  cp "$dir/es.pid" "$(pidfile elasticsearch)"
-  wait_for elasticsearch 90 http_ok "http://127.0.0.1:9200/_cluster/health?wait_for_status=yellow&timeout=1s"
+  if ! is_up elasticsearch; then
+    require_free_port elasticsearch 9200
+    dir=$(user_dir "$ES_USER" elasticsearch)
+    mkdir -p "$dir"/{data,logs,tmp}
+    rm -rf "$dir/config"; cp -r "$ES_HOME/config" "$dir/config"
+    sed -e "s#@DATA@#$dir/data#" -e "s#@LOGS@#$dir/logs#" \
+      "$LOCAL_DIR/elasticsearch/elasticsearch.yml" >"$dir/config/elasticsearch.yml"
+    printf -- '-Xms512m\n-Xmx512m\n' >"$dir/config/jvm.options.d/heap.options"
+    chown -R "$ES_USER" "$dir"
+    # In the foreground: its launcher runs the server and ends with it.
+    spawn elasticsearch --user "$ES_USER" --stop TERM 60 -- env ES_JAVA_HOME="$ES_JAVA_HOME" \
+      ES_PATH_CONF="$dir/config" ES_TMPDIR="$dir/tmp" "$ES_HOME/bin/elasticsearch"
+  fi
+  wait_for elasticsearch 90 ready_elasticsearch
 }
 
-down_elasticsearch() {
-  local pid; pid=$(es_pid)
-  [[ -n $pid ]] && stop_pid elasticsearch "$pid" TERM 60
+ready_elasticsearch() { http_ok "http://127.0.0.1:9200/_cluster/health?wait_for_status=yellow&timeout=1s"; }
+
+# The server itself (the supervised pid is its launcher).
+server_pid_elasticsearch() {
+  local launcher; launcher=$(pid_of elasticsearch)
+  [[ -n $launcher ]] && ps -o pid= --ppid "$launcher" | head -n1 | tr -d ' '
   return 0
 }
 
-status_elasticsearch() { status_line elasticsearch "$(es_pid)" 9200 "$ELASTICSEARCH_VERSION"; }
+status_elasticsearch() { status_line elasticsearch 9200 "$ELASTICSEARCH_VERSION"; }
 
 # --- Jaeger v2 (built from the Go module proxy) ------------------------------
 
@@ -131,16 +127,17 @@ JAEGER_BIN="$BIN/jaeger-$JAEGER_VERSION"
 install_jaeger() { go_build_tool github.com/jaegertracing/jaeger/cmd/jaeger jaeger "$JAEGER_BIN"; }
 
 up_jaeger() {
-  [[ -n $(live_pid jaeger "$JAEGER_BIN") ]] && return 0
-  require_free_port jaeger 16686
-  require_free_port jaeger-otlp 4318
-  spawn jaeger "$JAEGER_BIN" --config "$LOCAL_DIR/jaeger/config.yaml"
-  wait_for jaeger 60 http_ok http://127.0.0.1:16686/api/services
+  if ! is_up jaeger; then
+    require_free_port jaeger 16686
+    require_free_port jaeger-otlp 4318
+    spawn jaeger --stop TERM 20 -- "$JAEGER_BIN" --config "$LOCAL_DIR/jaeger/config.yaml"
+  fi
+  wait_for jaeger 60 ready_jaeger
 }
 
-down_jaeger() { stop_named jaeger "$JAEGER_BIN" TERM 20; }
+ready_jaeger() { http_ok http://127.0.0.1:16686/api/services; }
 
-status_jaeger() { status_line jaeger "$(live_pid jaeger "$JAEGER_BIN")" 16686 "$JAEGER_VERSION (OTLP 4317/4318)"; }
+status_jaeger() { status_line jaeger 16686 "$JAEGER_VERSION (OTLP 4317/4318)"; }
 
 # --- promtool (checks and unit-tests the SLO alert rules; no server) ------------
 
@@ -161,15 +158,17 @@ MAILPIT_BIN="$BIN/mailpit-$MAILPIT_VERSION"
 install_mailpit() { go_build_tool github.com/axllent/mailpit mailpit "$MAILPIT_BIN"; }
 
 up_mailpit() {
-  [[ -n $(live_pid mailpit "$MAILPIT_BIN") ]] && return 0
-  require_free_port mailpit 8025
-  require_free_port mailpit-smtp 1025
-  mkdir -p "$TENX_STATE/mailpit"
-  spawn mailpit "$MAILPIT_BIN" --listen 127.0.0.1:8025 --smtp 127.0.0.1:1025 \
-    --database "$TENX_STATE/mailpit/mailpit.db" --max 50000 --smtp-auth-accept-any --smtp-auth-allow-insecure
-  wait_for mailpit 30 http_ok http://127.0.0.1:8025/api/v1/info
+  if ! is_up mailpit; then
+    require_free_port mailpit 8025
+    require_free_port mailpit-smtp 1025
+    mkdir -p "$TENX_STATE/mailpit"
+    spawn mailpit --stop TERM 20 -- "$MAILPIT_BIN" --listen 127.0.0.1:8025 --smtp 127.0.0.1:1025 \
+      --database "$TENX_STATE/mailpit/mailpit.db" --max 50000 --smtp-auth-accept-any \
+      --smtp-auth-allow-insecure
+  fi
+  wait_for mailpit 30 ready_mailpit
 }
 
-down_mailpit() { stop_named mailpit "$MAILPIT_BIN" TERM 20; }
+ready_mailpit() { http_ok http://127.0.0.1:8025/api/v1/info; }
 
-status_mailpit() { status_line mailpit "$(live_pid mailpit "$MAILPIT_BIN")" 8025 "$MAILPIT_VERSION (SMTP 1025)"; }
+status_mailpit() { status_line mailpit 8025 "$MAILPIT_VERSION (SMTP 1025)"; }

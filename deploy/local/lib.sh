@@ -26,47 +26,176 @@ die() { printf '\033[31merror:\033[0m %s\n' "$*" >&2; exit 1; }
 
 mkdir -p "$RUN_DIR" "$LOG_DIR" "$TENX_CACHE/bin"
 
-# --- pid files -----------------------------------------------------------
+# --- the supervisor ------------------------------------------------------
+#
+# Every long-lived process of the stack runs under one supervisord of this
+# clone (supervisor from PyPI, in the tools venv). It restarts a process that
+# exits unexpectedly, with a backoff (1 s, 2 s, ... between failed starts),
+# and its log records each unexpected exit: `stack status` counts them.
+# A program is a section in $PROGRAMS_DIR and a small launcher in
+# $SUPERVISOR_DIR/bin that execs the real command, so the pid supervisord
+# watches (and `stack pid NAME` prints) is the server's own.
 
-pidfile() { echo "$RUN_DIR/$1.pid"; }
+SUPERVISOR_DIR="$TENX_STATE/supervisor"
+PROGRAMS_DIR="$SUPERVISOR_DIR/programs"
+SUPERVISOR_CONF="$SUPERVISOR_DIR/supervisord.conf"
+SUPERVISOR_LOG="$LOG_DIR/supervisord.log"
+SUPERVISORD="$TENX_CACHE/tools/bin/supervisord"
+# Failed starts in a row before supervisord gives up (FATAL): about 3.5
+# minutes of backoff, longer than any dependency takes to come back.
+START_RETRIES=20
 
-# The live pid of component $1 whose command line contains $2, or nothing.
-# A pid file naming a dead process, or a process that is not ours (the pid
-# was reused), is stale: it is explained and removed.
-live_pid() {
-  local name=$1 marker=$2 file pid
-  file=$(pidfile "$name")
-  [[ -f $file ]] || return 0
-  pid=$(head -n1 "$file" 2>/dev/null)
-  if [[ $pid =~ ^[0-9]+$ ]] && [[ -r /proc/$pid/cmdline ]] \
-     && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$marker"; then
-    echo "$pid"
-    return 0
-  fi
-  warn "$name: stale pid file $file (pid ${pid:-?} is not running $marker); removing it"
-  rm -f "$file"
+install_supervisor() {
+  [[ $("$SUPERVISORD" --version 2>/dev/null) == "$SUPERVISOR_VERSION" ]] && return 0
+  say "supervisor: installing $SUPERVISOR_VERSION from PyPI into $TENX_CACHE/tools"
+  "$TENX_CACHE/tools/bin/pip" install -q "supervisor==$SUPERVISOR_VERSION" || die "could not install supervisor"
 }
 
-# Start a long-running process detached, its output in the log folder.
+ctl() { "$TENX_CACHE/tools/bin/supervisorctl" -c "$SUPERVISOR_CONF" "$@"; }
+
+supervisor_pid() {
+  local pid
+  [[ -S $RUN_DIR/supervisor.sock ]] || return 0
+  pid=$(ctl pid 2>/dev/null) || return 0
+  [[ $pid =~ ^[0-9]+$ ]] && echo "$pid"
+  return 0
+}
+
+up_supervisor() {
+  [[ -n $(supervisor_pid) ]] && return 0
+  mkdir -p "$PROGRAMS_DIR" "$SUPERVISOR_DIR/bin"
+  rm -f "$PROGRAMS_DIR"/*.conf "$RUN_DIR/supervisor.sock"
+  [[ -f $SUPERVISOR_LOG ]] && mv "$SUPERVISOR_LOG" "$SUPERVISOR_LOG.1"
+  cat >"$SUPERVISOR_CONF" <<CONF
+; Written by deploy/local/stack; the programs are added as the stack starts them.
+[unix_http_server]
+file=$RUN_DIR/supervisor.sock
+chmod=0700
+
+[supervisord]
+logfile=$SUPERVISOR_LOG
+logfile_maxbytes=0
+pidfile=$RUN_DIR/supervisord.pid
+childlogdir=$LOG_DIR
+identifier=tenx-$(state_id)
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+[supervisorctl]
+serverurl=unix://$RUN_DIR/supervisor.sock
+
+[include]
+files=$PROGRAMS_DIR/*.conf
+CONF
+  "$SUPERVISORD" -c "$SUPERVISOR_CONF" || die "supervisord did not start; see $SUPERVISOR_LOG"
+  wait_for supervisord 20 supervisor_ready
+}
+
+supervisor_ready() { [[ -n $(supervisor_pid) ]]; }
+
+down_supervisor() {
+  local pid i; pid=$(supervisor_pid)
+  [[ -n $pid ]] || return 0
+  # Stops every program, the last started first, each within its stop grace.
+  ctl shutdown >/dev/null
+  for ((i = 0; i < 3000; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$pid" 2>/dev/null && die "supervisord (pid $pid) did not stop within 300 s"
+  rm -f "$RUN_DIR/supervisor.sock"
+}
+
+# The order programs start in; supervisord stops them in reverse.
+priority_of() {
+  case $1 in
+    postgres-primary) echo 10 ;; postgres-replica) echo 11 ;; redis) echo 12 ;; kafka) echo 13 ;;
+    elasticsearch) echo 14 ;; jaeger) echo 15 ;; mailpit) echo 16 ;;
+    *-relay) echo 30 ;; edge) echo 40 ;; *) echo 20 ;;
+  esac
+}
+
+# Supervisor's state of program $1 (RUNNING, STARTING, BACKOFF, STOPPED,
+# EXITED, FATAL), or nothing when it has no such program.
+state_of() {
+  [[ -n $(supervisor_pid) ]] || return 0
+  ctl status "$1" 2>/dev/null | awk -v n="$1" '$1 == n { print $2 }'
+  return 0
+}
+
+# Running, or on its way there (supervisord is starting it again).
+is_up() { [[ $(state_of "$1") =~ ^(RUNNING|STARTING|BACKOFF)$ ]]; }
+
+# The pid of program $1, or nothing.
+pid_of() {
+  local pid
+  is_up "$1" || return 0
+  pid=$(ctl pid "$1" 2>/dev/null) || true
+  [[ $pid =~ ^[1-9][0-9]*$ ]] && echo "$pid"
+  return 0
+}
+
+# Unexpected exits of program $1 since supervisord started: its restarts.
+restarts_of() { grep -c "exited: $1 (.*not expected)" "$SUPERVISOR_LOG" 2>/dev/null || true; }
+
+# spawn NAME [--user USER] [--stop SIGNAL SECONDS] [--env FILE] [--before SCRIPT] -- COMMAND...
+# Run COMMAND as supervised program NAME (as USER, with FILE's variables,
+# after the bash SCRIPT), its output in the log folder; stopped with SIGNAL,
+# SIGKILL after SECONDS.
 spawn() {
-  local name=$1; shift
-  setsid nohup "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
-  echo $! >"$(pidfile "$name")"
+  local name=$1 user="" signal=TERM grace=30 env_file="" before="" launcher conf
+  shift
+  while [[ $1 != -- ]]; do
+    case $1 in
+      --user) user=$2; shift 2 ;;
+      --stop) signal=$2; grace=$3; shift 3 ;;
+      --env) env_file=$2; shift 2 ;;
+      --before) before=$2; shift 2 ;;
+      *) die "spawn: unknown option $1" ;;
+    esac
+  done
+  shift
+  launcher="$SUPERVISOR_DIR/bin/$name"
+  {
+    echo "#!/usr/bin/env bash"
+    echo "# $name as supervisord starts it; written by deploy/local/stack."
+    [[ -n $env_file ]] && printf 'set -a; source %q; set +a\n' "$env_file"
+    [[ -n $before ]] && echo "$before"
+    if [[ -n $user ]]; then
+      printf 'cd / && exec setpriv --reuid=%q --regid=%q --init-groups' "$user" "$user"
+    else
+      printf 'exec'
+    fi
+    printf ' %q' "$@"
+    echo
+  } >"$launcher.partial"
+  chmod 700 "$launcher.partial" && mv "$launcher.partial" "$launcher"
+  conf="$PROGRAMS_DIR/$name.conf"
+  cat >"$conf.partial" <<CONF
+[program:$name]
+command=$launcher
+priority=$(priority_of "$name")
+autostart=true
+autorestart=true
+startsecs=1
+startretries=$START_RETRIES
+stopsignal=$signal
+stopwaitsecs=$grace
+stopasgroup=true
+killasgroup=true
+redirect_stderr=true
+stdout_logfile=$LOG_DIR/$name.log
+stdout_logfile_maxbytes=100MB
+stdout_logfile_backups=1
+CONF
+  mv "$conf.partial" "$conf"
+  # A new program is added and started (autostart); a changed one restarted.
+  ctl update "$name" >/dev/null || die "$name: supervisord could not add it"
+  is_up "$name" || ctl start "$name" >/dev/null || die "$name did not start; see $LOG_DIR/$name.log"
 }
 
-# Stop component $1 (pid $2) with signal $3, then SIGKILL after $4 seconds.
-stop_pid() {
-  local name=$1 pid=$2 signal=${3:-TERM} grace=${4:-30} i
-  kill -s "$signal" "$pid" 2>/dev/null || true
-  for ((i = 0; i < grace * 10; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    warn "$name (pid $pid) did not stop within ${grace}s; sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  rm -f "$(pidfile "$name")"
+# Stop program $1 (supervisord sends its stop signal, SIGKILL after its grace).
+stop_program() {
+  is_up "$1" || return 0
+  ctl stop "$1" >/dev/null || die "$1 did not stop; see $SUPERVISOR_LOG"
 }
 
 # --- ports ---------------------------------------------------------------

@@ -21,24 +21,19 @@ psql_primary() {
     -v ON_ERROR_STOP=1 -qAt "$@"
 }
 
-pg_marker() { echo "-D $(pg_dir)/$1"; }
-
+# postmaster in the foreground under supervisord; a fast shutdown (SIGINT)
+# to stop it. After a SIGKILL it recovers from its WAL when started again.
 pg_start() {
-  local name=$1 port=$2 data
-  data="$(pg_dir)/${name#postgres-}"
-  [[ -n $(live_pid "$name" "$(pg_marker "${name#postgres-}")") ]] && return 0
-  if [[ -f $data/postmaster.pid ]]; then
-    warn "$name: removing postmaster.pid left by a process that is gone"
-    rm -f "$data/postmaster.pid"
+  local name=$1 port=$2
+  if ! is_up "$name"; then
+    require_free_port "$name" "$port"
+    [[ -L $LOG_DIR/$name.log ]] && rm -f "$LOG_DIR/$name.log"  # an older stack's link
+    spawn "$name" --user postgres --stop INT 60 -- "$PG_BIN/postgres" -D "$(pg_dir)/${name#postgres-}"
   fi
-  require_free_port "$name" "$port"
-  # The postgres user writes the log, so it lives beside the data; a link
-  # puts it with the other logs.
-  ln -sfn "$(pg_dir)/$name.log" "$LOG_DIR/$name.log"
-  as_postgres "$PG_BIN/pg_ctl" -D "$data" -l "$(pg_dir)/$name.log" -w -t 60 start >/dev/null \
-    || die "$name did not start; see $LOG_DIR/$name.log"
-  head -n1 "$data/postmaster.pid" >"$(pidfile "$name")"
+  wait_for "$name" 60 ready_postgres "$port"
 }
+
+ready_postgres() { as_postgres "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$1"; }
 
 pg_init_primary() {
   local data dir
@@ -110,7 +105,6 @@ up_postgres() {
   pg_provision
   pg_init_replica
   pg_start postgres-replica "$PG_REPLICA_PORT"
-  wait_for "postgres replica" 30 as_postgres "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_REPLICA_PORT"
   wait_for "the replica streaming through slot $PG_SLOT (if it never does, 'make down && rm -rf .state')" \
     30 replica_streaming
 }
@@ -119,16 +113,7 @@ replica_streaming() {
   [[ $(psql_primary -c "SELECT active FROM pg_replication_slots WHERE slot_name = '$PG_SLOT'") == t ]]
 }
 
-down_postgres() {
-  local name pid
-  for name in postgres-replica postgres-primary; do
-    pid=$(live_pid "$name" "$(pg_marker "${name#postgres-}")")
-    [[ -n $pid ]] && stop_pid "$name" "$pid" INT 60
-  done
-  return 0
-}
-
 status_postgres() {
-  status_line postgres-primary "$(live_pid postgres-primary "$(pg_marker primary)")" $PG_PRIMARY_PORT "$("$PG_BIN/postgres" --version | awk '{print $3}')"
-  status_line postgres-replica "$(live_pid postgres-replica "$(pg_marker replica)")" $PG_REPLICA_PORT "streaming (slot $PG_SLOT)"
+  status_line postgres-primary $PG_PRIMARY_PORT "$("$PG_BIN/postgres" --version | awk '{print $3}')"
+  status_line postgres-replica $PG_REPLICA_PORT "streaming (slot $PG_SLOT)"
 }

@@ -23,7 +23,6 @@ install_python() {
   (cd "$TENX_ROOT" && "$UV" sync --locked --quiet) || die "uv sync failed"
 }
 
-svc_marker() { echo "-m $2 $4 --port $3"; }
 
 migrate_services() {
   "$PY" -m tenx_common.migrations "${MIGRATED[@]}" >>"$LOG_DIR/migrations.log" 2>&1 \
@@ -41,51 +40,39 @@ create_topics() {
 }
 
 up_services() {
-  local entry name pkg port cmd started=()
+  local entry name pkg port cmd
   for entry in "${SERVICES[@]}"; do
     IFS=: read -r name pkg port cmd <<<"$entry"
-    [[ -n $(live_pid "$name" "$(svc_marker "$name" "$pkg" "$port" "$cmd")") ]] && continue
-    require_free_port "$name" "$port"
-    spawn "$name" "$PY" -m "$pkg" "$cmd" --port "$port"
-    started+=("$name:$port")
+    up_python "$name" "$port" "$pkg" "$cmd"
   done
-  for entry in "${started[@]}"; do
-    wait_for "${entry%%:*}" 60 http_ok "http://127.0.0.1:${entry##*:}/readyz"
-  done
-  started=()
+  for entry in "${SERVICES[@]}"; do wait_for "${entry%%:*}" 60 ready_http "$(cut -d: -f3 <<<"$entry")"; done
   for entry in "${RELAYS[@]}"; do
     IFS=: read -r name pkg port <<<"$entry"
-    [[ -n $(live_pid "$name" "-m $pkg relay --port $port") ]] && continue
-    require_free_port "$name" "$port"
-    spawn "$name" "$PY" -m "$pkg" relay --port "$port"
-    started+=("$name:$port")
+    up_python "$name" "$port" "$pkg" relay
   done
-  for entry in "${started[@]}"; do
-    wait_for "${entry%%:*}" 60 http_ok "http://127.0.0.1:${entry##*:}/readyz"
-  done
+  for entry in "${RELAYS[@]}"; do wait_for "${entry%%:*}" 60 ready_http "${entry##*:}"; done
 }
 
-down_services() {
-  local entry name pkg port cmd
-  for entry in "${RELAYS[@]}"; do
-    IFS=: read -r name pkg port <<<"$entry"
-    stop_named "$name" "-m $pkg relay --port $port" TERM 20
-  done
-  for entry in "${SERVICES[@]}"; do
-    IFS=: read -r name pkg port cmd <<<"$entry"
-    stop_named "$name" "$(svc_marker "$name" "$pkg" "$port" "$cmd")" TERM 20
-  done
+# Python process $1 on port $2: `python -m PACKAGE COMMAND --port PORT`, with
+# the stack's environment (local.env, which `make up` writes).
+up_python() {
+  local name=$1 port=$2 pkg=$3 cmd=$4
+  is_up "$name" && return 0
+  require_free_port "$name" "$port"
+  spawn "$name" --env "$LOCAL_ENV" --stop TERM 20 -- "$PY" -m "$pkg" "$cmd" --port "$port"
 }
+
+ready_http() { http_ok "http://127.0.0.1:$1/readyz"; }
 
 status_services() {
   local entry name pkg port cmd
   for entry in "${SERVICES[@]}"; do
     IFS=: read -r name pkg port cmd <<<"$entry"
-    status_line "$name" "$(live_pid "$name" "$(svc_marker "$name" "$pkg" "$port" "$cmd")")" "$port" "$pkg $cmd"
+    status_line "$name" "$port" "$pkg $cmd"
   done
   for entry in "${RELAYS[@]}"; do
     IFS=: read -r name pkg port <<<"$entry"
-    status_line "$name" "$(live_pid "$name" "-m $pkg relay --port $port")" "$port" "outbox -> Kafka"
+    status_line "$name" "$port" "outbox -> Kafka"
   done
 }
 
@@ -97,19 +84,29 @@ edge_conf() { echo "$TENX_STATE/edge/nginx.conf"; }
 
 up_edge() {
   local temp
-  [[ -n $(live_pid edge "$(edge_conf)") ]] && return 0
-  require_free_port edge 8080
-  ensure_user www-data
-  temp=$(user_dir www-data edge-temp)
-  mkdir -p "$TENX_STATE/edge"
-  sed -e "s#@STATE@#$TENX_STATE#g" -e "s#@TEMP@#$temp#g" "$LOCAL_DIR/nginx/nginx.conf" >"$(edge_conf)"
-  nginx -t -q -c "$(edge_conf)" -e "$LOG_DIR/edge-error.log" || die "edge: nginx config is invalid"
-  nginx -c "$(edge_conf)" -e "$LOG_DIR/edge-error.log" || die "edge: nginx did not start"
-  wait_for edge 20 test -s "$RUN_DIR/nginx.pid"
-  cp "$RUN_DIR/nginx.pid" "$(pidfile edge)"
-  wait_for edge 20 http_ok http://127.0.0.1:8080/healthz
+  if ! is_up edge; then
+    require_free_port edge 8080
+    ensure_user www-data
+    temp=$(user_dir www-data edge-temp)
+    mkdir -p "$TENX_STATE/edge"
+    sed -e "s#@STATE@#$TENX_STATE#g" -e "s#@TEMP@#$temp#g" "$LOCAL_DIR/nginx/nginx.conf" >"$(edge_conf)"
+    nginx -t -q -c "$(edge_conf)" -e "$LOG_DIR/edge-error.log" || die "edge: nginx config is invalid"
+    # The master in the foreground; SIGQUIT lets the workers finish their requests.
+    spawn edge --stop QUIT 20 --before "$EDGE_ORPHANS" -- \
+      nginx -c "$(edge_conf)" -e "$LOG_DIR/edge-error.log" -g "daemon off;"
+  fi
+  wait_for edge 20 ready_edge
 }
 
-down_edge() { stop_named edge "$(edge_conf)" QUIT 20; rm -f "$RUN_DIR/nginx.pid"; }
+# A master killed with SIGKILL leaves its workers serving on the port (they
+# do not watch their parent): before a new master starts, the edge's own
+# orphaned workers (parent 1, nginx workers, listening on 8080) are ended.
+EDGE_ORPHANS='for pid in $(ss -ltnpH "sport = :8080" | grep -o "pid=[0-9]*" | cut -d= -f2 | sort -u); do
+  [[ $(ps -o ppid= -p "$pid" | tr -d " ") == 1 && $(ps -o args= -p "$pid") == "nginx: worker process" ]] \
+    && kill -TERM "$pid"
+done
+for i in $(seq 50); do ss -ltnH "sport = :8080" | grep -q . || break; sleep 0.1; done'
 
-status_edge() { status_line edge "$(live_pid edge "$(edge_conf)")" 8080 "nginx $(nginx -v 2>&1 | cut -d/ -f2)"; }
+ready_edge() { http_ok http://127.0.0.1:8080/healthz; }
+
+status_edge() { status_line edge 8080 "nginx $(nginx -v 2>&1 | cut -d/ -f2)"; }

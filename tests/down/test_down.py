@@ -1,4 +1,5 @@
-"""`make down` leaves no process of the project running and frees every port.
+"""`make down` leaves no process of the project running (supervisord and
+everything it runs, their children too) and frees every port.
 
 This layer runs last in `make test`: it stops the stack that the others used.
 """
@@ -8,7 +9,6 @@ import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-STATE = Path(os.environ.get("TENX_STATE", ROOT / ".state"))
 PORTS = (
     5432,
     5433,
@@ -77,17 +77,24 @@ def _listening(port: int) -> bool:
     return bool(out.strip())
 
 
+def _up() -> dict[str, int]:
+    """Every process the stack's supervisor runs, and supervisord: name -> pid."""
+    listed = subprocess.run(
+        [str(ROOT / "deploy/local/stack"), "pids"], capture_output=True, text=True, check=True
+    ).stdout
+    return {name: int(pid) for name, pid in (line.split() for line in listed.splitlines())}
+
+
 def test_down_stops_every_process_and_frees_every_port() -> None:
-    pid_files = sorted((STATE / "run").glob("*.pid"))
-    pids = {f.stem: int(f.read_text().split()[0]) for f in pid_files}
-    assert len(pids) >= 13, f"the stack was not fully up: {sorted(pids)}"
+    pids = _up()
+    assert len(pids) == 21, f"the stack was not fully up: {sorted(pids)}"
     children = {name: _descendants(pid) for name, pid in pids.items()}
 
-    subprocess.run([str(ROOT / "deploy/local/stack"), "down"], check=True, timeout=300)
+    subprocess.run([str(ROOT / "deploy/local/stack"), "down"], check=True, timeout=400)
 
     still = {name: pid for name, pid in pids.items() if _alive(pid)}
     assert still == {}
     orphans = {name: [c for c in kids if _alive(c)] for name, kids in children.items()}
     assert {name: kids for name, kids in orphans.items() if kids} == {}
     assert [port for port in PORTS if _listening(port)] == []
-    assert list((STATE / "run").glob("*.pid")) == []
+    assert _up() == {}

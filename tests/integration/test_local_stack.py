@@ -1,9 +1,12 @@
-"""Bad local state is detected and explained, never ignored: a port held by
-another program, a stale pid file, a half-finished download."""
+"""The local stack's own behaviour: bad local state is detected and explained,
+never ignored (a port held by another program, a half-finished download);
+every process runs under its supervisor, which starts one that died again."""
 
 import os
+import signal
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,26 +40,48 @@ def test_port_taken_by_another_program_is_refused_with_its_name(tmp_path: Path) 
     assert f"pid={os.getpid()}" in result.stderr  # the holder is named
 
 
-def test_stale_pid_file_is_explained_and_removed(tmp_path: Path) -> None:
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    (tmp_path / "run").mkdir()
-    pid_file = tmp_path / "run/redis.pid"
-    pid_file.write_text(f"{dead.pid}\n")
-    result = _bash('echo "pid=[$(live_pid redis redis-server)]"', state=tmp_path)
-    assert result.returncode == 0
-    assert "pid=[]" in result.stdout
-    assert "stale pid file" in result.stderr
-    assert not pid_file.exists()
+def _stack(*args: str) -> str:
+    return subprocess.run(
+        [str(LOCAL / "stack"), *args], capture_output=True, text=True, check=True, timeout=300
+    ).stdout
 
 
-def test_pid_reused_by_another_program_is_not_taken_for_ours(tmp_path: Path) -> None:
-    (tmp_path / "run").mkdir()
-    pid_file = tmp_path / "run/kafka.pid"
-    pid_file.write_text(f"{os.getpid()}\n")  # alive, but pytest, not Kafka
-    result = _bash('echo "pid=[$(live_pid kafka kafka.Kafka)]"', state=tmp_path)
-    assert "pid=[]" in result.stdout
-    assert "stale pid file" in result.stderr
+def _status_of(name: str) -> list[str]:
+    return next(line.split() for line in _stack("status").splitlines() if line.split()[0] == name)
+
+
+def test_a_killed_process_is_started_again_by_the_supervisor_and_counted() -> None:
+    name = "search-indexer-relay"
+    before = int(_status_of(name)[_status_of(name).index("restarts") + 1])
+    pid = int(_stack("pid", name))
+    os.kill(pid, signal.SIGKILL)
+    started = time.monotonic()
+    _stack("wait", name, "60")  # nobody but the supervisor starts it
+    assert time.monotonic() - started < 60
+    assert int(_stack("pid", name)) != pid
+    status = _status_of(name)
+    assert status[1] == "RUNNING"
+    assert int(status[status.index("restarts") + 1]) == before + 1
+
+
+def test_a_stopped_component_stays_stopped_until_started() -> None:
+    name = "mailpit"
+    _stack("stop", name)
+    try:
+        assert _status_of(name)[1] == "STOPPED"
+        time.sleep(2)  # the supervisor leaves a stopped program alone
+        assert _status_of(name)[1] == "STOPPED"
+        assert subprocess.run([str(LOCAL / "stack"), "pid", name], capture_output=True).returncode
+    finally:
+        _stack("start", name)
+    assert _status_of(name)[1] == "RUNNING"
+
+
+def test_an_unknown_component_is_refused_with_the_list() -> None:
+    stack = str(LOCAL / "stack")
+    result = subprocess.run([stack, "stop", "nosuch"], capture_output=True, text=True, check=False)
+    assert result.returncode == 1
+    assert "one of: postgres-primary postgres-replica redis" in result.stderr
 
 
 def test_half_finished_download_is_detected_and_redone(tmp_path: Path) -> None:
