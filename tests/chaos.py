@@ -45,6 +45,7 @@ from tests.stack import (
     bearer,
     index_differences,
     log_in,
+    new_product,
     pid_of,
     sign_up,
     stack,
@@ -75,6 +76,7 @@ class Run:
     replayed_other: list[tuple[str, str, str]] = field(default_factory=list)  # key, first, again
     replay_refused: Counter[int] = field(default_factory=Counter)  # status (0: no answer)
     refused: Counter[int] = field(default_factory=Counter)  # final non-201 answers
+    answers: Counter[int] = field(default_factory=Counter)  # every answer (0: none)
     retries: int = 0
     kills: list[str] = field(default_factory=list)
     recovered_s: dict[str, float] = field(default_factory=dict)  # kill -> ready again
@@ -85,20 +87,10 @@ async def setup(edge: httpx.AsyncClient, orders: int) -> Run:
     operator = await admin(edge)
     stock = max(50, orders // 4)  # enough that stock rarely runs out, not never
     for n in range(PRODUCTS):
-        made = await edge.post(
-            "/v1/products",
-            headers=operator,
-            json={
-                "sku": f"CHAOS-{uuid.uuid4().hex[:10]}",
-                "name": f"Chaos item {n}",
-                "category": "kitchen",
-                "price_cents": 500 + n,
-                "currency": "EUR",
-                "stock": stock,
-            },
+        made = await new_product(
+            edge, operator, stock, sku=f"CHAOS-{uuid.uuid4().hex[:10]}", price_cents=500 + n
         )
-        assert made.status_code == 201, made.text
-        run.products[made.json()["id"]] = stock
+        run.products[made] = stock
     for _ in range(USERS):
         email, pair = await sign_up(edge, "chaos")
         run.users.append((email, bearer(pair["access_token"])))
@@ -120,6 +112,7 @@ async def send(
             )
         except httpx.TransportError:
             answer = None
+        run.answers[answer.status_code if answer is not None else 0] += 1
         if answer is not None and answer.status_code == 401:
             run.users[n % USERS] = (email, await log_in(edge, email, STRONG))
         elif answer is not None and answer.status_code < 500 and answer.status_code != 429:
@@ -412,6 +405,15 @@ async def check(
             f"{len(made)} orders, {len(stored)} keys answered 201 naming {len(named)}, "
             f"{len(run.placed)} given to clients; without a key: {len(made - named)}, "
             f"keyed but missing: {len(named - made)}",
+        )
+    )
+    # A dependency that is down is a 503 (or the edge's 502 for an instance
+    # killed mid-request), never the 500 of an unhandled error.
+    results.append(
+        (
+            "no answer is a 500",
+            run.answers[500] == 0,
+            ", ".join(f"{status or 'none'}: {n}" for status, n in sorted(run.answers.items())),
         )
     )
     return results

@@ -1,7 +1,9 @@
-"""Unit tests build apps around fakes: a bootstrap that yields fake checks."""
+"""Unit tests build apps around fakes: a bootstrap that yields fake checks,
+and loopback ports for real clients to fail against."""
 
+import asyncio
 import os
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -54,3 +56,40 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name)
     for prefix in ("API", "AUTH", "NOTIFY", "SEARCH_INDEXER"):
         monkeypatch.setenv(f"TENX_{prefix}_TRACING_ENABLED", "false")
+
+
+# Ports for clients to fail against, on loopback: nothing listens on port 1;
+# ``silent`` accepts and never answers (a server that hangs); ``hangs_up``
+# accepts and closes at once (a server that goes away).
+CLOSED = "127.0.0.1:1"
+
+
+Connection = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def _listening(handle: Connection) -> tuple[asyncio.Server, str]:
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+
+@pytest.fixture
+async def silent() -> AsyncIterator[str]:
+    async def wait_for_the_client_to_give_up(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await reader.read()
+        writer.close()
+
+    server, address = await _listening(wait_for_the_client_to_give_up)
+    yield address
+    server.close()
+
+
+@pytest.fixture
+async def hangs_up() -> AsyncIterator[str]:
+    async def close(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    server, address = await _listening(close)
+    yield address
+    server.close()

@@ -152,7 +152,7 @@ class DownSearch:
 @pytest.mark.parametrize(
     ("error", "status", "code"),
     [
-        (ConnectionError("connection refused"), 503, "search_unavailable"),
+        (ConnectionError("connection refused"), 503, "elasticsearch_unavailable"),
         (
             ApiError(
                 "search_phase_execution_exception",
@@ -173,7 +173,7 @@ class DownSearch:
                 body={},
             ),
             503,
-            "search_unavailable",
+            "elasticsearch_unavailable",
         ),
     ],
 )
@@ -187,3 +187,6 @@ async def test_an_elasticsearch_failure_is_a_problem_never_a_500(
         with pytest.raises(ProblemError) as refused:
             await call
         assert (refused.value.status, refused.value.code) == (status, code)
+        if status == 503:
+            assert refused.value.extensions == {"dependency": "elasticsearch"}
+            assert refused.value.headers == {"Retry-After": "2"}

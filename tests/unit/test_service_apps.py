@@ -50,3 +50,22 @@ def test_readyz_names_dependencies_down_when_nothing_listens(
         "kafka": "down",
         "smtp": "down",
     }
+
+
+@pytest.mark.parametrize("factory", [create_api, create_auth, create_notify, create_indexer])
+def test_every_operation_documents_the_503_of_a_dependency_down(
+    factory: type[FastAPI],
+) -> None:
+    document = TestClient(factory()).get("/openapi.json").json()
+    problem = document["components"]["schemas"]["Problem"]
+    assert problem["properties"]["dependency"]["enum"] == [
+        "postgres",
+        "redis",
+        "kafka",
+        "elasticsearch",
+    ]
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            unavailable = operation["responses"]["503"]
+            assert "application/problem+json" in unavailable["content"], (method, path)
+            assert "Retry-After" in unavailable["headers"], (method, path)

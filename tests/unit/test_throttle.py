@@ -1,5 +1,6 @@
-"""The rate-limit middleware when Redis cannot be reached: 503 problem+json
-with Retry-After, and the request never reaches its handler."""
+"""The rate-limit middleware when Redis cannot be reached: the 503 of any
+dependency that is down (redis_unavailable, Retry-After), and the request never
+reaches its handler."""
 
 from types import SimpleNamespace
 from typing import Any
@@ -32,6 +33,7 @@ def test_limits_that_cannot_be_checked_refuse_with_503() -> None:
 
     assert answer.status_code == 503
     assert answer.headers["content-type"] == "application/problem+json"
-    assert answer.headers["retry-after"] == "1"
-    assert answer.json()["code"] == "rate_limit_unavailable"
+    assert answer.headers["retry-after"] == "2"
+    assert answer.json()["code"] == "redis_unavailable"
+    assert answer.json()["dependency"] == "redis"
     assert reached == []

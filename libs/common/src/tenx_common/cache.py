@@ -12,6 +12,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tenx_common.health import Check
 from tenx_common.settings import RedisSettings
@@ -22,19 +23,27 @@ log = logging.getLogger(__name__)
 
 def create_redis(settings: RedisSettings) -> Redis:
     """A client over a bounded pool: past ``redis_max_connections`` callers wait
-    (up to 5 s) for a free connection instead of failing. A command that meets
-    a lost connection (Redis restarted; every pooled socket is dead) is sent
-    again on a new one, twice at most: without it each dead socket costs one
-    failed request. A retried write may land twice; what we write (cache
-    fills, rate-limit tokens, denylist entries) tolerates that."""
+    (up to ``redis_pool_timeout_s``) for a free connection instead of failing.
+    A command that meets a lost connection (Redis restarted; every pooled
+    socket is dead) is sent again on a new one, twice at most: without it each
+    dead socket costs one failed request. A retried write may land twice; what
+    we write (cache fills, rate-limit tokens, denylist entries) tolerates that.
+    A timeout is not retried: redis-py retries a connect inside each command's
+    retries, so a Redis that accepts and never answers would cost nine
+    timeouts; it costs one."""
     pool = BlockingConnectionPool.from_url(
         settings.redis_url,
         password=settings.redis_password.get_secret_value() or None,
         max_connections=settings.redis_max_connections,
-        timeout=5,
-        socket_connect_timeout=2,
+        timeout=settings.redis_pool_timeout_s,
+        socket_connect_timeout=settings.redis_connect_timeout_s,
+        socket_timeout=settings.redis_socket_timeout_s,
         health_check_interval=30,
-        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
+        retry=Retry(
+            ExponentialBackoff(cap=0.5, base=0.05),
+            retries=2,
+            supported_errors=(RedisConnectionError,),
+        ),
     )
     return TracedRedis.from_pool(pool)
 

@@ -40,14 +40,29 @@ class Engines:
         yield from (used, size)
 
 
-def _engine(url: URL) -> AsyncEngine:
-    return trace_engine(create_async_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5))
+def bounded_waits(settings: PostgresSettings) -> dict[str, Any]:
+    """``create_async_engine`` options that bound how long a caller waits for a
+    database that cannot be reached: asyncpg's connect (TCP, TLS and sign-in),
+    and a checkout from a pool with no free connection. Statements themselves
+    have no timeout (migrations and exports run long)."""
+    return {
+        "pool_timeout": settings.database_pool_timeout_s,
+        "connect_args": {"timeout": settings.database_connect_timeout_s},
+    }
+
+
+def _engine(url: URL, settings: PostgresSettings) -> AsyncEngine:
+    return trace_engine(
+        create_async_engine(
+            url, pool_pre_ping=True, pool_size=5, max_overflow=5, **bounded_waits(settings)
+        )
+    )
 
 
 def create_engines(settings: PostgresSettings) -> Engines:
     return Engines(
-        primary=_engine(settings.primary_url()),
-        replicas=[_engine(url) for url in settings.replica_url_list()],
+        primary=_engine(settings.primary_url(), settings),
+        replicas=[_engine(url, settings) for url in settings.replica_url_list()],
     )
 
 

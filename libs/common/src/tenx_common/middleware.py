@@ -2,11 +2,12 @@
 RED metrics, all in one layer (each ASGI layer wraps every message again).
 
 The server span honours an incoming W3C ``traceparent``; it is named by the
-route template once routing has matched. An unhandled exception becomes a 500
-problem that still carries the request id, so no stack trace reaches a client.
+route template once routing has matched. An unhandled exception becomes a
+problem that still carries the request id (a 503 when a dependency is down, else
+a 500: ``tenx_common.problems.unhandled_problem``), so no stack trace reaches a
+client.
 """
 
-import logging
 import random
 import re
 import time
@@ -20,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tenx_common.logging import log_access, request_id_var
 from tenx_common.metrics import Metrics
-from tenx_common.problems import ProblemError, problem_response
+from tenx_common.problems import ProblemError, problem_response, unhandled_problem
 
 REQUEST_ID_HEADER = b"x-request-id"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -28,8 +29,6 @@ _QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})  # not logged, not
 _TRACE_HEADERS = frozenset({b"traceparent", b"tracestate"})
 _NUL = "\x00"
 _NUL_ESCAPE = b"\\u0000"  # JSON's escape of it
-
-log = logging.getLogger("tenx.access")
 
 
 class RequestContextMiddleware:
@@ -66,14 +65,12 @@ class RequestContextMiddleware:
                     return
                 await self.app(scope, _refusing_nul(receive), send_with_id)
             except Exception as exc:
-                log.exception("unhandled error", extra={"path": scope["path"]})
                 if span is not None:
                     span.record_exception(exc)
-                if response_started:
+                problem = unhandled_problem(exc, method=scope["method"], path=scope["path"])
+                if response_started:  # too late for a problem: the connection is dropped
                     raise
-                await problem_response(
-                    status=500, code="internal_error", detail="An unexpected error occurred."
-                )(scope, receive, send_with_id)
+                await problem.response()(scope, receive, send_with_id)
             finally:
                 self._record(scope, span, status, time.perf_counter() - started)
                 request_id_var.reset(token)

@@ -8,11 +8,12 @@ answers to every operation with one ``Problem`` schema, and documents a
 token as optional where a route takes one but does not need it.
 """
 
-from typing import Any
+from typing import Any, get_args
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from tenx_common.outages import Dependency
 from tenx_common.security import OPTIONAL_SCHEME
 
 PROBLEM = {
@@ -27,7 +28,16 @@ PROBLEM = {
         "detail": {"type": "string"},
         "request_id": {"type": "string"},
         "errors": {"type": "array", "items": {"type": "object"}},
+        "dependency": {
+            "type": "string",
+            "description": "On a 503: the dependency that is down",
+            "enum": list(get_args(Dependency)),
+        },
     },
+}
+# A 429 and a 503 say how many seconds to wait (not every 503 does: the edge's own).
+RETRY_AFTER = {
+    "Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer", "minimum": 0}}
 }
 ERRORS = {
     "400": "The request is malformed",
@@ -39,7 +49,7 @@ ERRORS = {
     "413": "The body is larger than 1 MiB",
     "422": "The request is not valid",
     "429": "Too many requests; see Retry-After",
-    "503": "A dependency is unavailable; retry shortly",
+    "503": "A dependency is unavailable (`dependency` names it); retry after Retry-After",
 }
 
 
@@ -67,6 +77,8 @@ def describe(schema: dict[str, Any]) -> dict[str, Any]:
             responses = operation.setdefault("responses", {})
             for code, description in ERRORS.items():
                 responses[code] = {"description": description, "content": problem}
+                if code in ("429", "503"):
+                    responses[code]["headers"] = RETRY_AFTER
             security = operation.get("security", [])
             if any(OPTIONAL_SCHEME in requirement for requirement in security):
                 operation["security"] = [{}, {"HTTPBearer": []}]

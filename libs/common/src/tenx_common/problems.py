@@ -1,7 +1,11 @@
 """RFC 9457 problem details for every error a service returns.
 
 Each problem has a stable ``code`` and a ``type`` URI built from it, so clients
-can branch on either. Unhandled exceptions become a 500 without a stack trace.
+can branch on either. An exception no handler answered is a 503 when it says a
+dependency is down (``tenx_common.outages``: ``database_unavailable``,
+``redis_unavailable``, ``kafka_unavailable``, ``elasticsearch_unavailable``,
+with ``dependency`` and ``Retry-After``; one warning line), and otherwise a 500
+``internal_error`` (logged with its stack trace). Neither body holds a trace.
 """
 
 import logging
@@ -16,9 +20,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from tenx_common.logging import request_id_var
+from tenx_common.outages import Dependency, find_outage
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_PREFIX = "urn:tenx:problem:"
+# What a client is told to wait, in seconds, while something it needs is down.
+RETRY_AFTER_S = 2
+UNAVAILABLE_CODES: dict[Dependency, str] = {
+    "postgres": "database_unavailable",
+    "redis": "redis_unavailable",
+    "kafka": "kafka_unavailable",
+    "elasticsearch": "elasticsearch_unavailable",
+}
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +40,58 @@ class ProblemError(Exception):
     """Raised by handlers to answer with a specific problem."""
 
     def __init__(
-        self, *, status: int, code: str, detail: str, headers: Mapping[str, str] | None = None
+        self,
+        *,
+        status: int,
+        code: str,
+        detail: str,
+        headers: Mapping[str, str] | None = None,
+        extensions: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
         self.code = code
         self.detail = detail
         self.headers = headers
+        self.extensions = extensions or {}
+
+    def response(self) -> JSONResponse:
+        return problem_response(
+            status=self.status,
+            code=self.code,
+            detail=self.detail,
+            headers=self.headers,
+            **self.extensions,
+        )
+
+
+def unavailable(*, dependency: Dependency) -> ProblemError:
+    """The answer while ``dependency`` cannot be reached: retry shortly."""
+    return ProblemError(
+        status=503,
+        code=UNAVAILABLE_CODES[dependency],
+        detail=f"A service this request needs ({dependency}) is unavailable; retry shortly.",
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+        extensions={"dependency": dependency},
+    )
+
+
+def unhandled_problem(exc: Exception, *, method: str, path: str) -> ProblemError:
+    """What an exception no handler answered becomes, logged: 503 when a
+    dependency is down (one line, no trace: it is not a bug), else 500."""
+    outage = find_outage(exc)
+    if outage is not None:
+        log.warning(
+            "%s unavailable on %s %s: %s",
+            outage.dependency,
+            method,
+            path,
+            outage.summary(),
+            extra={"dependency": outage.dependency},
+        )
+        return unavailable(dependency=outage.dependency)
+    log.error("unhandled error on %s %s", method, path, exc_info=exc)
+    return ProblemError(status=500, code="internal_error", detail="An unexpected error occurred.")
 
 
 def problem_response(
@@ -98,16 +156,11 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def _problem_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ProblemError)
-    return problem_response(
-        status=exc.status, code=exc.code, detail=exc.detail, headers=exc.headers
-    )
+    return exc.response()
 
 
 async def _unhandled_error(request: Request, exc: Exception) -> JSONResponse:
-    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return problem_response(
-        status=500, code="internal_error", detail="An unexpected error occurred."
-    )
+    return unhandled_problem(exc, method=request.method, path=request.url.path).response()
 
 
 def install_problem_handlers(app: FastAPI) -> None:

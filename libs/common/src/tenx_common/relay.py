@@ -38,7 +38,9 @@ from sqlalchemy import Table, Text, cast, delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tenx_common.app import create_service_app
+from tenx_common.db import bounded_waits
 from tenx_common.health import Check
+from tenx_common.outages import find_outage
 from tenx_common.periodic import stop_task
 from tenx_common.settings import KafkaSettings, PostgresSettings, RelaySettings, ServiceSettings
 from tenx_common.telemetry import setup_telemetry
@@ -159,7 +161,7 @@ class Relay:
     async def run(self) -> None:
         """Publish until stopped. A broker or database that fails is retried
         (with backoff, up to 10 s), never fatal: ``connected`` says whether
-        the relay is publishing now (its readiness)."""
+        the relay is publishing now, its last batch included (its readiness)."""
         telemetry = setup_telemetry(self.settings)
         tracer = telemetry.tracer("tenx.outbox")
         backoff_s = 0.5
@@ -167,8 +169,8 @@ class Relay:
             while not self.stopping.is_set():
                 try:
                     await self._session(tracer)
-                except Exception:
-                    log.exception("outbox relay for %s failed; starting over", self.table.name)
+                except Exception as exc:
+                    _log_failure(exc, f"outbox relay for {self.table.name} failed; starting over")
                 backoff_s = 0.5 if self.connected else min(backoff_s * 2, 10.0)
                 self.connected = False
                 with contextlib.suppress(TimeoutError):
@@ -179,7 +181,9 @@ class Relay:
 
     async def _session(self, tracer: Tracer) -> None:
         settings = self.settings
-        engine = create_async_engine(settings.primary_url(), pool_size=2, max_overflow=0)
+        engine = create_async_engine(
+            settings.primary_url(), pool_size=2, max_overflow=0, **bounded_waits(settings)
+        )
         producer = AIOKafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap_servers,
             acks="all",
@@ -205,14 +209,16 @@ class Relay:
                 published = await publish_batch(
                     engine, self.table, producer, tracer, batch_size=settings.outbox_batch_size
                 )
+                self.connected = True
                 self.published_total += published
                 if time.monotonic() >= next_sweep:
                     await sweep_published(
                         engine, self.table, retention_s=settings.outbox_retention_s
                     )
                     next_sweep = time.monotonic() + 60
-            except Exception:
-                log.exception("outbox relay: a batch failed; retrying")
+            except Exception as exc:
+                self.connected = False  # not ready while PostgreSQL or Kafka fails it
+                _log_failure(exc, "outbox relay: a batch failed; retrying")
                 published = 0
                 await asyncio.sleep(1.0)
             if published >= settings.outbox_batch_size:
@@ -229,6 +235,15 @@ class Relay:
     async def check(self) -> None:
         if not self.connected:
             raise ConnectionError("the relay is not connected to PostgreSQL and Kafka")
+
+
+def _log_failure(exc: Exception, what: str) -> None:
+    """A dependency that is down in one warning line; anything else with its trace."""
+    outage = find_outage(exc)
+    if outage is None:
+        log.exception(what)
+    else:
+        log.warning("%s: %s unavailable: %s", what, outage.dependency, outage.summary())
 
 
 @dataclass

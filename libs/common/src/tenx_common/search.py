@@ -24,7 +24,11 @@ from tenx_common.settings import ElasticsearchSettings
 
 
 def create_elasticsearch(settings: ElasticsearchSettings) -> AsyncElasticsearch:
-    return AsyncElasticsearch(settings.elasticsearch_url, request_timeout=5, max_retries=1)
+    return AsyncElasticsearch(
+        settings.elasticsearch_url,
+        request_timeout=settings.elasticsearch_request_timeout_s,
+        max_retries=1,  # a refused connection once more; a timeout is not retried
+    )
 
 
 def elasticsearch_check(client: AsyncElasticsearch) -> Check:

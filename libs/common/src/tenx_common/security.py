@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from tenx_common.problems import ProblemError
+from tenx_common.problems import RETRY_AFTER_S, ProblemError
 from tenx_common.tokens import (
     PRINCIPAL_STATE,
     InvalidTokenError,
@@ -47,7 +47,7 @@ async def current_principal(
             status=503,
             code="auth_unavailable",
             detail="Access tokens cannot be checked right now; retry shortly.",
-            headers={"Retry-After": "2"},
+            headers={"Retry-After": str(RETRY_AFTER_S)},
         ) from None
     except InvalidTokenError as exc:
         log.info("access token refused: %s", exc)

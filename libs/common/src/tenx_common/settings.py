@@ -71,6 +71,12 @@ class PostgresSettings(BaseSettings):
     database_url: str = "postgresql+asyncpg://tenx@127.0.0.1:5432/tenx"
     database_password: SecretStr = SecretStr("")
     replica_urls: list[str] = Field(default_factory=list)
+    # How long a request waits for a database it cannot reach before it is
+    # answered 503 database_unavailable: asyncpg's connect (TCP, TLS, sign-in;
+    # its own default is 60 s), and a checkout from a pool whose connections
+    # are all in use (SQLAlchemy's default is 30 s). No statement timeout.
+    database_connect_timeout_s: float = Field(default=3.0, gt=0)
+    database_pool_timeout_s: float = Field(default=5.0, gt=0)
 
     def primary_url(self) -> URL:
         return self._with_password(self.database_url)
@@ -86,6 +92,12 @@ class RedisSettings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_password: SecretStr = SecretStr("")
     redis_max_connections: int = Field(default=64, ge=1)
+    # The waits before a request is answered 503 redis_unavailable: connecting,
+    # each command's reply (pub/sub's blocking reads are exempt), and a free
+    # connection from a pool at redis_max_connections.
+    redis_connect_timeout_s: float = Field(default=2.0, gt=0)
+    redis_socket_timeout_s: float = Field(default=2.0, gt=0)
+    redis_pool_timeout_s: float = Field(default=5.0, gt=0)
 
 
 class KafkaSettings(BaseSettings):
@@ -102,6 +114,9 @@ class RelaySettings(BaseSettings):
 
 class ElasticsearchSettings(BaseSettings):
     elasticsearch_url: str = "http://127.0.0.1:9200"
+    # A whole request, connecting included (searches and the indexer's bulk
+    # writes alike); a timed-out request is not retried.
+    elasticsearch_request_timeout_s: float = Field(default=5.0, gt=0)
 
 
 class SmtpSettings(BaseSettings):

@@ -4,8 +4,8 @@ by route class, in Redis so every instance shares them.
 Allowed responses carry ``RateLimit-Limit``, ``RateLimit-Remaining`` and
 ``RateLimit-Reset`` for the tighter bucket; a refusal is 429 problem+json with
 ``Retry-After`` too. While Redis cannot be reached the limits cannot be
-checked, and a request is refused with 503 problem+json and ``Retry-After``
-rather than let through unlimited (or answered with a bare 500).
+checked, and a request is refused with the 503 of any dependency that is down
+(``redis_unavailable``, ``Retry-After``) rather than let through unlimited.
 """
 
 import logging
@@ -13,7 +13,7 @@ import logging
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tenx_common.problems import problem_response
+from tenx_common.problems import problem_response, unavailable
 from tenx_common.ratelimit import BucketVerdict, Rate, TokenBuckets
 from tenx_common.settings import RateLimitSettings
 from tenx_common.tokens import (
@@ -70,14 +70,8 @@ class RateLimitMiddleware:
                 for kind, who in subjects
             ]
         except RedisError as error:
-            log.warning("rate limits cannot be checked: %r", error)
-            response = problem_response(
-                status=503,
-                code="rate_limit_unavailable",
-                detail="Rate limits cannot be checked right now; retry shortly.",
-                headers={"Retry-After": "1"},
-            )
-            await response(scope, receive, send)
+            log.warning("redis unavailable: rate limits cannot be checked: %r", error)
+            await unavailable(dependency="redis").response()(scope, receive, send)
             return
         tightest = min(verdicts, key=lambda v: (v.allowed, v.remaining))
         headers = _headers(tightest)

@@ -17,7 +17,7 @@ from typing import Any
 from elasticsearch import ApiError, AsyncElasticsearch, NotFoundError, TransportError
 
 from tenx_common.pagination import decode_cursor, encode_cursor
-from tenx_common.problems import ProblemError
+from tenx_common.problems import ProblemError, unavailable
 from tenx_common.search import PRODUCTS
 
 SORTS: dict[str, list[dict[str, str]]] = {
@@ -207,9 +207,4 @@ def _cents(bound: float | None) -> int | None:
 def _unavailable(exc: Exception) -> ProblemError:
     if isinstance(exc, ApiError) and 400 <= exc.status_code < 500 and exc.status_code != 429:
         return ProblemError(status=400, code="invalid_search", detail="The search was refused.")
-    return ProblemError(
-        status=503,
-        code="search_unavailable",
-        detail="Search is unavailable for the moment; try again shortly.",
-        headers={"Retry-After": "5"},
-    )
+    return unavailable(dependency="elasticsearch")  # down, overloaded (429) or failing (5xx)

@@ -10,6 +10,7 @@ from fastapi.responses import StreamingResponse
 from tenx_common.app import handler_deps
 from tenx_common.problems import ProblemError
 from tenx_common.security import AdminUser, CurrentUser
+from tenx_common.streams import open_stream
 from tenx_notify.domain.preferences import PreferencesIn
 from tenx_notify.domain.webhooks import WebhookIn
 from tenx_notify.service_layer import deliveries, feed, preferences, webhooks
@@ -53,7 +54,7 @@ async def stream(
         heartbeat_s=deps.settings.sse_heartbeat_s,
     )
     return StreamingResponse(
-        events,
+        await open_stream(events),  # subscribed and the backlog read: else a problem, not a 200
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )

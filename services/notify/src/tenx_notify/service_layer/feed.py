@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenx_common.pagination import decode_cursor, encode_cursor
 from tenx_common.periodic import stop_task
-from tenx_common.problems import ProblemError
+from tenx_common.problems import ProblemError, unavailable
 from tenx_notify.adapters.orm import Notification
 
 log = logging.getLogger(__name__)
@@ -154,13 +154,18 @@ async def stream(
     last_event_id: int | None,
     heartbeat_s: float,
 ) -> AsyncIterator[str]:
-    """The events of one client's stream, until it goes away."""
+    """The events of one client's stream, until it goes away. Everything that
+    needs Redis or the database to start happens before the first event."""
     async with hub.subscribe(user_id) as queue:
-        async with asyncio.timeout(10):
-            await hub.ready.wait()
+        try:
+            async with asyncio.timeout(10):
+                await hub.ready.wait()
+        except TimeoutError:
+            raise unavailable(dependency="redis") from None  # the hub cannot subscribe
         last = last_event_id if last_event_id is not None else await latest_seq(engine, user_id)
+        backlog = await since(engine, user_id, last)
         yield "retry: 2000\n\n"
-        for document in await since(engine, user_id, last):
+        for document in backlog:
             last = document["seq"]
             yield sse(document)
         while True:

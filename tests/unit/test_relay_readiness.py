@@ -1,0 +1,39 @@
+"""An outbox relay is not ready while its batches fail (the database went away
+after it connected): its /readyz says so."""
+
+import asyncio
+import contextlib
+from typing import Any
+
+import pytest
+from opentelemetry.trace import NoOpTracer
+from sqlalchemy import MetaData
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from tenx_common.outbox import outbox_table
+from tenx_common.relay import Relay
+from tenx_common.settings import KafkaSettings, PostgresSettings, RelaySettings, ServiceSettings
+from tests.unit.conftest import CLOSED
+
+
+class RelayedSettings(PostgresSettings, KafkaSettings, RelaySettings, ServiceSettings):
+    service_name: str = "fake"
+    tracing_enabled: bool = False
+
+
+async def test_a_relay_whose_batches_fail_is_not_ready() -> None:
+    relay = Relay(RelayedSettings(), outbox_table(MetaData()))
+    relay.connected = True  # it had connected; then the database went away
+    engine = create_async_engine(f"postgresql+asyncpg://x@{CLOSED}/x")
+    producer: Any = None  # never reached: the batch fails on the database first
+    loop = asyncio.create_task(relay._loop(engine, producer, NoOpTracer()))
+    try:
+        await asyncio.sleep(0.1)
+        assert not relay.connected
+        with pytest.raises(ConnectionError, match="not connected"):
+            await relay.check()
+    finally:
+        loop.cancel()  # it naps a second after a failed batch
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop
+        await engine.dispose()
