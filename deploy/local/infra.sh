@@ -164,7 +164,7 @@ up_mailpit() {
     mkdir -p "$TENX_STATE/mailpit"
     spawn mailpit --stop TERM 20 -- "$MAILPIT_BIN" --listen 127.0.0.1:8025 --smtp 127.0.0.1:1025 \
       --database "$TENX_STATE/mailpit/mailpit.db" --max 50000 --smtp-auth-accept-any \
-      --smtp-auth-allow-insecure
+      --smtp-auth-allow-insecure --disable-version-check  # it calls out to GitHub otherwise
   fi
   wait_for mailpit 30 ready_mailpit
 }

@@ -117,6 +117,38 @@ async def test_a_confirmed_order_is_one_email_and_one_feed_entry(
     assert (await feed())[0]["read_at"] is not None
 
 
+async def test_an_order_confirmed_before_its_customer_is_known_is_still_emailed(
+    edge: httpx.AsyncClient, mailpit: httpx.AsyncClient
+) -> None:
+    # auth.users and orders.orders are two topics: nothing orders a sign-up's
+    # event before the confirmation of the order placed a second later. Hold
+    # the sign-up back (its relay stopped) so the confirmation arrives first.
+    product = await new_product(edge, await admin(edge), stock=5)
+    await stack("stop", "auth-relay")
+    try:
+        email, user = await sign_up(edge)
+        order_id = await order(edge, user, product)
+
+        async def in_feed() -> bool:
+            feed = (await edge.get("/v1/notifications", headers=user)).json()["items"]
+            return any(item["data"]["order_id"] == order_id for item in feed)
+
+        await eventually(in_feed)  # notify has handled the confirmation
+        assert await mails_to(mailpit, email) == []  # no address yet to send it to
+    finally:
+        await stack("start", "auth-relay")
+
+    async def both() -> list[str] | None:
+        subjects = sorted(m["Subject"] for m in await mails_to(mailpit, email))
+        return subjects if len(subjects) >= 2 else None
+
+    subjects = await eventually(both)
+    await asyncio.sleep(2)  # and nothing more after that
+    assert sorted(m["Subject"] for m in await mails_to(mailpit, email)) == subjects
+    assert subjects.count("Your order is confirmed") == 1, subjects
+    assert len(subjects) == 2, subjects
+
+
 async def test_preferences_choose_the_channels(
     edge: httpx.AsyncClient, mailpit: httpx.AsyncClient
 ) -> None:

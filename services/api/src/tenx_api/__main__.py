@@ -3,13 +3,15 @@
 from tenx_api.adapters.orm import dead_letters, outbox
 from tenx_api.app import create_app
 from tenx_api.bootstrap import Container, bootstrap
-from tenx_api.service_layer.seed import seed_catalog
 from tenx_api.settings import Settings
 from tenx_api.worker import create_worker
 from tenx_common.cli import container_command, run_service_cli
 
 
 async def _seed(container: Container) -> str:
+    # Imported here: Faker costs every serving process 0.2 s of its restart.
+    from tenx_api.service_layer.seed import seed_catalog
+
     return f"demo catalog: {await seed_catalog(deps=container.deps)} products added"
 
 

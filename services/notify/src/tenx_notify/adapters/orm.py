@@ -96,7 +96,7 @@ class Delivery(Base):
     user_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     kind: Mapped[str] = mapped_column(Text)  # the template or webhook event name
     payload: Mapped[dict[str, Any] | None] = mapped_column(JSONB)  # dropped once sent
-    status: Mapped[str] = mapped_column(Text)  # pending, sent, dead
+    status: Mapped[str] = mapped_column(Text)  # pending, sent, dead, awaiting_recipient
     attempts: Mapped[int] = mapped_column(Integer)
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str | None] = mapped_column(Text)

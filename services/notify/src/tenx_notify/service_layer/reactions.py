@@ -3,15 +3,21 @@ in the consumer's transaction, with the event's inbox row: the feed entry and
 the deliveries to send are written there, once per event (the inbox), and once
 per event and channel (``deliveries``' unique key). Sending is the worker's
 delivery loop (``deliveries.py``); the live feed hears of a new entry after
-the commit."""
+the commit.
+
+The address of an order email comes from the user's ``UserRegistered``, on
+another topic: nothing orders the two, and a customer who orders the second
+after signing up can be confirmed first. Such an email waits as
+``awaiting_recipient`` (no address, not due) until that event arrives and
+makes it due; it is never dropped."""
 
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, select, text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import delete, literal, select, text, update
+from sqlalchemy.dialects.postgresql import JSONB, insert
 
 from tenx_common.events import Event
 from tenx_common.events.auth_users import (
@@ -38,6 +44,7 @@ from tenx_notify.service_layer.feed import public
 SERVICE = "notify"
 EMAIL = "email"
 DELIVERIES = "deliveries"  # the NOTIFY channel that wakes the delivery loop
+AWAITING = "awaiting_recipient"  # an email whose address has not arrived yet
 
 
 def handlers(
@@ -62,6 +69,16 @@ async def welcome(uow: UnitOfWork, event: UserRegistered, *, deps: NotifyDeps) -
         .on_conflict_do_update(
             index_elements=[Recipient.user_id],
             set_={"email": event.email, "name": event.name, "updated_at": now},
+        )
+    )
+    address = {"to": event.email, "name": event.name}
+    await uow.session.execute(
+        update(Delivery)
+        .where(Delivery.user_id == event.user_id, Delivery.status == AWAITING)
+        .values(
+            payload=Delivery.payload.op("||")(literal(address, JSONB)),
+            status="pending",
+            next_attempt_at=now,
         )
     )
     link = f"{deps.settings.public_base_url}/verify-email?token={event.verification_token}"
@@ -154,8 +171,8 @@ async def order_news(
                     "data": {"user_id": str(event.user_id), **details},
                 },
             )
-    recipient = await session.get(Recipient, event.user_id)
-    if wants_email and recipient is not None:
+    if wants_email:
+        recipient = await session.get(Recipient, event.user_id)
         await _deliver(
             uow,
             event_id=event_id,
@@ -163,11 +180,11 @@ async def order_news(
             user_id=event.user_id,
             kind=kind,
             payload={
-                "to": recipient.email,
-                "name": recipient.name,
+                **({"to": recipient.email, "name": recipient.name} if recipient else {}),
                 "preferences_link": f"{deps.settings.public_base_url}/v1/notifications/preferences",
                 **details,
             },
+            awaiting=recipient is None,
         )
 
 
@@ -194,6 +211,7 @@ async def _deliver(
     user_id: uuid.UUID,
     kind: str,
     payload: dict[str, Any],
+    awaiting: bool = False,
 ) -> None:
     now = datetime.now(UTC)
     await uow.session.execute(
@@ -205,9 +223,9 @@ async def _deliver(
             user_id=user_id,
             kind=kind,
             payload=payload,
-            status="pending",
+            status=AWAITING if awaiting else "pending",
             attempts=0,
-            next_attempt_at=now,
+            next_attempt_at=None if awaiting else now,
             created_at=now,
             trace_headers=dict(current_traceparent()),
         )
