@@ -53,9 +53,9 @@ def database(address: str, **waits: Any) -> Engines:
     )
 
 
-def test_the_waits_default_to_a_few_seconds() -> None:
+def test_the_waits_default_to_a_few_seconds_and_the_pool_to_sqlalchemys() -> None:
     postgres, redis_ = PostgresSettings(), RedisSettings()
-    assert (postgres.database_connect_timeout_s, postgres.database_pool_timeout_s) == (3.0, 5.0)
+    assert (postgres.database_connect_timeout_s, postgres.database_pool_timeout_s) == (3.0, 30.0)
     assert (redis_.redis_connect_timeout_s, redis_.redis_socket_timeout_s) == (2.0, 2.0)
     assert redis_.redis_pool_timeout_s == 5.0
     assert ElasticsearchSettings().elasticsearch_request_timeout_s == 5.0
