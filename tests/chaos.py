@@ -438,7 +438,9 @@ async def search_matches(timeout_s: float = 180) -> tuple[bool, str]:
 
 def engines() -> dict[str, AsyncEngine]:
     return {
-        name: create_async_engine(settings.primary_url())
+        # pre-ping: the run kills PostgreSQL, and a pooled connection from
+        # before that is dead when the checks begin.
+        name: create_async_engine(settings.primary_url(), pool_pre_ping=True)
         for name, settings in (
             ("api", ApiSettings()),
             ("auth", AuthSettings()),
