@@ -13,7 +13,7 @@ PYTEST := set -a; source .state/local.env; set +a; $(RUN) pytest
 PROMTOOL := $(TENX_CACHE)/bin/promtool-$(shell sed -n 's/^PROMTOOL_VERSION=\([^ ]*\).*/\1/p' deploy/local/versions.env)
 
 .PHONY: up down status logs install lint fmt test test-unit test-slo k8s-validate test-integration \
-	test-e2e test-security test-fuzz test-chaos test-down fuzz chaos bench schemas slo trace images smoke
+	test-e2e test-security test-fuzz test-chaos test-down fuzz chaos bench bench-orders schemas slo trace images smoke
 
 up:
 	$(STACK) up
@@ -127,4 +127,10 @@ bench: up
 	$(BENCH) bench.notify
 	$(BENCH) bench.search
 	$(BENCH) bench.tracing
+	$(BENCH) bench.orders
 	$(RUN) python -m bench.report
+
+# The whole order pipeline under load with its same-run limits (bench/orders.py;
+# about 12 minutes): bench/results/orders.json.
+bench-orders: up
+	$(BENCH) bench.orders

@@ -37,6 +37,7 @@ mkdir -p "$RUN_DIR" "$LOG_DIR" "$TENX_CACHE/bin"
 # watches (and `stack pid NAME` prints) is the server's own.
 
 SUPERVISOR_DIR="$TENX_STATE/supervisor"
+OVERRIDE_ENV="$TENX_STATE/override.env"
 PROGRAMS_DIR="$SUPERVISOR_DIR/programs"
 SUPERVISOR_CONF="$SUPERVISOR_DIR/supervisord.conf"
 SUPERVISOR_LOG="$LOG_DIR/supervisord.log"
@@ -136,12 +137,13 @@ pid_of() {
 # Unexpected exits of program $1 since supervisord started: its restarts.
 restarts_of() { grep -c "exited: $1 (.*not expected)" "$SUPERVISOR_LOG" 2>/dev/null || true; }
 
-# spawn NAME [--user USER] [--stop SIGNAL SECONDS] [--env FILE] [--before SCRIPT] -- COMMAND...
+# spawn NAME [--user USER] [--stop SIGNAL SECONDS] [--env FILE] [--before SCRIPT]
+#       [--nice N] -- COMMAND...
 # Run COMMAND as supervised program NAME (as USER, with FILE's variables,
-# after the bash SCRIPT), its output in the log folder; stopped with SIGNAL,
-# SIGKILL after SECONDS.
+# after the bash SCRIPT, at niceness N), its output in the log folder; stopped
+# with SIGNAL, SIGKILL after SECONDS.
 spawn() {
-  local name=$1 user="" signal=TERM grace=30 env_file="" before="" launcher conf
+  local name=$1 user="" signal=TERM grace=30 env_file="" before="" nice="" launcher conf
   shift
   while [[ $1 != -- ]]; do
     case $1 in
@@ -149,6 +151,7 @@ spawn() {
       --stop) signal=$2; grace=$3; shift 3 ;;
       --env) env_file=$2; shift 2 ;;
       --before) before=$2; shift 2 ;;
+      --nice) nice=$2; shift 2 ;;
       *) die "spawn: unknown option $1" ;;
     esac
   done
@@ -157,13 +160,16 @@ spawn() {
   {
     echo "#!/usr/bin/env bash"
     echo "# $name as supervisord starts it; written by deploy/local/stack."
-    [[ -n $env_file ]] && printf 'set -a; source %q; set +a\n' "$env_file"
+    # A benchmark's settings (bench/orders.py's trace ratio) over the stack's.
+    [[ -n $env_file ]] && printf 'set -a; source %q; [[ -f %q ]] && source %q; set +a\n' \
+      "$env_file" "$OVERRIDE_ENV" "$OVERRIDE_ENV"
     [[ -n $before ]] && echo "$before"
     if [[ -n $user ]]; then
       printf 'cd / && exec setpriv --reuid=%q --regid=%q --init-groups' "$user" "$user"
     else
       printf 'exec'
     fi
+    [[ -n $nice ]] && printf ' nice -n %q' "$nice"
     printf ' %q' "$@"
     echo
   } >"$launcher.partial"

@@ -1,6 +1,8 @@
 # The Python services: uv workspace, migrations, topics, the processes, the edge.
 
 PY="$TENX_ROOT/.venv/bin/python"
+# Niceness of a Python process until it serves: a boost needs root.
+STARTUP_NICE=$([[ $EUID == 0 ]] && echo -10 || echo 0)
 # name:package:port:command. Two api instances stand behind the edge's one
 # upstream; a worker runs its service's consumer and background loops, with
 # /healthz, /readyz and /metrics on its own port.
@@ -20,7 +22,12 @@ install_python() {
     python3 -m venv "$TENX_CACHE/tools"
     "$TENX_CACHE/tools/bin/pip" install -q "uv==$UV_VERSION" || die "could not install uv"
   fi
-  (cd "$TENX_ROOT" && "$UV" sync --locked --quiet) || die "uv sync failed"
+  # Bytecode compiled once here: this machine's Python writes none at run
+  # time (PYTHONDONTWRITEBYTECODE), and compiling the libraries at every
+  # start cost a restarted service 2.5 s of its 4.4 s of imports.
+  (cd "$TENX_ROOT" && "$UV" sync --locked --quiet --compile-bytecode) || die "uv sync failed"
+  "$PY" -m compileall -q -j 0 "$TENX_ROOT/libs" "$TENX_ROOT/services" "$TENX_ROOT/tests" >/dev/null \
+    || die "compiling the services' bytecode failed"
 }
 
 
@@ -55,11 +62,17 @@ up_services() {
 
 # Python process $1 on port $2: `python -m PACKAGE COMMAND --port PORT`, with
 # the stack's environment (local.env, which `make up` writes).
+#
+# It starts boosted (niceness -10) and drops to the normal 0 once it serves
+# (tenx_common.server): on two busy cores a process restarted under load got
+# an even share of the CPU for its 2 s of imports and was ready only after
+# 8 s. The boost is what Kubernetes' startup CPU boost does for a pod.
 up_python() {
   local name=$1 port=$2 pkg=$3 cmd=$4
   is_up "$name" && return 0
   require_free_port "$name" "$port"
-  spawn "$name" --env "$LOCAL_ENV" --stop TERM 20 -- "$PY" -m "$pkg" "$cmd" --port "$port"
+  spawn "$name" --env "$LOCAL_ENV" --stop TERM 20 --nice "$STARTUP_NICE" -- \
+    "$PY" -m "$pkg" "$cmd" --port "$port"
 }
 
 ready_http() { http_ok "http://127.0.0.1:$1/readyz"; }

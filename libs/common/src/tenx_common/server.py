@@ -1,13 +1,36 @@
 """Serve an app with uvicorn on uvloop and httptools."""
 
+import contextlib
+import os
+import socket
+from pathlib import Path
+
 import uvicorn
 from fastapi import FastAPI
 
 from tenx_common.settings import ServiceSettings
 
 
+class _Server(uvicorn.Server):
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        settle_priority()
+
+
+def settle_priority() -> None:
+    """Back to the normal niceness (0) once serving, if started boosted (the
+    local stack starts a process at -10 so that its imports finish fast on a
+    busy machine). Niceness is per thread on Linux: every thread is reset."""
+    tasks = Path("/proc/self/task")
+    for task in tasks.iterdir() if tasks.is_dir() else ():
+        tid = int(task.name)
+        with contextlib.suppress(OSError):  # a thread that has just ended
+            if os.getpriority(os.PRIO_PROCESS, tid) < 0:
+                os.setpriority(os.PRIO_PROCESS, tid, 0)
+
+
 def serve(app: FastAPI, settings: ServiceSettings) -> None:
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -24,3 +47,4 @@ def serve(app: FastAPI, settings: ServiceSettings) -> None:
         # (a POST is not retried: a 503 for the client).
         timeout_keep_alive=75,
     )
+    _Server(config).run()

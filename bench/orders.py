@@ -1,0 +1,522 @@
+"""The whole order pipeline under load, on the stack as `make up` leaves it:
+make bench-orders (also part of make bench).
+
+Set-up: every Python process of the stack restarted with traces sampled at
+10 % (as deployed; the local default records every trace), through the
+override file the stack's launchers read (``.state/override.env``, removed
+and the processes restarted again at the end). Rate limiting stays on.
+``CUSTOMERS`` customers sign up, each with its own loopback address
+(127.0.1.N, so the per-address limits count each apart) and its own api
+instance (the two alternate); each order is one unit of one of ``PRODUCTS``
+demo products under a fresh Idempotency-Key.
+
+Phases, each ``SECONDS`` long: a closed loop of 16 connections, one of 64,
+and an open loop at ``RATE`` orders/s (a new order every 1/RATE s whatever
+the answers; at most ``OPEN_CAP`` in flight, beyond that an order counts as
+"not sent"). After each, until every order it placed is terminal
+(``confirmed`` or ``cancelled``), in the customer's feed, emailed and in the
+``orders`` index as terminal, or ``DRAIN_TIMEOUT_S``. Per order:
+- placement: the client's send to its 201;
+- -> confirmed: the order row's ``updated_at`` (the saga's transaction);
+- -> feed: the notification row's ``created_at``;
+- -> email: the delivery row's ``sent_at`` (the mail catcher accepted it);
+- -> indexed: the first poll (every ``POLL_S``) of the ``orders`` index that
+  finds its document terminal (searchable: after a refresh).
+
+The same run's limits: pgbench running bench/order_shape.sql (the SQL of one
+placement) on the primary at 16 and 64 clients; the api alone (workers,
+relays, the indexer and notify stopped) in a closed loop of 16, its backlog
+drained once they are back. CPU seconds of every process (its whole tree,
+from /proc) over each phase, per order; the stack's resident memory at
+idle before and after.
+
+Writes bench/results/orders.json. Run: make bench-orders (the stack must be up).
+"""
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+from tests.stack import STRONG
+
+from bench.results import write
+from tenx_api.settings import Settings as ApiSettings
+from tenx_notify.settings import Settings as NotifySettings
+
+ROOT = Path(__file__).resolve().parents[1]
+STACK = ROOT / "deploy" / "local" / "stack"
+OVERRIDE = ROOT / ".state" / "override.env"
+AUTH = "http://127.0.0.1:8001"
+API_PORTS = (8000, 8010)
+ES = "http://127.0.0.1:9200"
+SECONDS = int(os.environ.get("TENX_BENCH_SECONDS", "60"))
+CUSTOMERS = 160
+PRODUCTS = 200
+RATE = int(os.environ.get("TENX_BENCH_RATE", "100"))
+OPEN_CAP = 512
+POLL_S = 0.2
+DRAIN_TIMEOUT_S = 240
+TRACE_RATIO = "0.1"
+PYTHON = (
+    *("api-1", "api-2", "auth", "notify", "search-indexer"),
+    *("api-worker", "auth-worker", "notify-worker"),
+    *("api-relay", "auth-relay", "notify-relay", "search-indexer-relay"),
+)
+# Stopped for "the api alone": everything an order reaches after its commit.
+DOWNSTREAM = (
+    *("api-worker", "auth-worker", "notify-worker", "notify", "search-indexer"),
+    *("api-relay", "auth-relay", "notify-relay", "search-indexer-relay"),
+)
+TERMINAL = ("confirmed", "cancelled")
+
+
+def stack(*args: str) -> str:
+    return subprocess.run([str(STACK), *args], check=True, capture_output=True, text=True).stdout
+
+
+def restart(names: tuple[str, ...]) -> None:
+    for name in names:
+        stack("stop", name)
+        stack("start", name)
+    for name in names:
+        stack("wait", name, "120")
+
+
+# --- processes: CPU and memory from /proc ---------------------------------------
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError):
+                continue
+            tree.setdefault(parent, []).append(int(entry.name))
+    return tree
+
+
+def _tree(pid: int, children: dict[int, list[int]]) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds of each component's process tree: every live process's own
+    and its reaped children's (a backend that ended is in its parent's)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    children = _children()
+    out: dict[str, float] = {}
+    for line in stack("pids").splitlines():
+        name, pid = line.split()
+        total = 0
+        for member in _tree(int(pid), children):
+            try:
+                fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+        out[name] = total / tick
+    out["(this benchmark)"] = sum(os.times()[:2])
+    return out
+
+
+def resident_mb() -> float:
+    children = _children()
+    total_kb = 0
+    for line in stack("pids").splitlines():
+        for member in _tree(int(line.split()[1]), children):
+            try:
+                status = Path(f"/proc/{member}/status").read_text()
+            except OSError:
+                continue
+            found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
+            total_kb += int(found.group(1)) if found else 0
+    return round(total_kb / 1024)
+
+
+# --- the load ---------------------------------------------------------------------
+
+
+@dataclass
+class Customer:
+    n: int
+    user_id: str
+    token: str
+    session: aiohttp.ClientSession
+    port: int
+    sent: int = 0
+
+
+@dataclass
+class Phase:
+    name: str
+    sent_at: dict[str, float] = field(default_factory=dict)  # order id -> wall clock
+    latencies_ms: list[float] = field(default_factory=list)
+    refused: Counter[str] = field(default_factory=Counter)
+    not_sent: int = 0
+    seconds: float = 0.0
+
+
+async def sign_up(n: int, products: list[str]) -> Customer:
+    address = f"127.0.1.{n + 1}"
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(local_addr=(address, 0), limit=0),
+        timeout=aiohttp.ClientTimeout(total=60),
+    )
+    email = f"bench-{uuid.uuid4().hex[:12]}@example.com"
+    async with session.post(
+        f"{AUTH}/v1/auth/signup", json={"email": email, "password": STRONG, "name": "bench"}
+    ) as signed:
+        assert signed.status == 201, await signed.text()
+        user_id = (await signed.json())["id"]
+    async with session.post(
+        f"{AUTH}/v1/auth/token", json={"email": email, "password": STRONG}
+    ) as answer:
+        assert answer.status == 200, await answer.text()
+        token = (await answer.json())["access_token"]
+    return Customer(n, user_id, token, session, API_PORTS[n % 2])
+
+
+async def place(customer: Customer, products: list[str], phase: Phase) -> None:
+    customer.sent += 1
+    product = products[(customer.n * 7 + customer.sent) % len(products)]
+    body = {"items": [{"product_id": product, "quantity": 1}], "payment_method": "pm_card_visa"}
+    headers = {"Authorization": f"Bearer {customer.token}", "Idempotency-Key": uuid.uuid4().hex}
+    started, wall = time.perf_counter(), time.time()
+    try:
+        async with customer.session.post(
+            f"http://127.0.0.1:{customer.port}/v1/orders", json=body, headers=headers
+        ) as answer:
+            payload = await answer.json(content_type=None)
+            status = answer.status
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        phase.refused[f"no answer ({type(exc).__name__})"] += 1
+        return
+    if status == 201:
+        phase.sent_at[payload["id"]] = wall
+        phase.latencies_ms.append((time.perf_counter() - started) * 1000)
+    else:
+        phase.refused[f"{status} {payload.get('code', '')}".strip()] += 1
+
+
+async def closed_loop(
+    customers: list[Customer], products: list[str], connections: int, seconds: float, name: str
+) -> Phase:
+    phase = Phase(name)
+    deadline = time.perf_counter() + seconds
+    turn = iter(range(10**9))
+
+    async def connection() -> None:
+        while time.perf_counter() < deadline:
+            await place(customers[next(turn) % len(customers)], products, phase)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(connection() for _ in range(connections)))
+    phase.seconds = time.perf_counter() - started
+    return phase
+
+
+async def open_loop(
+    customers: list[Customer], products: list[str], rate: int, seconds: float
+) -> Phase:
+    phase = Phase(f"open loop, {rate} orders/s")
+    in_flight: set[asyncio.Task[None]] = set()
+    started = time.perf_counter()
+    for n in range(int(rate * seconds)):
+        await asyncio.sleep(max(0.0, started + n / rate - time.perf_counter()))
+        if len(in_flight) >= OPEN_CAP:
+            phase.not_sent += 1
+            continue
+        task = asyncio.create_task(place(customers[n % len(customers)], products, phase))
+        in_flight.add(task)
+        task.add_done_callback(in_flight.discard)
+    await asyncio.gather(*in_flight)
+    phase.seconds = time.perf_counter() - started
+    return phase
+
+
+# --- where each order got to --------------------------------------------------------
+
+
+@dataclass
+class Reached:
+    confirmed: dict[str, float] = field(default_factory=dict)
+    feed: dict[str, float] = field(default_factory=dict)
+    emailed: dict[str, float] = field(default_factory=dict)
+    indexed: dict[str, float] = field(default_factory=dict)
+
+
+async def follow(phase: Phase, api: asyncpg.Pool, notify: asyncpg.Pool) -> dict[str, Any]:
+    """Poll until every order of ``phase`` got everywhere; its latencies."""
+    reached = Reached()
+    ids = list(phase.sent_at)
+    ended = time.time()
+    drained_s: float | None = None
+    polls = 0
+    async with aiohttp.ClientSession() as es:
+        while time.time() - ended < DRAIN_TIMEOUT_S:
+            await _poll_index(es, ids, reached)
+            if polls % 5 == 0 or len(reached.indexed) == len(ids):  # the databases each second
+                await _read_databases(ids, api, notify, reached)
+            if all(len(found) == len(ids) for found in vars(reached).values()):
+                drained_s = time.time() - ended
+                break
+            polls += 1
+            await asyncio.sleep(POLL_S)
+    await _read_databases(ids, api, notify, reached)
+    out: dict[str, Any] = {
+        "drained_after_s": round(drained_s, 1) if drained_s is not None else None,
+        "missing_after_drain": {
+            name: len(ids) - len(found) for name, found in vars(reached).items()
+        },
+    }
+    for name, found in vars(reached).items():
+        out[f"placement_to_{name}"] = summary(
+            [(at - phase.sent_at[order]) * 1000 for order, at in found.items()]
+        )
+    return out
+
+
+async def _poll_index(es: aiohttp.ClientSession, ids: list[str], reached: Reached) -> None:
+    waiting = [order for order in ids if order not in reached.indexed]
+    for start in range(0, len(waiting), 1000):
+        query = {
+            "query": {"ids": {"values": waiting[start : start + 1000]}},
+            "_source": ["status"],
+            "size": 1000,
+        }
+        async with es.post(f"{ES}/orders/_search", json=query) as answer:
+            hits = (await answer.json())["hits"]["hits"]
+        now = time.time()
+        for hit in hits:
+            if hit["_source"]["status"] in TERMINAL:
+                reached.indexed.setdefault(hit["_id"], now)
+
+
+async def _read_databases(
+    ids: list[str], api: asyncpg.Pool, notify: asyncpg.Pool, reached: Reached
+) -> None:
+    uuids = [uuid.UUID(order) for order in ids]
+    for row in await api.fetch(
+        "SELECT id::text, updated_at FROM orders WHERE id = ANY($1) AND status = ANY($2)",
+        uuids,
+        list(TERMINAL),
+    ):
+        reached.confirmed[row["id"]] = row["updated_at"].timestamp()
+    for row in await notify.fetch(
+        "SELECT n.data->>'order_id' AS id, n.created_at, d.sent_at"
+        " FROM notifications n LEFT JOIN deliveries d"
+        "   ON d.event_id = n.event_id AND d.channel = 'email' AND d.status = 'sent'"
+        " WHERE n.data->>'order_id' = ANY($1)",
+        ids,
+    ):
+        reached.feed[row["id"]] = row["created_at"].timestamp()
+        if row["sent_at"] is not None:
+            reached.emailed[row["id"]] = row["sent_at"].timestamp()
+
+
+def summary(values_ms: list[float]) -> dict[str, float | int]:
+    if not values_ms:
+        return {"count": 0}
+    ordered = sorted(values_ms)
+
+    def pick(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+
+    return {"count": len(ordered), "p50_ms": pick(0.5), "p99_ms": pick(0.99), "max_ms": pick(1.0)}
+
+
+def placed(phase: Phase) -> dict[str, Any]:
+    return {
+        "orders": len(phase.sent_at),
+        "orders_per_s": round(len(phase.sent_at) / phase.seconds, 1),
+        "http": summary(phase.latencies_ms),
+        "refused": dict(phase.refused),
+        "not_sent_over_cap": phase.not_sent,
+    }
+
+
+def cpu_per_order(before: dict[str, float], after: dict[str, float], orders: int) -> dict[str, Any]:
+    per = {
+        name: round((after[name] - before.get(name, 0.0)) * 1000 / max(orders, 1), 2)
+        for name in after
+    }
+    stack_only = {name: ms for name, ms in per.items() if not name.startswith("(")}
+    return {
+        "ms_per_order": dict(sorted(per.items(), key=lambda item: -item[1])),
+        "stack_ms_per_order": round(sum(stack_only.values()), 1),
+    }
+
+
+# --- pgbench: the database's own limit for the same shape ------------------------------
+
+
+async def pgbench(settings: ApiSettings, clients: int) -> float:
+    """Transactions per second of bench/order_shape.sql, ``clients`` at once."""
+    command = [
+        "pgbench", "-n", "-M", "prepared", "-c", str(clients), "-j", "2", "-T", "15",
+        "-f", str(ROOT / "bench" / "order_shape.sql"),
+        "-D", f"products={PRODUCTS}", "-D", f"customers={CUSTOMERS}", _dsn(settings),
+    ]  # fmt: skip
+    out = await asyncio.to_thread(
+        subprocess.run,
+        command,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    found = re.search(r"tps = ([\d.]+)", out.stdout)
+    assert found, out.stdout + out.stderr
+    return round(float(found.group(1)), 1)
+
+
+async def shape_tables(api: asyncpg.Pool) -> None:
+    """bench_orders: the api's tables (with their indexes and keys) and real payloads."""
+    async with api.acquire() as conn, conn.transaction():
+        await conn.execute("DROP SCHEMA IF EXISTS bench_orders CASCADE; CREATE SCHEMA bench_orders")
+        for table in ("products", "orders", "idempotency_keys", "outbox", "sagas"):
+            await conn.execute(
+                f"CREATE TABLE bench_orders.{table} (LIKE public.{table} INCLUDING ALL)"
+            )
+        await conn.execute(
+            "CREATE TABLE bench_orders.order_items (LIKE public.order_items INCLUDING ALL,"
+            " FOREIGN KEY (order_id) REFERENCES bench_orders.orders (id),"
+            " FOREIGN KEY (product_id) REFERENCES bench_orders.products (id))"
+        )
+        await conn.execute("ALTER TABLE bench_orders.products ADD COLUMN n int UNIQUE")
+        await conn.execute(
+            "INSERT INTO bench_orders.products"
+            " SELECT *, row_number() OVER (ORDER BY id) FROM public.products ORDER BY id LIMIT $1",
+            PRODUCTS,
+        )
+        await conn.execute("UPDATE bench_orders.products SET stock = 1000000000")
+        await conn.execute(
+            "CREATE TABLE bench_orders.samples (type text, payload jsonb, headers jsonb);"
+            "INSERT INTO bench_orders.samples"
+            " (SELECT 'stock', payload, headers FROM outbox"
+            "  WHERE type LIKE '%stock_changed%' ORDER BY occurred_at DESC LIMIT 1)"
+            " UNION ALL (SELECT 'placed', payload, headers FROM outbox"
+            "  WHERE type LIKE '%order.placed%' ORDER BY occurred_at DESC LIMIT 1)"
+            " UNION ALL (SELECT 'answer', response_body, '{}' FROM idempotency_keys"
+            "  ORDER BY created_at DESC LIMIT 1)"
+        )
+        kinds = await conn.fetchval("SELECT count(DISTINCT type) FROM bench_orders.samples")
+        assert kinds == 3, "no order was placed yet: the payload samples are missing"
+
+
+# --- the run ------------------------------------------------------------------------------
+
+
+async def measure() -> dict[str, Any]:
+    api_settings, notify_settings = ApiSettings(), NotifySettings()
+    api = await asyncpg.create_pool(_dsn(api_settings), min_size=1, max_size=2)
+    notify = await asyncpg.create_pool(_dsn(notify_settings), min_size=1, max_size=2)
+    results: dict[str, Any] = {
+        "customers": CUSTOMERS,
+        "client_addresses": CUSTOMERS,
+        "products": PRODUCTS,
+        "seconds_per_phase": SECONDS,
+        "trace_sample_ratio": float(TRACE_RATIO),
+    }
+    rows = await api.fetch(
+        "SELECT id::text FROM products WHERE stock > 0 ORDER BY id LIMIT $1", PRODUCTS
+    )
+    products = [row["id"] for row in rows]
+    await api.execute("UPDATE products SET stock = 1000000 WHERE id = ANY($1::uuid[])", products)
+    customers = await asyncio.gather(*(sign_up(n, products) for n in range(CUSTOMERS)))
+    try:
+        warm = await closed_loop(customers, products, 16, 5, "warm-up")
+        await follow(warm, api, notify)
+        await asyncio.sleep(5)
+        results["idle_rss_mb_before"] = resident_mb()
+        runs: list[tuple[str, Callable[[], Awaitable[Phase]]]] = [
+            ("closed_16", lambda: closed_loop(customers, products, 16, SECONDS, "closed loop, 16")),
+            ("closed_64", lambda: closed_loop(customers, products, 64, SECONDS, "closed loop, 64")),
+            ("open", lambda: open_loop(customers, products, RATE, SECONDS)),
+        ]
+        for key, run in runs:
+            before = cpu_seconds()
+            phase = await run()
+            drained = await follow(phase, api, notify)
+            after = cpu_seconds()
+            results[key] = {
+                "phase": phase.name,
+                **placed(phase),
+                **drained,
+                "cpu": cpu_per_order(before, after, len(phase.sent_at)),
+            }
+            print(f"bench-orders: {phase.name}: {json.dumps(results[key])}", file=sys.stderr)
+        await asyncio.sleep(5)
+        results["idle_rss_mb_after"] = resident_mb()
+
+        await shape_tables(api)
+        try:
+            for clients in (16, 64):
+                results[f"pgbench_order_shape_tps_{clients}"] = await pgbench(api_settings, clients)
+        finally:
+            await api.execute("DROP SCHEMA IF EXISTS bench_orders CASCADE")
+
+        for name in DOWNSTREAM:
+            stack("stop", name)
+        try:
+            alone = await closed_loop(customers, products, 16, min(SECONDS, 30), "api alone")
+        finally:
+            restart(DOWNSTREAM)
+        results["api_alone_closed_16"] = {**placed(alone), **await follow(alone, api, notify)}
+    finally:
+        await asyncio.gather(*(customer.session.close() for customer in customers))
+        await api.close()
+        await notify.close()
+    for key, clients in (("closed_16", 16), ("closed_64", 64)):
+        tps = results[f"pgbench_order_shape_tps_{clients}"]
+        results[key]["ratio_to_pgbench"] = round(results[key]["orders_per_s"] / tps, 3)
+    results["api_alone_closed_16"]["ratio_to_pgbench"] = round(
+        results["api_alone_closed_16"]["orders_per_s"] / results["pgbench_order_shape_tps_16"], 3
+    )
+    return results
+
+
+def _dsn(settings: Any) -> str:
+    """The primary's URL as libpq and asyncpg spell it."""
+    url = settings.primary_url().set(drivername="postgresql")
+    return str(url.render_as_string(hide_password=False))
+
+
+def main() -> None:
+    OVERRIDE.write_text(
+        "".join(
+            f"TENX_{prefix}_TRACE_SAMPLE_RATIO={TRACE_RATIO}\n"
+            for prefix in ("API", "AUTH", "NOTIFY", "SEARCH_INDEXER")
+        )
+    )
+    try:
+        restart(PYTHON)
+        results = asyncio.run(measure())
+    finally:
+        OVERRIDE.unlink(missing_ok=True)
+        restart(PYTHON)
+    results["measured_at"] = datetime.now().astimezone().isoformat(timespec="seconds")
+    write("orders", results)
+
+
+if __name__ == "__main__":
+    main()
