@@ -100,3 +100,19 @@ def _alembic_config(package: str) -> Config:
     config = Config()
     config.set_main_option("script_location", f"{package}:migrations")
     return config
+
+
+async def test_a_pooled_connection_the_server_ended_is_replaced_at_checkout(
+    engines: Engines, api_settings: ApiSettings
+) -> None:
+    """No ping per checkout (db.replace_closed_connections): a connection
+    whose backend is gone (a restart, a terminated backend) is never handed out."""
+    first = await _scalar(engines.primary, "SELECT pg_backend_pid()")
+    other = create_async_engine(api_settings.primary_url())
+    try:
+        assert await _scalar(other, "SELECT pg_terminate_backend(:pid)", pid=first) is True
+    finally:
+        await other.dispose()
+    await asyncio.sleep(0.2)  # the closed socket reaches the driver
+    second = await _scalar(engines.primary, "SELECT pg_backend_pid()")
+    assert second not in (None, first)

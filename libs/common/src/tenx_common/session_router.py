@@ -21,11 +21,10 @@ from typing import Protocol, TypeVar
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from redis.asyncio import Redis
-from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from tenx_common.db import Engines
+from tenx_common.db import Engines, read_value
 from tenx_common.periodic import stop_task
 
 log = logging.getLogger(__name__)
@@ -46,7 +45,7 @@ class WritePositions(Protocol):
 
     async def get(self, client: str) -> int | None: ...
 
-    async def advance(self, client: str, lsn: int) -> None: ...
+    async def advance(self, lsn: int, *clients: str) -> None: ...
 
 
 class RedisWritePositions:
@@ -69,8 +68,12 @@ return 1
         raw = await self._redis.get(f"{self._prefix}:{client}")
         return int(raw) if raw is not None else None
 
-    async def advance(self, client: str, lsn: int) -> None:
-        await self._redis.eval(self._ADVANCE, 1, f"{self._prefix}:{client}", lsn, self._ttl_s)
+    async def advance(self, lsn: int, *clients: str) -> None:
+        """Every client's position at least ``lsn``: one round trip for all."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for client in clients:
+                pipe.eval(self._ADVANCE, 1, f"{self._prefix}:{client}", lsn, self._ttl_s)
+            await pipe.execute()
 
 
 @dataclass
@@ -131,10 +134,8 @@ class SessionRouter:
     async def record_write(self, *clients: str) -> None:
         """Call after a write has committed: reads for each of ``clients`` (a
         user, or a resource such as a cache key) see it from now on."""
-        async with self.engines.primary.connect() as conn:
-            lsn = (await conn.execute(text("SELECT pg_current_wal_lsn()::text"))).scalar_one()
-        for client in clients:
-            await self.positions.advance(client, parse_lsn(lsn))
+        lsn = await read_value(self.engines.primary, "SELECT pg_current_wal_lsn()::text")
+        await self.positions.advance(parse_lsn(lsn), *clients)
 
     async def reader(self, client: str | None = None) -> AsyncSession:
         """A session for reads that may be stale, yet never older than the
@@ -225,8 +226,8 @@ class SessionRouter:
         return replica.replay_lsn >= needed
 
     async def _scalar_lsn(self, engine: AsyncEngine, function: str) -> int:
-        async with asyncio.timeout(self.probe_timeout_s), engine.connect() as conn:
-            value = (await conn.execute(text(f"SELECT {function}::text"))).scalar_one()
+        async with asyncio.timeout(self.probe_timeout_s):
+            value = await read_value(engine, f"SELECT {function}::text")
         if value is None:
             raise RuntimeError(f"{function} is null: not a streaming replica")
         return parse_lsn(value)

@@ -53,10 +53,12 @@ class SandboxPayments:
                 created_at=now,
                 updated_at=now,
             )
-            await session.commit()
+            # Read in the same transaction (the record is visible to it, and a
+            # concurrent first one has committed: ON CONFLICT waited for it).
             payment = await session.scalar(
                 select(SandboxPayment).where(SandboxPayment.idempotency_key == idempotency_key)
             )
+            await session.commit()
         assert payment is not None
         if payment.status != VOIDED and (
             payment.payment_method,

@@ -43,6 +43,7 @@ from tenx_common.problems import ProblemError
 from tenx_common.telemetry import traced_http_client
 from tenx_common.wakeup import listening, nap
 from tenx_notify.adapters.orm import Delivery, DeliveryAttempt, Webhook
+from tenx_notify.adapters.smtp import SmtpSessions
 from tenx_notify.domain.messages import mime, render
 from tenx_notify.domain.webhooks import TargetNotAllowedError, check_target, sign
 from tenx_notify.service_layer.deps import NotifyDeps
@@ -85,7 +86,7 @@ class RefusedError(Exception):
 Sender = Callable[[Claimed], Awaitable[int | None]]
 
 
-async def send_email(deps: NotifyDeps, delivery: Claimed) -> int | None:
+async def send_email(deps: NotifyDeps, smtp: SmtpSessions, delivery: Claimed) -> int | None:
     settings = deps.settings
     payload = delivery.payload
     email = render(delivery.kind, payload["to"], payload)
@@ -96,12 +97,7 @@ async def send_email(deps: NotifyDeps, delivery: Claimed) -> int | None:
         unsubscribe=f"{settings.public_base_url}/v1/notifications/preferences",
     )
     try:
-        await aiosmtplib.send(
-            message,
-            hostname=settings.smtp_host,
-            port=settings.smtp_port,
-            timeout=settings.delivery_timeout_s,
-        )
+        await smtp.send(message)
     except aiosmtplib.SMTPResponseException as exc:
         if 500 <= exc.code < 600:
             raise PermanentDeliveryError(f"SMTP {exc.code}: {exc.message}") from exc
@@ -145,6 +141,13 @@ async def send_webhook(deps: NotifyDeps, http: httpx.AsyncClient, delivery: Clai
     return response.status_code
 
 
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    delivery: Claimed
+    values: dict[str, Any]  # the delivery's new state
+    log: dict[str, Any]  # its delivery_attempts row
+
+
 class DeliveryRunner:
     def __init__(self, deps: NotifyDeps, tracer: Tracer) -> None:
         self.deps = deps
@@ -155,8 +158,12 @@ class DeliveryRunner:
         self._http = traced_http_client(
             timeout=deps.settings.delivery_timeout_s, follow_redirects=False
         )
+        settings = deps.settings
+        self._smtp = SmtpSessions(
+            settings.smtp_host, settings.smtp_port, timeout_s=settings.delivery_timeout_s
+        )
         self._senders: dict[str, Sender] = {
-            "email": lambda d: send_email(deps, d),
+            "email": lambda d: send_email(deps, self._smtp, d),
             "webhook": lambda d: send_webhook(deps, self._http, d),
         }
         self._outcomes: dict[str, int] = {}
@@ -166,6 +173,7 @@ class DeliveryRunner:
             await self._run()
         finally:
             await self._http.aclose()
+            await self._smtp.close()
 
     async def _run(self) -> None:
         settings = self.deps.settings
@@ -175,7 +183,10 @@ class DeliveryRunner:
                     while not self.stopping.is_set():
                         self._wake.clear()
                         claimed = await self.claim(20)
-                        await asyncio.gather(*(self.attempt(d) for d in claimed))
+                        if claimed:
+                            await self.record(
+                                await asyncio.gather(*(self.attempt(d) for d in claimed))
+                            )
                         if len(claimed) < 20:
                             await nap(
                                 self._wake,
@@ -217,7 +228,8 @@ class DeliveryRunner:
             for row in rows
         ]
 
-    async def attempt(self, delivery: Claimed) -> None:
+    async def attempt(self, delivery: Claimed) -> Attempt:
+        """Send ``delivery`` once; what became of it, for ``record``."""
         settings = self.deps.settings
         channel = delivery.channel.split(":", 1)[0]
         with self.tracer.start_as_current_span(
@@ -270,29 +282,42 @@ class DeliveryRunner:
                 }
         outcome = values.get("status", "retried")
         self._outcomes[outcome] = self._outcomes.get(outcome, 0) + 1
+        return Attempt(
+            delivery=delivery,
+            values=values,
+            log={
+                "delivery_id": delivery.id,
+                "attempt": delivery.attempts,
+                "outcome": outcome,
+                "status_code": status_code,
+                "error": values.get("last_error"),
+                "duration_ms": int((time.perf_counter() - started) * 1000),
+                "at": datetime.now(UTC),
+            },
+        )
+
+    async def record(self, attempts: list[Attempt]) -> None:
+        """The outcomes of a batch's attempts in one transaction, each fenced on
+        its attempt (a delivery whose lease ran out and was claimed again is
+        left to the newer attempt). A crash before this commit sends the batch
+        again when its leases end: delivery is at least once."""
+        logged = []
         async with self.deps.engine.begin() as conn:
-            recorded = await conn.execute(
-                update(Delivery)
-                .where(
-                    Delivery.id == delivery.id,
-                    Delivery.status == PENDING,
-                    Delivery.attempts == delivery.attempts,
-                )
-                .values(**values)
-                .returning(Delivery.id)
-            )
-            if recorded.first() is not None:
-                await conn.execute(
-                    insert(DeliveryAttempt).values(
-                        delivery_id=delivery.id,
-                        attempt=delivery.attempts,
-                        outcome=outcome,
-                        status_code=status_code,
-                        error=values.get("last_error"),
-                        duration_ms=int((time.perf_counter() - started) * 1000),
-                        at=datetime.now(UTC),
+            for attempt in attempts:
+                recorded = await conn.execute(
+                    update(Delivery)
+                    .where(
+                        Delivery.id == attempt.delivery.id,
+                        Delivery.status == PENDING,
+                        Delivery.attempts == attempt.delivery.attempts,
                     )
+                    .values(**attempt.values)
+                    .returning(Delivery.id)
                 )
+                if recorded.first() is not None:
+                    logged.append(attempt.log)
+            if logged:
+                await conn.execute(insert(DeliveryAttempt), logged)
 
     def collect(self) -> Any:
         family = CounterMetricFamily(
