@@ -11,9 +11,10 @@ instance (the two alternate); each order is one unit of one of ``PRODUCTS``
 demo products under a fresh Idempotency-Key.
 
 Phases, each ``SECONDS`` long: a closed loop of 16 connections, one of 64,
-and an open loop at ``RATE`` orders/s (a new order every 1/RATE s whatever
-the answers; at most ``OPEN_CAP`` in flight, beyond that an order counts as
-"not sent"). After each, until every order it placed is terminal
+an open loop at ``RATE`` orders/s (a new order every 1/RATE s whatever the
+answers; at most ``OPEN_CAP`` in flight, beyond that an order counts as
+"not sent"), and an open loop at 70 % of the closed loop of 16's rate (the
+latencies of a stack that keeps up). After each, until every order it placed is terminal
 (``confirmed`` or ``cancelled``), in the customer's feed, emailed and in the
 ``orders`` index as terminal, or ``DRAIN_TIMEOUT_S``. Per order:
 - placement: the client's send to its 201;
@@ -27,8 +28,9 @@ The same run's limits: pgbench running bench/order_shape.sql (the SQL of one
 placement) on the primary at 16 and 64 clients; the api alone (workers,
 relays, the indexer and notify stopped) in a closed loop of 16, its backlog
 drained once they are back. CPU seconds of every process (its whole tree,
-from /proc) over each phase, per order; the stack's resident memory at
-idle before and after.
+from /proc) over each phase, per order; PostgreSQL statements and commits
+per order (pg_stat_statements, pg_stat_database; this benchmark's own
+queries left out); the stack's resident memory at idle before and after.
 
 Writes bench/results/orders.json. Run: make bench-orders (the stack must be up).
 """
@@ -322,13 +324,14 @@ async def _read_databases(
 ) -> None:
     uuids = [uuid.UUID(order) for order in ids]
     for row in await api.fetch(
-        "SELECT id::text, updated_at FROM orders WHERE id = ANY($1) AND status = ANY($2)",
+        "SELECT /* bench */ id::text, updated_at FROM orders"
+        " WHERE id = ANY($1) AND status = ANY($2)",
         uuids,
         list(TERMINAL),
     ):
         reached.confirmed[row["id"]] = row["updated_at"].timestamp()
     for row in await notify.fetch(
-        "SELECT n.data->>'order_id' AS id, n.created_at, d.sent_at"
+        "SELECT /* bench */ n.data->>'order_id' AS id, n.created_at, d.sent_at"
         " FROM notifications n LEFT JOIN deliveries d"
         "   ON d.event_id = n.event_id AND d.channel = 'email' AND d.status = 'sent'"
         " WHERE n.data->>'order_id' = ANY($1)",
@@ -357,6 +360,54 @@ def placed(phase: Phase) -> dict[str, Any]:
         "http": summary(phase.latencies_ms),
         "refused": dict(phase.refused),
         "not_sent_over_cap": phase.not_sent,
+    }
+
+
+# --- statements and commits per order, from pg_stat_statements -----------------------
+
+
+async def statements(api: asyncpg.Pool) -> dict[str, Any]:
+    """Calls of every statement the services ran (not this benchmark's own), by
+    database, and each database's commits."""
+    rows = await api.fetch(
+        "SELECT /* bench */ d.datname, s.queryid, s.calls, s.query FROM pg_stat_statements s"
+        " JOIN pg_database d ON d.oid = s.dbid WHERE d.datname LIKE 'tenx%'"
+    )
+    commits = await api.fetch(
+        "SELECT /* bench */ datname, xact_commit FROM pg_stat_database WHERE datname LIKE 'tenx%'"
+    )
+    return {
+        "calls": {
+            (row["datname"], row["queryid"]): (row["calls"], row["query"])
+            for row in rows
+            if "/* bench */" not in row["query"]
+        },
+        "commits": {row["datname"]: row["xact_commit"] for row in commits},
+    }
+
+
+def statements_per_order(
+    before: dict[str, Any], after: dict[str, Any], orders: int
+) -> dict[str, Any]:
+    n = max(orders, 1)
+    by_database: Counter[str] = Counter()
+    by_statement: Counter[tuple[str, str]] = Counter()
+    for key, (calls, query) in after["calls"].items():
+        ran = calls - before["calls"].get(key, (0, ""))[0]
+        by_database[key[0]] += ran
+        by_statement[(key[0], " ".join(query.split())[:90])] += ran
+    commits = {
+        name: round((count - before["commits"].get(name, 0)) / n, 2)
+        for name, count in after["commits"].items()
+    }
+    return {
+        "statements_per_order": round(sum(by_database.values()) / n, 1),
+        "by_database": {name: round(count / n, 2) for name, count in by_database.most_common()},
+        "commits_per_order": commits,
+        "top": [
+            {"database": db, "statement": text, "per_order": round(count / n, 2)}
+            for (db, text), count in by_statement.most_common(15)
+        ],
     }
 
 
@@ -457,9 +508,16 @@ async def measure() -> dict[str, Any]:
             ("closed_16", lambda: closed_loop(customers, products, 16, SECONDS, "closed loop, 16")),
             ("closed_64", lambda: closed_loop(customers, products, 64, SECONDS, "closed loop, 64")),
             ("open", lambda: open_loop(customers, products, RATE, SECONDS)),
+            # Below what the pipeline keeps up with: the latencies of a stack
+            # that is not overloaded (70 % of the closed loop of 16's rate).
+            ("open_sustained", lambda: open_loop(customers, products, sustained(), SECONDS)),
         ]
+
+        def sustained() -> int:
+            return max(5, int(0.7 * results["closed_16"]["orders_per_s"]))
+
         for key, run in runs:
-            before = cpu_seconds()
+            before, counted = cpu_seconds(), await statements(api)
             phase = await run()
             drained = await follow(phase, api, notify)
             after = cpu_seconds()
@@ -468,6 +526,9 @@ async def measure() -> dict[str, Any]:
                 **placed(phase),
                 **drained,
                 "cpu": cpu_per_order(before, after, len(phase.sent_at)),
+                "postgres": statements_per_order(
+                    counted, await statements(api), len(phase.sent_at)
+                ),
             }
             print(f"bench-orders: {phase.name}: {json.dumps(results[key])}", file=sys.stderr)
         await asyncio.sleep(5)

@@ -57,6 +57,7 @@ hot_standby_feedback = on
 shared_buffers = 128MB
 max_connections = 200
 logging_collector = off
+shared_preload_libraries = 'pg_stat_statements'
 CONF
   echo "host replication replicator 127.0.0.1/32 scram-sha-256" >>"$data/pg_hba.conf"
 }
@@ -84,6 +85,20 @@ ALTER ROLE $db PASSWORD '$(secret "PG_PASSWORD_$db")';
     fi
     psql_primary -c "REVOKE ALL ON DATABASE $db FROM PUBLIC" >/dev/null
   done
+  pg_statement_stats
+}
+
+# pg_stat_statements, for statements per request (make bench-orders reads it
+# as tenx_api, which may read every database's statistics). A cluster made
+# before it was configured gets it at the primary's next restart.
+pg_statement_stats() {
+  if [[ $(psql_primary -c "SHOW shared_preload_libraries") != *pg_stat_statements* ]]; then
+    psql_primary -c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'" >/dev/null
+    warn "postgres: pg_stat_statements is loaded from the primary's next restart (stack stop postgres-primary; make up)"
+    return 0
+  fi
+  psql_primary -d tenx_api -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
+  psql_primary -c "GRANT pg_read_all_stats TO tenx_api" >/dev/null
 }
 
 pg_init_replica() {
