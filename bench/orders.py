@@ -30,12 +30,13 @@ relays, the indexer and notify stopped) in a closed loop of 16, its backlog
 drained once they are back. CPU seconds of every process (its whole tree,
 from /proc) over each phase, per order; PostgreSQL statements and commits
 per order (pg_stat_statements, pg_stat_database; this benchmark's own
-queries left out); the stack's resident memory at idle before and after.
+queries left out); the stack's memory (PSS) at idle before and after.
 
 Writes bench/results/orders.json. Run: make bench-orders (the stack must be up).
 """
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -146,16 +147,19 @@ def cpu_seconds() -> dict[str, float]:
 
 
 def resident_mb() -> float:
+    """The stack's memory: the proportional set size (PSS: a page shared by n
+    processes counts 1/n in each) of every process of every component, so
+    PostgreSQL's shared buffers count once, not once per backend."""
     children = _children()
     total_kb = 0
     for line in stack("pids").splitlines():
         name, pid = line.split()
         for member in [int(pid)] if name == "supervisord" else _tree(int(pid), children):
             try:
-                status = Path(f"/proc/{member}/status").read_text()
+                rollup = Path(f"/proc/{member}/smaps_rollup").read_text()
             except OSError:
                 continue
-            found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
+            found = re.search(r"^Pss:\s+(\d+) kB", rollup, re.M)
             total_kb += int(found.group(1)) if found else 0
     return round(total_kb / 1024)
 
@@ -174,6 +178,14 @@ class Customer:
 
 
 @dataclass
+class Reached:
+    confirmed: dict[str, float] = field(default_factory=dict)
+    feed: dict[str, float] = field(default_factory=dict)
+    emailed: dict[str, float] = field(default_factory=dict)
+    indexed: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
 class Phase:
     name: str
     sent_at: dict[str, float] = field(default_factory=dict)  # order id -> wall clock
@@ -181,6 +193,13 @@ class Phase:
     refused: Counter[str] = field(default_factory=Counter)
     not_sent: int = 0
     seconds: float = 0.0
+    reached: Reached = field(default_factory=Reached)
+    watcher: "asyncio.Task[None] | None" = None
+
+    def __post_init__(self) -> None:
+        # The index is polled from the phase's first order on: a document is
+        # timed when a poll first finds it terminal (POLL_S apart at best).
+        self.watcher = asyncio.create_task(_watch_index(self))
 
 
 async def sign_up(n: int, products: list[str]) -> Customer:
@@ -264,31 +283,22 @@ async def open_loop(
 # --- where each order got to --------------------------------------------------------
 
 
-@dataclass
-class Reached:
-    confirmed: dict[str, float] = field(default_factory=dict)
-    feed: dict[str, float] = field(default_factory=dict)
-    emailed: dict[str, float] = field(default_factory=dict)
-    indexed: dict[str, float] = field(default_factory=dict)
-
-
 async def follow(phase: Phase, api: asyncpg.Pool, notify: asyncpg.Pool) -> dict[str, Any]:
-    """Poll until every order of ``phase`` got everywhere; its latencies."""
-    reached = Reached()
+    """Wait until every order of ``phase`` got everywhere; its latencies."""
+    reached = phase.reached
     ids = list(phase.sent_at)
     ended = time.time()
     drained_s: float | None = None
-    polls = 0
-    async with aiohttp.ClientSession() as es:
-        while time.time() - ended < DRAIN_TIMEOUT_S:
-            await _poll_index(es, ids, reached)
-            if polls % 5 == 0 or len(reached.indexed) == len(ids):  # the databases each second
-                await _read_databases(ids, api, notify, reached)
-            if all(len(found) == len(ids) for found in vars(reached).values()):
-                drained_s = time.time() - ended
-                break
-            polls += 1
-            await asyncio.sleep(POLL_S)
+    while time.time() - ended < DRAIN_TIMEOUT_S:
+        await _read_databases(ids, api, notify, reached)
+        if all(len(found) == len(ids) for found in vars(reached).values()):
+            drained_s = time.time() - ended
+            break
+        await asyncio.sleep(1.0)
+    assert phase.watcher is not None
+    phase.watcher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await phase.watcher
     await _read_databases(ids, api, notify, reached)
     out: dict[str, Any] = {
         "drained_after_s": round(drained_s, 1) if drained_s is not None else None,
@@ -301,6 +311,13 @@ async def follow(phase: Phase, api: asyncpg.Pool, notify: asyncpg.Pool) -> dict[
             [(at - phase.sent_at[order]) * 1000 for order, at in found.items()]
         )
     return out
+
+
+async def _watch_index(phase: Phase) -> None:
+    async with aiohttp.ClientSession() as es:
+        while True:
+            await _poll_index(es, list(phase.sent_at), phase.reached)
+            await asyncio.sleep(POLL_S)
 
 
 async def _poll_index(es: aiohttp.ClientSession, ids: list[str], reached: Reached) -> None:
@@ -503,7 +520,7 @@ async def measure() -> dict[str, Any]:
         warm = await closed_loop(customers, products, 16, 5, "warm-up")
         await follow(warm, api, notify)
         await asyncio.sleep(5)
-        results["idle_rss_mb_before"] = resident_mb()
+        results["idle_pss_mb_before"] = resident_mb()
         runs: list[tuple[str, Callable[[], Awaitable[Phase]]]] = [
             ("closed_16", lambda: closed_loop(customers, products, 16, SECONDS, "closed loop, 16")),
             ("closed_64", lambda: closed_loop(customers, products, 64, SECONDS, "closed loop, 64")),
@@ -532,7 +549,7 @@ async def measure() -> dict[str, Any]:
             }
             print(f"bench-orders: {phase.name}: {json.dumps(results[key])}", file=sys.stderr)
         await asyncio.sleep(5)
-        results["idle_rss_mb_after"] = resident_mb()
+        results["idle_pss_mb_after"] = resident_mb()
 
         await shape_tables(api)
         try:

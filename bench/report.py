@@ -108,8 +108,8 @@ FIGURES = [
            "closed_16.postgres.statements_per_order"),
     Figure("orders", "CPU per order, every process of the stack (closed loop of 16)", "ms",
            "closed_16.cpu.stack_ms_per_order", None, None, ("value <=", 12)),
-    Figure("orders", "whole stack resident memory at idle, after the run", "MB",
-           "idle_rss_mb_after", ("before the run", "idle_rss_mb_before"), None,
+    Figure("orders", "whole stack memory (PSS) at idle, after the run", "MB",
+           "idle_pss_mb_after", ("before the run", "idle_pss_mb_before"), None,
            ("value <=", 2560)),
 ]  # fmt: skip
 

@@ -150,7 +150,7 @@ async def start_saga(
             updated_at=now,
         )
     )
-    await uow.session.execute(text(f"SELECT pg_notify('{CHANNEL}', '')"))
+    uow.wake(CHANNEL)
 
 
 async def divert(
@@ -194,7 +194,7 @@ async def divert(
             finished_at=now,
         )
     )
-    await uow.session.execute(text(f"SELECT pg_notify('{CHANNEL}', '')"))
+    uow.wake(CHANNEL)
     return True
 
 
@@ -363,7 +363,7 @@ class SagaRunner:
                 )
             )
             if transition.status in ACTIVE and not transition.retry_in_s:
-                await uow.session.execute(text(f"SELECT pg_notify('{CHANNEL}', '')"))
+                uow.wake(CHANNEL)
             await uow.commit()
         return True
 

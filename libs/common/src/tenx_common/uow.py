@@ -23,7 +23,7 @@ class UnitOfWork:
 
     async def __aenter__(self) -> Self:
         self.session = self._session_factory()
-        self._staged = False
+        self._wakes: set[str] = set()
         self._after_commit: list[Callable[[], Awaitable[object]]] = []
         # The id of the event whose effect this is (set by the consumer for each
         # handler it calls), for records kept per event, such as notify's deliveries.
@@ -43,15 +43,23 @@ class UnitOfWork:
     async def publish(self, event: Event) -> None:
         """Stage ``event`` in this transaction's outbox."""
         await add_event(self.session, self._outbox, event, source=self._source)
-        self._staged = True
+        self.wake("outbox")  # the relays
+
+    def wake(self, channel: str) -> None:
+        """NOTIFY ``channel`` when this transaction commits (its listeners wake)."""
+        self._wakes.add(channel)
 
     def after_commit(self, action: Callable[[], Awaitable[object]]) -> None:
         """Run ``action`` once this transaction has committed (cache invalidation)."""
         self._after_commit.append(action)
 
     async def commit(self) -> None:
-        if self._staged:  # wakes the relays when the transaction commits
-            await self.session.execute(text("SELECT pg_notify('outbox', '')"))
+        if self._wakes:  # one statement for every channel (delivered at the commit)
+            await self.session.execute(
+                text("SELECT pg_notify(c, '') FROM unnest(CAST(:channels AS text[])) c"),
+                {"channels": sorted(self._wakes)},
+            )
+            self._wakes.clear()
         await self.session.commit()
         for action in self._after_commit:
             await action()

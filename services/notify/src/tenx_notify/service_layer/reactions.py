@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, literal, select, text, update
+from sqlalchemy import Select, delete, exists, literal, select, update
 from sqlalchemy.dialects.postgresql import JSONB, insert
 
 from tenx_common.events import Event
@@ -117,12 +117,12 @@ async def order_news(
     uow: UnitOfWork, event: OrderConfirmed | OrderCancelled, *, deps: NotifyDeps
 ) -> None:
     session = uow.session
-    if await _erased(uow, event.user_id):
+    user = (await session.execute(_what_we_know(event.user_id))).one()
+    if user.erased:
         return  # an order event that arrived after the erasure (another topic)
     event_id = _event_id(uow)
-    preferences = await session.get(Preferences, event.user_id)
-    wants_email = preferences.email if preferences else True
-    wants_in_app = preferences.in_app if preferences else True
+    wants_email = user.wants_email if user.wants_email is not None else True
+    wants_in_app = user.wants_in_app if user.wants_in_app is not None else True
     confirmed = isinstance(event, OrderConfirmed)
     kind = "order_confirmed" if confirmed else "order_cancelled"
     details: dict[str, Any] = {"order_id": str(event.order_id)}
@@ -172,7 +172,6 @@ async def order_news(
                 },
             )
     if wants_email:
-        recipient = await session.get(Recipient, event.user_id)
         await _deliver(
             uow,
             event_id=event_id,
@@ -180,11 +179,11 @@ async def order_news(
             user_id=event.user_id,
             kind=kind,
             payload={
-                **({"to": recipient.email, "name": recipient.name} if recipient else {}),
+                **({"to": user.to, "name": user.name} if user.to is not None else {}),
                 "preferences_link": f"{deps.settings.public_base_url}/v1/notifications/preferences",
                 **details,
             },
-            awaiting=recipient is None,
+            awaiting=user.to is None,
         )
 
 
@@ -231,7 +230,24 @@ async def _deliver(
         )
         .on_conflict_do_nothing()
     )
-    await uow.session.execute(text(f"SELECT pg_notify('{DELIVERIES}', '')"))
+    uow.wake(DELIVERIES)
+
+
+def _what_we_know(user_id: uuid.UUID) -> Select[Any]:
+    """In one statement: whether the user was erased, their preferences (NULL
+    when they kept the defaults) and their address (NULL until their sign-up
+    has arrived)."""
+
+    def about(column: Any, table: Any) -> Any:
+        return select(column).where(table.user_id == user_id).scalar_subquery()
+
+    return select(
+        exists().where(ErasedUser.user_id == user_id).label("erased"),
+        about(Preferences.email, Preferences).label("wants_email"),
+        about(Preferences.in_app, Preferences).label("wants_in_app"),
+        about(Recipient.email, Recipient).label("to"),
+        about(Recipient.name, Recipient).label("name"),
+    )
 
 
 async def _erased(uow: UnitOfWork, user_id: uuid.UUID) -> bool:
