@@ -1,0 +1,41 @@
+"""bench-orders' arithmetic: percentiles, statements and CPU per order."""
+
+from bench.orders import cpu_per_order, statements_per_order, summary
+
+
+def test_percentiles_of_a_phase() -> None:
+    values = [float(n) for n in range(1, 101)]
+    assert summary(values) == {"count": 100, "p50_ms": 51.0, "p99_ms": 100.0, "max_ms": 100.0}
+    assert summary([]) == {"count": 0}
+
+
+def test_statements_and_commits_per_order_are_the_differences_over_the_phase() -> None:
+    before = {
+        "calls": {("tenx_api", 1): (100, "BEGIN"), ("tenx_api", 2): (10, "INSERT INTO orders")},
+        "commits": {"tenx_api": 1000, "tenx_notify": 50},
+    }
+    after = {
+        "calls": {
+            ("tenx_api", 1): (140, "BEGIN"),
+            ("tenx_api", 2): (30, "INSERT INTO orders"),
+            ("tenx_notify", 3): (20, "SELECT 1"),  # first seen in the phase
+        },
+        "commits": {"tenx_api": 1040, "tenx_notify": 70},
+    }
+    found = statements_per_order(before, after, orders=20)
+    assert found["statements_per_order"] == 4.0  # (40 + 20 + 20) / 20
+    assert found["by_database"] == {"tenx_api": 3.0, "tenx_notify": 1.0}
+    assert found["commits_per_order"] == {"tenx_api": 2.0, "tenx_notify": 1.0}
+    assert found["top"][0] == {"database": "tenx_api", "statement": "BEGIN", "per_order": 2.0}
+
+
+def test_cpu_per_order_leaves_the_benchmark_out_of_the_stacks_sum() -> None:
+    before = {"api-1": 10.0, "postgres-primary": 5.0, "(this benchmark)": 1.0}
+    after = {"api-1": 12.0, "postgres-primary": 6.0, "(this benchmark)": 3.0}
+    found = cpu_per_order(before, after, orders=100)
+    assert found["ms_per_order"] == {
+        "api-1": 20.0,
+        "(this benchmark)": 20.0,
+        "postgres-primary": 10.0,
+    }
+    assert found["stack_ms_per_order"] == 30.0
