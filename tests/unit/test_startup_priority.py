@@ -35,22 +35,21 @@ CHILD = textwrap.dedent(
 )
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="a negative niceness needs root")
-def test_a_boosted_process_returns_to_normal_priority_in_every_thread() -> None:
-    out = subprocess.run(
-        ["nice", "-n", "-10", sys.executable, "-c", CHILD],
+def niceness_seen(start: int) -> list[str]:
+    """Started at niceness ``start``: the main thread's and another thread's
+    niceness before settle_priority, then after it."""
+    return subprocess.run(
+        ["nice", "-n", str(start), sys.executable, "-c", CHILD],
         capture_output=True,
         text=True,
         check=True,
     ).stdout.split()
-    assert out == ["-10", "-10", "0", "0"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a negative niceness needs root")
+def test_a_boosted_process_returns_to_normal_priority_in_every_thread() -> None:
+    assert niceness_seen(-10) == ["-10", "-10", "0", "0"]
 
 
 def test_a_process_at_normal_priority_is_left_alone() -> None:
-    out = subprocess.run(
-        ["nice", "-n", "5", sys.executable, "-c", CHILD],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    assert out == ["5", "5", "5", "5"]
+    assert niceness_seen(5) == ["5", "5", "5", "5"]
