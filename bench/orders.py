@@ -122,6 +122,12 @@ def _tree(pid: int, children: dict[int, list[int]]) -> list[int]:
     return found
 
 
+def _members(name: str, pid: int, children: dict[int, list[int]]) -> list[int]:
+    """A component's processes; supervisord is every component's parent, so
+    only its own process is its."""
+    return [pid] if name == "supervisord" else _tree(pid, children)
+
+
 def cpu_seconds() -> dict[str, float]:
     """CPU seconds of each component's process tree: every live process's own
     and its reaped children's (a backend that ended is in its parent's)."""
@@ -131,9 +137,7 @@ def cpu_seconds() -> dict[str, float]:
     for line in stack("pids").splitlines():
         name, pid = line.split()
         total = 0
-        # supervisord is every component's parent: only its own time is its.
-        members = [int(pid)] if name == "supervisord" else _tree(int(pid), children)
-        for member in members:
+        for member in _members(name, int(pid), children):
             try:
                 fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
@@ -154,7 +158,7 @@ def resident_mb() -> float:
     total_kb = 0
     for line in stack("pids").splitlines():
         name, pid = line.split()
-        for member in [int(pid)] if name == "supervisord" else _tree(int(pid), children):
+        for member in _members(name, int(pid), children):
             try:
                 rollup = Path(f"/proc/{member}/smaps_rollup").read_text()
             except OSError:

@@ -34,6 +34,8 @@ from tenx_common.events import Event, cloud_event
 
 log = logging.getLogger(__name__)
 
+CHANNEL = "outbox"  # NOTIFY at the commit of a transaction that staged events: the relays wake
+
 
 def outbox_table(metadata: MetaData) -> Table:
     return Table(

@@ -41,6 +41,7 @@ from tenx_common.app import create_service_app
 from tenx_common.db import bounded_waits
 from tenx_common.health import Check
 from tenx_common.outages import find_outage
+from tenx_common.outbox import CHANNEL
 from tenx_common.periodic import stop_task
 from tenx_common.settings import KafkaSettings, PostgresSettings, RelaySettings, ServiceSettings
 from tenx_common.telemetry import setup_telemetry
@@ -49,7 +50,6 @@ from tenx_common.wakeup import listening, nap
 log = logging.getLogger(__name__)
 
 LANES = 16
-CHANNEL = "outbox"
 
 
 def lane_of(table: Table) -> Any:

@@ -8,7 +8,7 @@ from sqlalchemy import Table, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tenx_common.events import Event
-from tenx_common.outbox import add_event
+from tenx_common.outbox import CHANNEL, add_event
 
 
 class UnitOfWork:
@@ -43,7 +43,7 @@ class UnitOfWork:
     async def publish(self, event: Event) -> None:
         """Stage ``event`` in this transaction's outbox."""
         await add_event(self.session, self._outbox, event, source=self._source)
-        self.wake("outbox")  # the relays
+        self.wake(CHANNEL)  # the relays
 
     def wake(self, channel: str) -> None:
         """NOTIFY ``channel`` when this transaction commits (its listeners wake)."""
