@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import propagate
 from opentelemetry.trace import Status, StatusCode, Tracer
 from prometheus_client.core import CounterMetricFamily, Metric
@@ -62,6 +63,7 @@ COMPENSATED = "compensated"
 FAILED = "failed"
 ACTIVE = (RUNNING, COMPENSATING)
 CHANNEL = "sagas"
+RECORD_BATCH = 64  # transitions recorded in one transaction, at most
 
 
 def saga_tables(metadata: MetaData) -> tuple[Table, Table]:
@@ -198,6 +200,17 @@ async def divert(
     return True
 
 
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A finished attempt waiting for its recording transaction."""
+
+    saga: Saga
+    transition: Transition
+    started: datetime
+    context: otel_context.Context  # the attempt's span, for the events it writes
+    done: "asyncio.Future[bool]"
+
+
 @dataclass(eq=False)
 class SagaRunner:
     engine: AsyncEngine
@@ -205,15 +218,15 @@ class SagaRunner:
     sagas: Table
     steps_log: Table
     steps: Mapping[tuple[str, str], Step]  # (kind, step) -> the step
-    lease_s: Callable[
-        [Saga], float
-    ]  # how long an attempt may take before another runner retries it
+    lease_s: float  # how long an attempt may take before another runner retries it
     tracer: Tracer
     poll_interval_s: float = 1.0
     concurrency: int = 16
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _outcomes: dict[tuple[str, str], int] = field(default_factory=dict)
+    _to_record: list[_Pending] = field(default_factory=list)
+    _recorder: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         """Run due sagas until ``stopping``; woken by NOTIFY, polling as a fallback."""
@@ -237,41 +250,39 @@ class SagaRunner:
             await asyncio.wait(in_flight, timeout=10)
 
     async def claim(self, limit: int) -> list[Saga]:
-        """Lease up to ``limit`` due sagas to this runner."""
+        """Lease up to ``limit`` due sagas to this runner, in one statement."""
         table = self.sagas
+        due = (
+            select(table.c.id)
+            .where(table.c.status.in_(ACTIVE), table.c.next_attempt_at <= func.now())
+            .order_by(table.c.next_attempt_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .cte("due")
+        )
         async with self.engine.begin() as conn:
-            rows = (
-                await conn.execute(
-                    select(table)
-                    .where(table.c.status.in_(ACTIVE), table.c.next_attempt_at <= func.now())
-                    .order_by(table.c.next_attempt_at)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
+            rows = await conn.execute(
+                update(table)
+                .where(table.c.id == due.c.id)
+                .values(
+                    attempts=table.c.attempts + 1,
+                    next_attempt_at=func.now() + timedelta(seconds=self.lease_s),
+                    updated_at=func.now(),
                 )
-            ).all()
-            claimed = []
-            for row in rows:
-                saga = Saga(
+                .returning(table)
+            )
+            return [
+                Saga(
                     id=row.id,
                     kind=row.kind,
                     status=row.status,
                     step=row.step,
-                    attempts=row.attempts + 1,
+                    attempts=row.attempts,
                     reason=row.reason,
                     trace=row.trace,
                 )
-                lease = timedelta(seconds=self.lease_s(saga))
-                await conn.execute(
-                    update(table)
-                    .where(table.c.id == row.id)
-                    .values(
-                        attempts=saga.attempts,
-                        next_attempt_at=func.now() + lease,
-                        updated_at=func.now(),
-                    )
-                )
-                claimed.append(saga)
-        return claimed
+                for row in rows
+            ]
 
     async def attempt(self, saga: Saga) -> None:
         """One attempt of ``saga``'s current step, and its transition recorded."""
@@ -317,7 +328,60 @@ class SagaRunner:
             self._outcomes[key] = self._outcomes.get(key, 0) + 1
 
     async def record(self, saga: Saga, transition: Transition, *, started: datetime) -> bool:
+        """Record ``transition``; False when the saga had moved on (the result is dropped).
+
+        Group commit: the transitions that finish while a recording
+        transaction runs are recorded together in the next one, so a busy
+        runner commits once per batch and an idle one at once."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._to_record.append(
+            _Pending(saga, transition, started, otel_context.get_current(), future)
+        )
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.create_task(self._record_queued())
+        return await future
+
+    async def _record_queued(self) -> None:
+        while self._to_record:
+            batch = self._to_record[:RECORD_BATCH]
+            del self._to_record[:RECORD_BATCH]
+            try:
+                results = await self._record_together(batch)
+            except Exception:  # one transition's state change failed: each on its own
+                for pending in batch:
+                    try:
+                        pending.done.set_result((await self._record_together([pending]))[0])
+                    except Exception as exc:
+                        pending.done.set_exception(exc)
+            else:
+                for pending, result in zip(batch, results, strict=True):
+                    pending.done.set_result(result)
+
+    async def _record_together(self, batch: list[_Pending]) -> list[bool]:
+        """The transitions of ``batch`` in one transaction, each fenced on the
+        status, step and attempt its runner claimed, each under its attempt's
+        trace (so its events carry that trace on)."""
+        results = []
+        async with self.uow() as uow:
+            for pending in batch:
+                token = otel_context.attach(pending.context)
+                try:
+                    results.append(await self._record_one(uow, pending))
+                finally:
+                    otel_context.detach(token)
+            try:
+                await uow.commit()
+            except Exception:
+                if not uow.committed:
+                    raise
+                # Committed; what runs after the commit (read-your-writes
+                # positions) failed: the transitions stand, recorded once.
+                log.exception("saga runner: after recording %d transitions", len(batch))
+        return results
+
+    async def _record_one(self, uow: UnitOfWork, pending: _Pending) -> bool:
         table = self.sagas
+        saga, transition = pending.saga, pending.transition
         same_step = transition.step == saga.step and transition.status == saga.status
         values: dict[str, Any] = {
             "status": transition.status,
@@ -334,37 +398,35 @@ class SagaRunner:
             values["reason"] = transition.reason
         if transition.outcome == "error" or transition.retry_in_s is not None:
             values["last_error"] = transition.detail
-        async with self.uow() as uow:
-            moved = await uow.session.execute(
-                update(table)
-                .where(
-                    table.c.id == saga.id,
-                    table.c.status == saga.status,
-                    table.c.step == saga.step,
-                    table.c.attempts == saga.attempts,
-                )
-                .values(**values)
-                .returning(table.c.id)
+        moved = await uow.session.execute(
+            update(table)
+            .where(
+                table.c.id == saga.id,
+                table.c.status == saga.status,
+                table.c.step == saga.step,
+                table.c.attempts == saga.attempts,
             )
-            if moved.first() is None:
-                log.info("saga %s moved on while step %s ran; result dropped", saga.id, saga.step)
-                return False
-            if transition.apply is not None:
-                await transition.apply(uow)
-            await uow.session.execute(
-                insert(self.steps_log).values(
-                    saga_id=saga.id,
-                    step=saga.step,
-                    attempt=saga.attempts,
-                    outcome=transition.outcome,
-                    detail=transition.detail,
-                    started_at=started,
-                    finished_at=datetime.now(UTC),
-                )
+            .values(**values)
+            .returning(table.c.id)
+        )
+        if moved.first() is None:
+            log.info("saga %s moved on while step %s ran; result dropped", saga.id, saga.step)
+            return False
+        if transition.apply is not None:
+            await transition.apply(uow)
+        await uow.session.execute(
+            insert(self.steps_log).values(
+                saga_id=saga.id,
+                step=saga.step,
+                attempt=saga.attempts,
+                outcome=transition.outcome,
+                detail=transition.detail,
+                started_at=pending.started,
+                finished_at=datetime.now(UTC),
             )
-            if transition.status in ACTIVE and not transition.retry_in_s:
-                uow.wake(CHANNEL)
-            await uow.commit()
+        )
+        if transition.status in ACTIVE and not transition.retry_in_s:
+            uow.wake(CHANNEL)
         return True
 
     def collect(self) -> Any:

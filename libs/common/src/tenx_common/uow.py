@@ -28,6 +28,7 @@ class UnitOfWork:
         # The id of the event whose effect this is (set by the consumer for each
         # handler it calls), for records kept per event, such as notify's deliveries.
         self.cause: str | None = None
+        self.committed = False
         return self
 
     async def __aexit__(
@@ -61,5 +62,6 @@ class UnitOfWork:
             )
             self._wakes.clear()
         await self.session.commit()
+        self.committed = True
         for action in self._after_commit:
             await action()

@@ -65,9 +65,9 @@ def steps(deps: ApiDeps) -> dict[tuple[str, str], Step]:
     }
 
 
-def lease_s(deps: ApiDeps) -> Callable[[Saga], float]:
+def lease_s(deps: ApiDeps) -> float:
     """An attempt's lease: the provider's timeout and a margin."""
-    return lambda saga: deps.settings.payment_timeout_s + 10.0
+    return deps.settings.payment_timeout_s + 10.0
 
 
 async def authorize_payment(saga: Saga, deps: ApiDeps) -> Transition:
