@@ -75,14 +75,10 @@ DRAIN_TIMEOUT_S = 240
 TRACE_RATIO = "0.1"
 PYTHON = (
     *("api-1", "api-2", "auth", "notify", "search-indexer"),
-    *("api-worker", "auth-worker", "notify-worker"),
-    *("api-relay", "auth-relay", "notify-relay", "search-indexer-relay"),
+    *("api-worker", "auth-worker", "notify-worker"),  # each with its service's relay
 )
 # Stopped for "the api alone": everything an order reaches after its commit.
-DOWNSTREAM = (
-    *("api-worker", "auth-worker", "notify-worker", "notify", "search-indexer"),
-    *("api-relay", "auth-relay", "notify-relay", "search-indexer-relay"),
-)
+DOWNSTREAM = (*("api-worker", "auth-worker", "notify-worker", "notify", "search-indexer"),)
 TERMINAL = ("confirmed", "cancelled")
 
 

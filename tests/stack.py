@@ -135,7 +135,7 @@ async def stack(*args: str) -> None:
 
 
 def pid_of(name: str) -> int:
-    """The pid of a process the local stack runs (``api-worker``, ``api-relay``...)."""
+    """The pid of a process the local stack runs (``api-worker``, ``edge``...)."""
     found = subprocess.run(
         [str(ROOT / "deploy" / "local" / "stack"), "pid", name],
         capture_output=True,

@@ -110,7 +110,7 @@ priority_of() {
   case $1 in
     postgres-primary) echo 10 ;; postgres-replica) echo 11 ;; redis) echo 12 ;; kafka) echo 13 ;;
     elasticsearch) echo 14 ;; jaeger) echo 15 ;; mailpit) echo 16 ;;
-    *-relay) echo 30 ;; edge) echo 40 ;; *) echo 20 ;;
+    edge) echo 40 ;; *) echo 20 ;;
   esac
 }
 

@@ -157,15 +157,16 @@ def test_the_infrastructure_runs_the_versions_of_the_local_stack() -> None:
 
 def test_every_process_of_the_local_stack_is_a_deployment(objects: tuple[Object, ...]) -> None:
     """The local stack's processes (deploy/local/services.sh), each its own
-    Deployment: the servers (api's two instances are replicas), the
-    consumers and the relays."""
+    Deployment: the servers (api's two instances are replicas) and the
+    consumers; and each service's relay, which locally runs in its worker."""
     script = (ROOT / "deploy" / "local" / "services.sh").read_text()
-    names = set()
-    for array in ("SERVICES", "RELAYS"):
-        body = re.search(rf"^{array}=\((.*?)\)", script, re.S | re.M)
-        assert body is not None, array
-        names |= {entry.split(":")[0] for entry in body.group(1).split()}
-    local = {re.sub(r"-\d+$", "", name) for name in names}
+    body = re.search(r"^SERVICES=\((.*?)\)", script, re.S | re.M)
+    assert body is not None
+    entries = [entry.split(":") for entry in body.group(1).split()]
+    local = {re.sub(r"-\d+$", "", name) for name, *_ in entries}
+    local |= {
+        f"{package.removeprefix('tenx_').replace('_', '-')}-relay" for _, package, *_ in entries
+    }
     deployments = {
         d["metadata"]["name"]
         for d in of_kind(objects, "Deployment")

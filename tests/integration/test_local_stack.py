@@ -51,7 +51,7 @@ def _status_of(name: str) -> list[str]:
 
 
 def test_a_killed_process_is_started_again_by_the_supervisor_and_counted() -> None:
-    name = "search-indexer-relay"
+    name = "auth-worker"
     before = int(_status_of(name)[_status_of(name).index("restarts") + 1])
     pid = int(_stack("pid", name))
     os.kill(pid, signal.SIGKILL)

@@ -122,9 +122,10 @@ async def test_an_order_confirmed_before_its_customer_is_known_is_still_emailed(
 ) -> None:
     # auth.users and orders.orders are two topics: nothing orders a sign-up's
     # event before the confirmation of the order placed a second later. Hold
-    # the sign-up back (its relay stopped) so the confirmation arrives first.
+    # the sign-up back (auth's relay stopped with its worker) so the
+    # confirmation arrives first.
     product = await new_product(edge, await admin(edge), stock=5)
-    await stack("stop", "auth-relay")
+    await stack("stop", "auth-worker")
     try:
         email, user = await sign_up(edge)
         order_id = await order(edge, user, product)
@@ -136,7 +137,7 @@ async def test_an_order_confirmed_before_its_customer_is_known_is_still_emailed(
         await eventually(in_feed)  # notify has handled the confirmation
         assert await mails_to(mailpit, email) == []  # no address yet to send it to
     finally:
-        await stack("start", "auth-relay")
+        await stack("start", "auth-worker")
 
     async def both() -> list[str] | None:
         subjects = sorted(m["Subject"] for m in await mails_to(mailpit, email))

@@ -9,10 +9,9 @@ read-your-writes), and so on. Everything opened is closed on the way out.
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import httpx
-from elasticsearch import AsyncElasticsearch
 from prometheus_client.registry import Collector
 from redis.asyncio import Redis
 
@@ -21,7 +20,6 @@ from tenx_common.db import Engines, create_engines, postgres_check
 from tenx_common.health import Check
 from tenx_common.kafka import kafka_check
 from tenx_common.mail import smtp_check
-from tenx_common.search import create_elasticsearch, elasticsearch_check
 from tenx_common.session_router import RedisWritePositions, SessionRouter
 from tenx_common.settings import (
     ElasticsearchSettings,
@@ -35,6 +33,9 @@ from tenx_common.settings import (
 from tenx_common.telemetry import traced_http_client
 from tenx_common.tokens import Denylist, Jwks, JwksCache, TokenVerifier
 
+if TYPE_CHECKING:  # imported where a service's settings call for it: 25 MB a process
+    from elasticsearch import AsyncElasticsearch
+
 D = TypeVar("D")
 
 
@@ -44,7 +45,7 @@ class Infra:
     collectors: list[Collector] = field(default_factory=list)
     engines: Engines | None = None
     redis: Redis | None = None
-    elasticsearch: AsyncElasticsearch | None = None
+    elasticsearch: "AsyncElasticsearch | None" = None
     verifier: TokenVerifier | None = None
     router: SessionRouter | None = None
 
@@ -72,6 +73,8 @@ async def open_infra(settings: ServiceSettings) -> AsyncIterator[Infra]:
         if isinstance(settings, KafkaSettings):
             infra.checks.append(kafka_check(settings))
         if isinstance(settings, ElasticsearchSettings):
+            from tenx_common.search import create_elasticsearch, elasticsearch_check
+
             infra.elasticsearch = create_elasticsearch(settings)
             stack.push_async_callback(infra.elasticsearch.close)
             infra.checks.append(elasticsearch_check(infra.elasticsearch))

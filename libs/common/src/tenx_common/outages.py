@@ -21,14 +21,14 @@ port that accepts and never answers):
 - Elasticsearch: ``elastic_transport.ConnectionError`` or ``ConnectionTimeout``.
 """
 
+import sys
 import traceback
 from collections import deque
 from collections.abc import Iterator
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import aiokafka.errors as kafka
 import asyncpg.exceptions as pg
-import elastic_transport
 import redis.exceptions
 import sqlalchemy.exc
 
@@ -50,7 +50,6 @@ _KAFKA_DOWN = (
     kafka.RequestTimedOutError,
     kafka.NoBrokersAvailable,
 )
-_ELASTICSEARCH_DOWN = (elastic_transport.ConnectionError, elastic_transport.ConnectionTimeout)
 
 
 class Outage(NamedTuple):
@@ -75,7 +74,7 @@ def _dependency_of(exc: BaseException) -> Dependency | None:
         return "redis"
     if isinstance(exc, _KAFKA_DOWN):
         return "kafka"
-    if isinstance(exc, _ELASTICSEARCH_DOWN):
+    if _elasticsearch_down(exc):
         return "elasticsearch"
     if isinstance(exc, _POSTGRES_DOWN):
         return "postgres"
@@ -86,6 +85,15 @@ def _dependency_of(exc: BaseException) -> Dependency | None:
     if isinstance(exc, OSError | TimeoutError) and _raised_in_asyncpg(exc):
         return "postgres"
     return None
+
+
+def _elasticsearch_down(exc: BaseException) -> bool:
+    # Looked up, not imported: a process that never loaded the client (a
+    # relay, notify, auth) cannot hold its errors, and skips its 20 MB.
+    transport: Any = sys.modules.get("elastic_transport")
+    return transport is not None and isinstance(
+        exc, transport.ConnectionError | transport.ConnectionTimeout
+    )
 
 
 def _raised_in_asyncpg(exc: BaseException) -> bool:

@@ -1,7 +1,8 @@
 """The outbox relay: publishes a service's outbox rows to Kafka after commit.
 
 Run as its own process (``python -m tenx_<svc> relay --port N``: /healthz,
-/readyz and /metrics on its port), as many as wanted.
+/readyz and /metrics on its port), as many as wanted, or in the service's
+worker process (``relay_in_worker``, as the local stack does).
 Rows are spread over ``LANES`` by their key's hash. A batch is claimed in one
 transaction that first takes the transaction-level advisory locks of the lanes
 no other relay holds, then selects unpublished rows of those lanes
@@ -259,11 +260,16 @@ class RelayContainer:
         return [self.relay]
 
 
+def relay_settings(settings: ServiceSettings) -> ServiceSettings:
+    """The service's settings as its relay's: its spans, logs and metrics are
+    the relay's ("api-relay"), in its own process or in the worker's."""
+    return settings.model_copy(update={"service_name": f"{settings.service_name}-relay"})
+
+
 def create_relay_app(settings: ServiceSettings, table: Table) -> FastAPI:
     """The ``relay`` command's app: the relay runs in its lifespan, with
     /healthz, /readyz (ready while connected) and /metrics on its port."""
-    # Its spans, logs and metrics are the service's relay's ("api-relay").
-    settings = settings.model_copy(update={"service_name": f"{settings.service_name}-relay"})
+    settings = relay_settings(settings)
 
     @asynccontextmanager
     async def bootstrap(settings: ServiceSettings) -> AsyncIterator[RelayContainer]:

@@ -113,6 +113,9 @@ class RelaySettings(BaseSettings):
     outbox_batch_size: int = Field(default=200, ge=1, le=5000)
     outbox_poll_interval_s: float = Field(default=1.0, gt=0)
     outbox_retention_s: float = Field(default=24 * 3600, ge=60)
+    # The service's worker also runs its relay (one process fewer per service:
+    # the local stack). Deployed, relays run on their own and scale apart.
+    relay_in_worker: bool = False
 
 
 class ElasticsearchSettings(BaseSettings):

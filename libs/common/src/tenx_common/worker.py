@@ -1,6 +1,7 @@
 """A service's worker process: its consumer and its background loops (a saga
-runner), with the service's /healthz, /readyz and /metrics on a port of its
-own. ``python -m tenx_<svc> worker --port N``; run as many as wanted."""
+runner; its outbox relay too with ``relay_in_worker``), with the service's
+/healthz, /readyz and /metrics on a port of its own.
+``python -m tenx_<svc> worker --port N``; run as many as wanted."""
 
 import asyncio
 import contextlib
@@ -16,9 +17,11 @@ from sqlalchemy import Table
 
 from tenx_common.app import create_service_app
 from tenx_common.consumer import Consumer
+from tenx_common.health import Check
 from tenx_common.infra import ServiceContainer
 from tenx_common.outbox import OutboxMonitor
 from tenx_common.periodic import every
+from tenx_common.relay import Relay, relay_settings
 from tenx_common.settings import ServiceSettings
 from tenx_common.telemetry import setup_telemetry
 
@@ -40,8 +43,14 @@ def create_worker_app(
     outbox: Table | None = None,
     suffix: str = "-worker",
 ) -> FastAPI:
+    relay = (
+        Relay(relay_settings(settings), outbox)
+        if outbox is not None and getattr(settings, "relay_in_worker", False)
+        else None
+    )
     # Its spans, logs and metrics are the service's worker's ("api-worker"),
-    # unless the worker is the whole service (the search-indexer).
+    # unless the worker is the whole service (the search-indexer); a relay
+    # it runs keeps its own ("api-relay").
     settings = settings.model_copy(update={"service_name": f"{settings.service_name}{suffix}"})
 
     @asynccontextmanager
@@ -51,6 +60,9 @@ def create_worker_app(
             started = list(loops(container, telemetry.tracer("tenx.worker")))
             if outbox is not None and container.infra.engines is not None:
                 started.append(OutboxMonitor(container.infra.engines.primary, outbox))
+            if relay is not None:
+                started.append(relay)
+                container.infra.checks.append(Check("relay", relay.check))
             container.infra.collectors.extend(started)
             tasks = [asyncio.create_task(_keep_running(loop)) for loop in started]
             consumers = [loop for loop in started if isinstance(loop, Consumer)]
