@@ -515,7 +515,13 @@ async def measure() -> dict[str, Any]:
     )
     products = [row["id"] for row in rows]
     await api.execute("UPDATE products SET stock = 1000000 WHERE id = ANY($1::uuid[])", products)
-    customers = await asyncio.gather(*(sign_up(n, products) for n in range(CUSTOMERS)))
+    signing_up = asyncio.Semaphore(16)  # the orders are measured here, not the sign-ups
+
+    async def customer(n: int) -> Customer:
+        async with signing_up:
+            return await sign_up(n, products)
+
+    customers = await asyncio.gather(*(customer(n) for n in range(CUSTOMERS)))
     try:
         warm = await closed_loop(customers, products, 16, 5, "warm-up")
         await follow(warm, api, notify)

@@ -2,6 +2,8 @@
 port; the database is read with the service's own role to check what it stored."""
 
 import asyncio
+import dataclasses
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,6 +14,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from tenx_auth.bootstrap import bootstrap
+from tenx_auth.domain import commands
+from tenx_auth.domain.passwords import Passwords
+from tenx_auth.service_layer import handlers
 from tenx_auth.settings import Settings as AuthSettings
 
 AUTH = "http://127.0.0.1:8001"
@@ -401,3 +407,44 @@ async def test_account_deletion_is_requested_once_and_ends_every_session(
     await sign_up(client, stranger_email)
     stranger = await log_in(client, stranger_email)
     assert (await client.get(path, headers=bearer(stranger["access_token"]))).status_code == 404
+
+
+class HeldPasswords(Passwords):
+    """The real argon2 check, held in its thread until the test lets it go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.checking = threading.Event()
+        self.release = threading.Event()
+
+    def verify(self, password_hash: str | None, password: str) -> bool:
+        self.checking.set()
+        self.release.wait(10)
+        return super().verify(password_hash, password)
+
+
+async def test_a_login_holds_no_database_connection_while_it_checks_the_password(
+    client: httpx.AsyncClient, auth_settings: AuthSettings
+) -> None:
+    # A burst of logins, each 20-50 ms of argon2, once held every pooled
+    # connection through its check; the rest timed out on the pool (503).
+    email = new_email()
+    await sign_up(client, email)
+    passwords = HeldPasswords()
+    async with bootstrap(auth_settings) as container:
+        assert container.infra.engines is not None
+        pool = container.infra.engines.primary.pool
+        deps = dataclasses.replace(container.deps, passwords=passwords)
+        login = asyncio.create_task(
+            handlers.log_in(
+                commands.LogIn(email=email, password=STRONG), client_ip="10.250.0.1", deps=deps
+            )
+        )
+        try:
+            assert await asyncio.to_thread(passwords.checking.wait, 10)
+            held = pool.checkedout()  # type: ignore[attr-defined]
+        finally:
+            passwords.release.set()
+        pair = await login
+    assert held == 0
+    assert pair.access_token

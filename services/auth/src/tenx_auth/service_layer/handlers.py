@@ -109,18 +109,25 @@ async def log_in(cmd: commands.LogIn, *, client_ip: str, deps: AuthDeps) -> Toke
         verdict = await deps.limiter.check(key, limit)
         if not verdict.allowed:
             raise errors.too_many_attempts(verdict.retry_after_s)
+    # The hash is checked with no connection held: a burst of logins (each
+    # 20-50 ms of argon2) held the whole pool, and the rest timed out on it.
     async with deps.uow() as uow:
-        user = await _user_by_email(uow, email)
-        ok = await asyncio.to_thread(
-            deps.passwords.verify, user.password_hash if user else None, cmd.password
-        )
-        if user is not None and ok:
+        found = await _user_by_email(uow, email)
+    ok = await asyncio.to_thread(
+        deps.passwords.verify, found.password_hash if found else None, cmd.password
+    )
+    async with deps.uow() as uow:
+        user = None
+        if found is not None and ok:
             # Keep the row until this login commits: the erasure saga may delete it
             # meanwhile (its DELETE waits, then takes the new refresh token with it).
+            # A password changed since the check is the new one's to pass.
             user = await uow.session.scalar(
-                select(User).where(User.id == user.id).with_for_update(read=True, key_share=True)
+                select(User)
+                .where(User.id == found.id, User.password_hash == found.password_hash)
+                .with_for_update(read=True, key_share=True)
             )
-        if user is None or not ok or await _pending_deletion(uow, user.id) is not None:
+        if user is None or await _pending_deletion(uow, user.id) is not None:
             await deps.limiter.hit(account_key, limits[0])
             await deps.limiter.hit(ip_key, limits[1])
             raise errors.invalid_credentials()
