@@ -13,7 +13,7 @@ the session and is the caller's to retry.
 import asyncio
 import contextlib
 import time
-from email.message import EmailMessage
+from email.message import Message
 
 import aiosmtplib
 
@@ -29,7 +29,7 @@ class SmtpSessions:
         self._idle_s = idle_s
         self._idle: list[tuple[aiosmtplib.SMTP, float]] = []  # session, when it was put back
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: Message) -> None:
         client = self._take()
         if client is not None:
             try:
