@@ -7,6 +7,7 @@ request that caused it, so the publish joins the request's trace.
 
 import asyncio
 import contextlib
+import functools
 import logging
 import uuid
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.sql.dml import Insert
 
 from tenx_common.events import Event, cloud_event
 
@@ -60,17 +62,25 @@ async def add_event(session: AsyncSession, table: Table, event: Event, *, source
     headers: dict[str, str] = {}
     propagate.inject(headers)
     document = cloud_event(event, source=source)
-    await session.execute(
-        insert(table).values(
-            id=uuid.UUID(document["id"]),
-            topic=event.TOPIC,
-            key=event.aggregate_id(),
-            type=event.TYPE,
-            payload=document,
-            headers=headers,
-            occurred_at=datetime.now(UTC),
-        )
+    connection = await session.connection()  # Core: no ORM flush or statement building
+    await connection.execute(
+        _insert(table),
+        {
+            "id": uuid.UUID(document["id"]),
+            "topic": event.TOPIC,
+            "key": event.aggregate_id(),
+            "type": event.TYPE,
+            "payload": document,
+            "headers": headers,
+            "occurred_at": datetime.now(UTC),
+        },
     )
+
+
+@functools.cache
+def _insert(table: Table) -> Insert:
+    """An INSERT into ``table``, built once."""
+    return insert(table)
 
 
 class OutboxMonitor:

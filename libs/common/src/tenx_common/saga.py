@@ -139,18 +139,20 @@ async def start_saga(
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     now = datetime.now(UTC)
-    await uow.session.execute(
-        insert(sagas).values(
-            id=saga_id,
-            kind=kind,
-            status=RUNNING,
-            step=step,
-            attempts=0,
-            trace=carrier,
-            next_attempt_at=now,
-            created_at=now,
-            updated_at=now,
-        )
+    connection = await uow.session.connection()
+    await connection.execute(
+        insert(sagas),
+        {
+            "id": saga_id,
+            "kind": kind,
+            "status": RUNNING,
+            "step": step,
+            "attempts": 0,
+            "trace": carrier,
+            "next_attempt_at": now,
+            "created_at": now,
+            "updated_at": now,
+        },
     )
     uow.wake(CHANNEL)
 

@@ -12,11 +12,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tenx_api.adapters.orm import SandboxPayment
+from tenx_api.adapters.orm import Base, SandboxPayment
 from tenx_api.domain.payments import (
     APPROVE,
     DECLINE,
@@ -55,9 +55,8 @@ class SandboxPayments:
             )
             # Read in the same transaction (the record is visible to it, and a
             # concurrent first one has committed: ON CONFLICT waited for it).
-            payment = await session.scalar(
-                select(SandboxPayment).where(SandboxPayment.idempotency_key == idempotency_key)
-            )
+            connection = await session.connection()
+            payment = (await connection.execute(_BY_KEY, {"key": idempotency_key})).first()
             await session.commit()
         assert payment is not None
         if payment.status != VOIDED and (
@@ -104,12 +103,18 @@ class SandboxPayments:
             await session.commit()
 
 
+# Built once, run as Core on the session's connection.
+_LEDGER = Base.metadata.tables["sandbox_payments"]
+_FIRST = insert(_LEDGER).on_conflict_do_nothing(index_elements=[_LEDGER.c.idempotency_key])
+_BY_KEY = select(_LEDGER).where(_LEDGER.c.idempotency_key == bindparam("key"))
+
+
 async def _record_first(session: AsyncSession, idempotency_key: str, **values: Any) -> None:
     """The first record under a key wins; later ones under it change nothing."""
-    await session.execute(
-        insert(SandboxPayment)
-        .values(id=uuid.uuid4(), idempotency_key=idempotency_key, **values)
-        .on_conflict_do_nothing(index_elements=[SandboxPayment.idempotency_key])
+    connection = await session.connection()
+    await connection.execute(
+        _FIRST,
+        {"id": uuid.uuid4(), "idempotency_key": idempotency_key, **values},
     )
 
 

@@ -22,10 +22,10 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import bindparam, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tenx_api.adapters.orm import Order, saga_steps, sagas
+from tenx_api.adapters.orm import Base, Order, saga_steps, sagas
 from tenx_api.domain.orders import CONFIRMED, PENDING
 from tenx_api.domain.payments import IdempotencyConflictError
 from tenx_api.service_layer.deps import ApiDeps
@@ -70,10 +70,23 @@ def lease_s(deps: ApiDeps) -> float:
     return deps.settings.payment_timeout_s + 10.0
 
 
+# Core statements on the session's connection, built once (the ORM's get and
+# flush were a sixth of the saga runner's CPU).
+_ORDERS = Base.metadata.tables["orders"]
+_ORDER = select(_ORDERS).where(_ORDERS.c.id == bindparam("id"))
+_CONFIRM = (
+    update(_ORDERS)
+    .where(_ORDERS.c.id == bindparam("order_id"))  # "id" is the SET clause's own
+    .values(status=CONFIRMED, updated_at=bindparam("now"))
+    .returning(_ORDERS.c.user_id, _ORDERS.c.total_cents, _ORDERS.c.currency)
+)
+
+
 async def authorize_payment(saga: Saga, deps: ApiDeps) -> Transition:
     settings = deps.settings
     async with deps.uow() as uow:
-        order = await uow.session.get(Order, saga.id)
+        db = await uow.session.connection()
+        order = (await db.execute(_ORDER, {"id": saga.id})).first()
     if order is None or order.status != PENDING:
         return Transition(
             outcome="error",
@@ -122,13 +135,11 @@ def _confirm(
     order_id: uuid.UUID, payment_id: str, deps: ApiDeps
 ) -> Callable[[UnitOfWork], Awaitable[None]]:
     async def apply(uow: UnitOfWork) -> None:
-        order = await uow.session.get(Order, order_id, with_for_update=True)
-        assert order is not None
-        order.status = CONFIRMED
-        order.updated_at = datetime.now(UTC)
+        db = await uow.session.connection()
+        order = (await db.execute(_CONFIRM, {"order_id": order_id, "now": datetime.now(UTC)})).one()
         await uow.publish(
             OrderConfirmed(
-                order_id=order.id,
+                order_id=order_id,
                 user_id=order.user_id,
                 total_cents=order.total_cents,
                 currency=order.currency,
