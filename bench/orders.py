@@ -13,8 +13,9 @@ demo products under a fresh Idempotency-Key.
 Phases, each ``SECONDS`` long: a closed loop of 16 connections, one of 64,
 an open loop at ``RATE`` orders/s (a new order every 1/RATE s whatever the
 answers; at most ``OPEN_CAP`` in flight, beyond that an order counts as
-"not sent"), and an open loop at 70 % of the closed loop of 16's rate (the
-latencies of a stack that keeps up). After each, until every order it placed is terminal
+"not sent"), and an open loop at 70 % of the rate the closed loop of 16's
+orders were finished at, drain included (the latencies of a stack that keeps
+up). After each, until every order it placed is terminal
 (``confirmed`` or ``cancelled``), in the customer's feed, emailed and in the
 ``orders`` index as terminal, or ``DRAIN_TIMEOUT_S``. Per order:
 - placement: the client's send to its 201;
@@ -370,6 +371,14 @@ def summary(values_ms: list[float]) -> dict[str, float | int]:
     return {"count": len(ordered), "p50_ms": pick(0.5), "p99_ms": pick(0.99), "max_ms": pick(1.0)}
 
 
+def finished_per_s(orders: int, seconds: float, drained_after_s: float | None) -> float:
+    """The whole pipeline's rate: orders over the phase and its drain, until
+    the last one was terminal, emailed, in its feed and indexed (a drain that
+    did not end within ``DRAIN_TIMEOUT_S`` counts as that: a rate at most)."""
+    drain = DRAIN_TIMEOUT_S if drained_after_s is None else drained_after_s
+    return round(orders / (seconds + drain), 1)
+
+
 def placed(phase: Phase) -> dict[str, Any]:
     return {
         "orders": len(phase.sent_at),
@@ -532,12 +541,14 @@ async def measure() -> dict[str, Any]:
             ("closed_64", lambda: closed_loop(customers, products, 64, SECONDS, "closed loop, 64")),
             ("open", lambda: open_loop(customers, products, RATE, SECONDS)),
             # Below what the pipeline keeps up with: the latencies of a stack
-            # that is not overloaded (70 % of the closed loop of 16's rate).
+            # that is not overloaded (70 % of the rate at which the closed loop
+            # of 16's orders were finished, drain included: the api alone
+            # places them faster than the rest of the pipeline finishes them).
             ("open_sustained", lambda: open_loop(customers, products, sustained(), SECONDS)),
         ]
 
         def sustained() -> int:
-            return max(5, int(0.7 * results["closed_16"]["orders_per_s"]))
+            return max(5, int(0.7 * results["closed_16"]["finished_per_s"]))
 
         for key, run in runs:
             before, counted = cpu_seconds(), await statements(api)
@@ -548,6 +559,9 @@ async def measure() -> dict[str, Any]:
                 "phase": phase.name,
                 **placed(phase),
                 **drained,
+                "finished_per_s": finished_per_s(
+                    len(phase.sent_at), phase.seconds, drained["drained_after_s"]
+                ),
                 "cpu": cpu_per_order(before, after, len(phase.sent_at)),
                 "postgres": statements_per_order(
                     counted, await statements(api), len(phase.sent_at)

@@ -76,6 +76,8 @@ FIGURES = [
     Figure("orders", "orders, whole pipeline, closed loop of 16", "orders/s",
            "closed_16.orders_per_s", ("pgbench, one placement's SQL, 16 clients",
            "pgbench_order_shape_tps_16"), "closed_16.http.p99_ms", ("ratio >=", 0.15)),
+    Figure("orders", "orders finished by the whole pipeline (phase and drain), closed loop of 16",
+           "orders/s", "closed_16.finished_per_s", None, None, ("value >=", 150)),
     Figure("orders", "orders, whole pipeline, closed loop of 64", "orders/s",
            "closed_64.orders_per_s", ("pgbench, one placement's SQL, 64 clients",
            "pgbench_order_shape_tps_64"), "closed_64.http.p99_ms", ("value >=", 150)),

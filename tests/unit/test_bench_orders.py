@@ -1,6 +1,6 @@
 """bench-orders' arithmetic: percentiles, statements and CPU per order."""
 
-from bench.orders import cpu_per_order, statements_per_order, summary
+from bench.orders import cpu_per_order, finished_per_s, statements_per_order, summary
 
 
 def test_percentiles_of_a_phase() -> None:
@@ -39,3 +39,10 @@ def test_cpu_per_order_leaves_the_benchmark_out_of_the_stacks_sum() -> None:
         "postgres-primary": 10.0,
     }
     assert found["stack_ms_per_order"] == 30.0
+
+
+def test_the_pipelines_rate_counts_the_drain_after_the_phase() -> None:
+    # 600 placed in 60 s, the last finished 20 s after the phase: 7.5 a second.
+    assert finished_per_s(600, 60.0, 20.0) == 7.5
+    assert finished_per_s(600, 60.0, 0.0) == 10.0
+    assert finished_per_s(600, 60.0, None) == 2.0  # not drained within DRAIN_TIMEOUT_S (240 s)
