@@ -30,6 +30,9 @@ from tests.deploy.conftest import (
 CUSTOM = {
     ("postgresql.cnpg.io/v1", "Cluster"): ["instances", "storage"],
     ("postgresql.cnpg.io/v1", "Database"): ["cluster", "name", "owner"],
+    ("postgresql.cnpg.io/v1", "ScheduledBackup"): ["schedule", "cluster"],
+    ("postgresql.cnpg.io/v1", "Pooler"): ["cluster", "pgbouncer"],
+    ("barmancloud.cnpg.io/v1", "ObjectStore"): ["configuration"],
     ("kafka.strimzi.io/v1beta2", "Kafka"): ["kafka"],
     ("kafka.strimzi.io/v1beta2", "KafkaNodePool"): ["replicas", "roles", "storage"],
     ("elasticsearch.k8s.elastic.co/v1", "Elasticsearch"): ["version", "nodeSets"],

@@ -221,6 +221,29 @@ def test_production_reaches_its_data_and_managed_services_only() -> None:
     assert not flow(policies, pods["api"], postgres, 6379)
 
 
+def test_production_reaches_postgres_through_its_pooler_and_backs_it_up() -> None:
+    """The services reach the Pooler's pods, they reach the instances, and the
+    instances reach the object store (on the internet, or a private endpoint)."""
+    policies, pods = platform("production")
+    [pooler] = of_kind(render("production"), "Pooler")
+    cluster = pooler["spec"]["cluster"]["name"]
+    bouncer = Peer(
+        pooler["metadata"]["namespace"],
+        {
+            "cnpg.io/poolerName": pooler["metadata"]["name"],
+            "cnpg.io/cluster": cluster,
+            "cnpg.io/podRole": "pooler",
+        },
+    )
+    instance = Peer("tenx-data", {"cnpg.io/cluster": cluster, "cnpg.io/podRole": "instance"})
+    for name in PYTHON:
+        assert flow(policies, pods[name], bouncer, 5432), name
+    assert flow(policies, bouncer, instance, 5432)
+    assert flow(policies, instance, instance, 5432)  # streaming replication
+    assert flow(policies, instance, Peer(ip=INTERNET), 443)
+    assert flow(policies, instance, Peer(ip=PRIVATE), 443)
+
+
 def test_the_evaluator_denies_what_no_policy_allows() -> None:
     deny_all: Object = {
         "metadata": {"namespace": "tenx"},
