@@ -13,7 +13,8 @@ PYTEST := set -a; source .state/local.env; set +a; $(RUN) pytest
 PROMTOOL := $(TENX_CACHE)/bin/promtool-$(shell sed -n 's/^PROMTOOL_VERSION=\([^ ]*\).*/\1/p' deploy/local/versions.env)
 
 .PHONY: up down status logs install lint fmt test test-unit test-slo k8s-validate test-integration \
-	test-e2e test-security test-fuzz test-chaos test-down fuzz chaos bench bench-orders schemas slo trace images smoke
+	test-e2e test-security test-fuzz test-failover test-restore test-chaos test-down fuzz chaos failover-drill backup backups \
+	restore restore-drill bench bench-orders schemas slo trace images smoke
 
 up:
 	$(STACK) up
@@ -44,7 +45,7 @@ schemas: install
 	$(RUN) python -m tenx_common.events.schemas write
 
 # Every layer, in order; the last one stops the stack and checks nothing is left.
-test: lint test-unit test-slo k8s-validate up test-integration test-e2e test-security test-fuzz test-chaos test-down
+test: lint test-unit test-slo k8s-validate up test-integration test-e2e test-security test-fuzz test-restore test-failover test-chaos test-down
 
 test-unit: install
 	$(RUN) pytest tests/unit -q
@@ -109,6 +110,37 @@ test-fuzz: up
 # runs 10,000 orders and every kill, CI 500 orders and three kills.
 chaos: up
 	set -a; source .state/local.env; set +a; $(RUN) python -m tests.chaos $(or $(ORDERS),10000)
+
+# Backups (pgBackRest, docs/data-tier.md): make backup [TYPE=full|diff|incr],
+# make backups (the list), make restore TIME="2026-12-02 10:00:00" (into a
+# scratch cluster on :5499, compared with the live one), make restore-drill.
+backup: up
+	$(STACK) backup $(or $(TYPE),incr)
+
+backups:
+	@$(STACK) backups
+
+restore:
+	$(STACK) restore "$(TIME)"
+
+# Orders, a noted time, more orders; the cluster restored to the noted time
+# must hold exactly the orders before it (tests/restore_drill.py): RPO, RTO.
+restore-drill: up
+	set -a; source .state/local.env; set +a; $(RUN) python -m tests.restore_drill $(if $(RECORD),--record)
+
+test-restore: up
+	set -a; source .state/local.env; set +a; $(RUN) python -m tests.restore_drill
+
+# The PostgreSQL primary lost under order load (tests/failover.py): the time
+# until writes succeed again, acknowledged orders lost (0), what clients were
+# answered meanwhile, the old primary back as a replica, and the price of
+# synchronous replication. make failover-drill runs 3,000 orders and records
+# bench/results/failover.json; CI 400.
+failover-drill: up
+	set -a; source .state/local.env; set +a; $(RUN) python -m tests.failover $(or $(ORDERS),3000) --record
+
+test-failover: up
+	set -a; source .state/local.env; set +a; $(RUN) python -m tests.failover 400
 
 test-chaos: up
 	set -a; source .state/local.env; set +a; $(RUN) python -m tests.chaos 500 3

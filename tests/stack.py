@@ -1,10 +1,16 @@
 """Helpers for tests that talk to the running local stack through the edge."""
 
 import asyncio
+import contextlib
+import json
+import os
 import re
+import signal
 import subprocess
+import time
+import urllib.request
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,7 +24,9 @@ from tenx_auth.settings import Settings as AuthSettings
 from tenx_common import relay
 
 ROOT = Path(__file__).resolve().parents[1]
+STATE = Path(os.environ.get("TENX_STATE", ROOT / ".state"))
 EDGE = "http://127.0.0.1:8080"
+PATRONI = ("http://127.0.0.1:8101", "http://127.0.0.1:8102", "http://127.0.0.1:8103")
 MAILPIT = "http://127.0.0.1:8025"  # the mail catcher's HTTP API
 API_PORTS = (8000, 8010)  # the two api instances behind the edge
 STRONG = "correct horse battery staple 42"
@@ -244,3 +252,138 @@ async def known_users(user_ids: set[str]) -> set[str]:
             return set(found)
     finally:
         await engine.dispose()
+
+
+# --- the PostgreSQL cluster (Patroni) ---------------------------------------
+
+
+def postgres_members() -> list[dict[str, Any]]:
+    """The cluster's members as Patroni reports them (name, role: leader,
+    sync_standby or replica, state, port, timeline, lag), from the first
+    node that answers."""
+    for url in PATRONI:
+        try:
+            with urllib.request.urlopen(f"{url}/cluster", timeout=2) as answer:  # noqa: S310
+                members: list[dict[str, Any]] = json.load(answer)["members"]
+                return members
+        except OSError:
+            continue
+    raise AssertionError("no Patroni node answers")
+
+
+def postgres_replicas() -> list[dict[str, Any]]:
+    """The members that are replicas now and stream from the primary."""
+    return [
+        m
+        for m in postgres_members()
+        if m["role"] != "leader" and m.get("state") in ("running", "streaming")
+    ]
+
+
+def patroni(node: dict[str, Any], method: str, path: str, body: Any = None) -> Any:
+    """A call to Patroni's REST API on ``node`` (a member), its JSON answer."""
+    request = urllib.request.Request(  # noqa: S310 (loopback)
+        node["api_url"].rsplit("/", 1)[0] + path,
+        data=json.dumps(body).encode() if body is not None else None,
+        method=method,
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+        raw = answer.read()
+    return json.loads(raw) if raw.strip().startswith(b"{") else raw.decode()
+
+
+@contextlib.contextmanager
+def patroni_maintenance() -> Iterator[None]:
+    """Patroni's maintenance mode while the block runs: it neither fails over
+    nor resumes a replica's paused WAL replay (which it otherwise does)."""
+    leader = next(m for m in postgres_members() if m["role"] == "leader")
+    patroni(leader, "PATCH", "/config", {"pause": True})
+    try:
+        yield
+    finally:
+        patroni(leader, "PATCH", "/config", {"pause": False})
+
+
+@contextlib.contextmanager
+def apply_delay(node: dict[str, Any], delay: str) -> Iterator[None]:
+    """The replica ``node`` replays each commit ``delay`` late while the block
+    runs. Patroni owns the recovery settings (it removes one set with ALTER
+    SYSTEM): the delay goes into the node's Patroni file, which Patroni reloads."""
+    config = STATE / "postgres" / f"{node['name']}.yml"
+    original = config.read_text()
+    marker = "  recovery_conf:\n"
+    assert marker in original
+    config.write_text(original.replace(marker, f"{marker}    recovery_min_apply_delay: {delay}\n"))
+    try:
+        patroni(node, "POST", "/reload")
+        _until(lambda: node_sql(int(node["port"]), "SHOW recovery_min_apply_delay") == delay)
+        yield
+    finally:
+        config.write_text(original)
+        patroni(node, "POST", "/reload")
+        _until(lambda: node_sql(int(node["port"]), "SHOW recovery_min_apply_delay") == "0")
+
+
+def _until(check: Callable[[], bool], timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "not so in time"
+        time.sleep(0.2)
+
+
+def node_sql(port: int, sql: str) -> str:
+    """``sql`` on one node, as the postgres superuser over its Unix socket."""
+    result = subprocess.run(
+        ["runuser", "-u", "postgres", "--", "psql", "-h", str((STATE / "postgres").resolve()),
+         "-p", str(port), "-d", "postgres", "-qAtc", sql],
+        capture_output=True, text=True, check=True, cwd="/",
+    )  # fmt: skip
+    return result.stdout.strip()
+
+
+def router_label(port: int, replica_ports: list[int]) -> str:
+    """The session router's name for the node on ``port``: ``replica-N`` in
+    the order of the service's replica URLs."""
+    return f"replica-{replica_ports.index(port) + 1}"
+
+
+async def lose_postgres_node(name: str, *, until_failover: bool) -> str:
+    """The loss of a PostgreSQL server: its Patroni and its postmaster killed
+    together (SIGKILL; there is no watchdog here to fence a postmaster whose
+    Patroni died). ``name`` is a node, ``postgres-primary`` or
+    ``postgres-replica``. With ``until_failover`` the node stays away (its
+    hold file keeps the supervisor's restart waiting) until another node is
+    the primary; then it comes back, and Patroni makes it a replica. The node."""
+    node: str = next(
+        m["name"]
+        for m in postgres_members()
+        if name == m["name"]
+        or (name == "postgres-primary" and m["role"] == "leader")
+        or (name == "postgres-replica" and m["role"] != "leader")
+    )
+    found = await asyncio.create_subprocess_exec(
+        str(ROOT / "deploy" / "local" / "stack"), "postmaster", node, stdout=asyncio.subprocess.PIPE
+    )
+    postmaster = (await found.communicate())[0].decode().strip()
+    hold = STATE / "run" / f"{node}.hold"
+    if until_failover:
+        hold.touch()
+    try:
+        os.kill(pid_of(node), signal.SIGKILL)
+        if postmaster:
+            os.kill(int(postmaster), signal.SIGKILL)
+        if until_failover:
+            await eventually(lambda: _another_primary(node), timeout_s=120)
+    finally:
+        hold.unlink(missing_ok=True)
+    return node
+
+
+async def _another_primary(lost: str) -> str | None:
+    try:
+        members = await asyncio.to_thread(postgres_members)
+    except AssertionError:
+        return None
+    leaders = [m["name"] for m in members if m["role"] == "leader" and m["state"] == "running"]
+    return leaders[0] if leaders and leaders[0] != lost else None

@@ -108,7 +108,7 @@ down_supervisor() {
 # The order programs start in; supervisord stops them in reverse.
 priority_of() {
   case $1 in
-    postgres-primary) echo 10 ;; postgres-replica) echo 11 ;; redis) echo 12 ;; kafka) echo 13 ;;
+    etcd) echo 9 ;; postgres-[0-9]) echo 10 ;; backups) echo 11 ;; redis) echo 12 ;; kafka) echo 13 ;;
     elasticsearch) echo 14 ;; jaeger) echo 15 ;; mailpit) echo 16 ;;
     edge) echo 40 ;; *) echo 20 ;;
   esac
@@ -274,6 +274,19 @@ apt_install() {
   say "apt: installing ${missing[*]}"
   if [[ -z $APT_UPDATED ]]; then apt-get update -qq; APT_UPDATED=1; fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# apt_install, with the packages' services kept from starting (there is no
+# init system here, and a Debian service started at install would take the
+# port the stack gives its own process: etcd's, PgBouncer's).
+apt_install_quietly() {
+  local made=""
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && made=1
+  fi
+  apt_install "$@"
+  [[ -n $made ]] && rm -f /usr/sbin/policy-rc.d
+  return 0
 }
 
 # Build Go program $1 from the wrapper module in deploy/local/$2 into the

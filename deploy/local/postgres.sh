@@ -1,14 +1,23 @@
-# PostgreSQL: a primary on 5432 and a streaming replica on 5433, run as the
-# postgres user; one database and one login role per service.
+# PostgreSQL, highly available: three nodes managed by Patroni (one primary,
+# two streaming replicas, one of them synchronous), etcd as Patroni's
+# distributed configuration store. Run as the postgres user; one database and
+# one login role per service. docs/data-tier.md is the operator's page.
+#
+# A node is one supervised Patroni process; Patroni starts and stops its
+# postmaster, promotes a replica when the leader's lease in etcd expires, and
+# brings a lost primary back as a replica (pg_rewind).
 
 PG_BIN=/usr/lib/postgresql/$POSTGRES_MAJOR/bin
-PG_PRIMARY_PORT=5432
-PG_REPLICA_PORT=5433
-PG_SLOT=tenx_replica_1
+PG_SCOPE=tenx
+# name:postgres port:Patroni REST port
+PG_NODES=(postgres-1:5432:8101 postgres-2:5433:8102 postgres-3:5434:8103)
 PG_DATABASES=(tenx_api tenx_auth tenx_notify tenx_search_indexer)
+ETCD_CLIENT_PORT=2379
+ETCD_PEER_PORT=2380
 
 install_postgres() {
-  apt_install "postgresql-$POSTGRES_MAJOR" postgresql-client-$POSTGRES_MAJOR
+  apt_install_quietly "postgresql-$POSTGRES_MAJOR" "postgresql-client-$POSTGRES_MAJOR" \
+    etcd-server patroni pgbackrest
 }
 
 pg_dir() { user_dir postgres postgres; }
@@ -16,61 +25,204 @@ pg_dir() { user_dir postgres postgres; }
 # From /, which the postgres user can always enter (a clone under /root it cannot).
 as_postgres() { (cd / && runuser -u postgres -- "$@"); }
 
-psql_primary() {
-  as_postgres "$PG_BIN/psql" -h "$(pg_dir)" -p "$PG_PRIMARY_PORT" -U postgres -d postgres \
+node_field() {  # node_field NAME FIELD(2: pg port, 3: REST port)
+  local entry
+  for entry in "${PG_NODES[@]}"; do
+    [[ ${entry%%:*} == "$1" ]] && { cut -d: -f"$2" <<<"$entry"; return 0; }
+  done
+  return 1
+}
+pg_nodes() { local entry; for entry in "${PG_NODES[@]}"; do echo "${entry%%:*}"; done; }
+
+# The node that holds the leader key and runs as primary (Patroni's /primary
+# answers 200 there only), or nothing.
+pg_leader() {
+  local node
+  for node in $(pg_nodes); do
+    http_ok "http://127.0.0.1:$(node_field "$node" 3)/primary" && { echo "$node"; return 0; }
+  done
+  return 0
+}
+
+psql_leader() {
+  local leader; leader=$(pg_leader)
+  [[ -n $leader ]] || die "postgres: no node is the primary (make status)"
+  as_postgres "$PG_BIN/psql" -h "$(pg_dir)" -p "$(node_field "$leader" 2)" -U postgres -d postgres \
     -v ON_ERROR_STOP=1 -qAt "$@"
 }
 
-# postmaster in the foreground under supervisord; a fast shutdown (SIGINT)
-# to stop it. After a SIGKILL it recovers from its WAL when started again.
-pg_start() {
-  local name=$1 port=$2
-  if ! is_up "$name"; then
-    require_free_port "$name" "$port"
-    [[ -L $LOG_DIR/$name.log ]] && rm -f "$LOG_DIR/$name.log"  # an older stack's link
-    spawn "$name" --user postgres --stop INT 60 -- "$PG_BIN/postgres" -D "$(pg_dir)/${name#postgres-}"
+# --- etcd ------------------------------------------------------------------------
+
+up_etcd() {
+  local data
+  if ! is_up etcd; then
+    require_free_port etcd "$ETCD_CLIENT_PORT"
+    ensure_user etcd
+    data=$(user_dir etcd etcd)
+    spawn etcd --user etcd --stop TERM 20 -- /usr/bin/etcd --name tenx --data-dir "$data" \
+      --listen-client-urls "http://127.0.0.1:$ETCD_CLIENT_PORT" \
+      --advertise-client-urls "http://127.0.0.1:$ETCD_CLIENT_PORT" \
+      --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+      --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+      --initial-cluster "tenx=http://127.0.0.1:$ETCD_PEER_PORT" \
+      --auto-compaction-mode=periodic --auto-compaction-retention=1h --snapshot-count=10000
   fi
-  wait_for "$name" 60 ready_postgres "$port"
+  wait_for etcd 30 ready_etcd
 }
 
-ready_postgres() { as_postgres "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$1"; }
+ready_etcd() { http_ok "http://127.0.0.1:$ETCD_CLIENT_PORT/health"; }
 
-pg_init_primary() {
-  local data dir
-  dir=$(pg_dir); data="$dir/primary"
-  [[ -f $data/PG_VERSION ]] && return 0
-  [[ -d $data ]] && { warn "postgres: $data is half initialised; starting it over"; rm -rf "$data"; }
-  say "postgres: initialising the primary"
-  as_postgres "$PG_BIN/initdb" -D "$data" -U postgres -E UTF8 --locale=C.UTF-8 \
-    --auth-local=peer --auth-host=scram-sha-256 >"$LOG_DIR/postgres-initdb.log" \
-    || die "initdb failed; see $LOG_DIR/postgres-initdb.log"
-  cat >>"$data/postgresql.conf" <<CONF
-# --- tenx local stack ---
-listen_addresses = '127.0.0.1'
-port = $PG_PRIMARY_PORT
-unix_socket_directories = '$dir'
-wal_level = replica
-max_wal_senders = 10
-max_replication_slots = 10
-hot_standby = on
-hot_standby_feedback = on
-shared_buffers = 128MB
-max_connections = 200
-logging_collector = off
-shared_preload_libraries = 'pg_stat_statements'
-CONF
-  echo "host replication replicator 127.0.0.1/32 scram-sha-256" >>"$data/pg_hba.conf"
+status_etcd() { status_line etcd "$ETCD_CLIENT_PORT" "$(/usr/bin/etcd --version | awk 'NR == 1 {print $3}')"; }
+
+# --- Patroni ------------------------------------------------------------------
+
+# The failover timing (docs/data-tier.md): the leader's lease lasts ttl
+# seconds; replicas watch it every loop_wait. loop_wait + 2 retry_timeout <= ttl.
+PATRONI_TTL=10
+PATRONI_LOOP_WAIT=2
+PATRONI_RETRY_TIMEOUT=4
+PG_ARCHIVE_TIMEOUT_S=60
+
+pg_node_config() {
+  local node=$1 dir port rest
+  dir=$(pg_dir); port=$(node_field "$node" 2); rest=$(node_field "$node" 3)
+  cat <<YAML
+# Written by deploy/local/stack for node $node; holds local secrets (mode 600).
+scope: $PG_SCOPE
+namespace: /service/
+name: $node
+log:
+  level: INFO
+restapi:
+  listen: 127.0.0.1:$rest
+  connect_address: 127.0.0.1:$rest
+etcd3:
+  hosts: 127.0.0.1:$ETCD_CLIENT_PORT
+bootstrap:
+  # Written to etcd once, by the node that initialises the cluster.
+  dcs:
+    ttl: $PATRONI_TTL
+    loop_wait: $PATRONI_LOOP_WAIT
+    retry_timeout: $PATRONI_RETRY_TIMEOUT
+    maximum_lag_on_failover: 1048576
+    # A commit is acknowledged once one standby has flushed it: an order
+    # the api answered 201 survives the loss of the primary.
+    synchronous_mode: true
+    synchronous_node_count: 1
+    postgresql:
+      use_pg_rewind: true
+      use_slots: true
+      parameters:
+        wal_level: replica
+        hot_standby: "on"
+        hot_standby_feedback: "on"
+        synchronous_commit: "on"
+        max_connections: 200
+        max_wal_senders: 10
+        max_replication_slots: 10
+        wal_keep_size: 256MB
+        shared_buffers: 128MB
+        shared_preload_libraries: pg_stat_statements
+        # Every WAL segment to the backup repository, at least once a
+        # minute while anything is written: the RPO's bound.
+        archive_mode: "on"
+        archive_timeout: $PG_ARCHIVE_TIMEOUT_S
+  initdb:
+    - encoding: UTF8
+    - locale: C.UTF-8
+    - auth-local: peer
+    - auth-host: scram-sha-256
+postgresql:
+  listen: 127.0.0.1:$port
+  connect_address: 127.0.0.1:$port
+  data_dir: $dir/$node
+  bin_dir: $PG_BIN
+  pgpass: $dir/$node.pgpass
+  # A new replica's base backup starts at once, not at the next checkpoint.
+  basebackup:
+    - checkpoint: fast
+  remove_data_directory_on_rewind_failure: true
+  remove_data_directory_on_diverged_timelines: true
+  authentication:
+    superuser: {username: postgres, password: "$(secret PG_SUPERUSER_PASSWORD)"}
+    replication: {username: replicator, password: "$(secret PG_REPLICATOR_PASSWORD)"}
+    rewind: {username: rewinder, password: "$(secret PG_REWIND_PASSWORD)"}
+  parameters:
+    unix_socket_directories: $dir
+    logging_collector: "off"
+    # This node's data folder named: PostgreSQL hands over a relative %p.
+    archive_command: $(pgbackrest_cmd) --pg1-path=$dir/$node archive-push %p
+  recovery_conf:
+    restore_command: $(pgbackrest_cmd) --pg1-path=$dir/$node archive-get %f "%p"
+  pg_hba:
+    - local all postgres peer
+    - local all all peer
+    - host replication replicator 127.0.0.1/32 scram-sha-256
+    - host all all 127.0.0.1/32 scram-sha-256
+YAML
 }
+
+# A node lost on purpose (make failover-drill) stays away while its hold
+# file exists, as a lost server would: supervisord's restart waits on it.
+hold_file() { echo "$RUN_DIR/$1.hold"; }
+
+pg_start_node() {
+  local node=$1 dir config
+  is_up "$node" && return 0
+  require_free_port "$node" "$(node_field "$node" 2)"
+  dir=$(pg_dir); config="$dir/$node.yml"
+  pg_node_config "$node" >"$config.partial"
+  chown postgres "$config.partial" && chmod 600 "$config.partial" && mv "$config.partial" "$config"
+  [[ -L $LOG_DIR/$node.log ]] && rm -f "$LOG_DIR/$node.log"
+  # SIGTERM: Patroni stops PostgreSQL (fast) and hands the leader key over.
+  # Its postmaster runs in a session of its own (setsid), out of the group.
+  spawn "$node" --user postgres --stop TERM 60 \
+    --before "while [[ -e $(hold_file "$node") ]]; do sleep 0.2; done" -- /usr/bin/patroni "$config"
+}
+
+# Patroni's answer for the node: 200 once PostgreSQL runs, in any role.
+ready_node() { http_ok "http://127.0.0.1:$(node_field "$1" 3)/health"; }
+
+pg_legacy_layout() {
+  [[ -d $(pg_dir)/primary ]] \
+    && die "postgres: $(pg_dir) holds the single-primary layout of an older stack; 'make down && rm -rf .state' and 'make up' make the Patroni cluster"
+  return 0
+}
+
+up_postgres() {
+  local node
+  pg_legacy_layout
+  up_etcd
+  # The first node initialises the cluster (initdb) when none exists, then
+  # the others clone it (pg_basebackup) and stream.
+  pg_start_node postgres-1
+  wait_for "a primary (Patroni's log: $LOG_DIR/postgres-1.log)" 90 pg_has_leader
+  pg_provision
+  backup_stanza
+  for node in $(pg_nodes); do pg_start_node "$node"; done
+  for node in $(pg_nodes); do wait_for "$node" 120 ready_node "$node"; done
+  wait_for "a synchronous standby (make status)" 60 pg_has_sync_standby
+  backup_first_full
+  up_backups
+}
+
+pg_has_leader() { [[ -n $(pg_leader) ]]; }
+
+# The members of the cluster as Patroni reports them: "name role state
+# timeline lag_mb" per line.
+pg_members() {
+  local node rest
+  for node in $(pg_nodes); do
+    rest=$(node_field "$node" 3)
+    curl -fsS --max-time 2 "http://127.0.0.1:$rest/cluster" 2>/dev/null && return 0
+  done
+  return 1
+}
+
+pg_has_sync_standby() { pg_members | grep -q '"sync_standby"'; }
 
 pg_provision() {
   local db role_sql=""
-  role_sql+="DO \$\$ BEGIN
-  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'replicator') THEN
-    CREATE ROLE replicator WITH REPLICATION LOGIN;
-  END IF;
-END \$\$;
-ALTER ROLE replicator PASSWORD '$(secret PG_REPLICATOR_PASSWORD)';
-"
   for db in "${PG_DATABASES[@]}"; do
     role_sql+="DO \$\$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$db') THEN CREATE ROLE $db LOGIN; END IF;
@@ -78,57 +230,217 @@ END \$\$;
 ALTER ROLE $db PASSWORD '$(secret "PG_PASSWORD_$db")';
 "
   done
-  psql_primary <<<"$role_sql" >/dev/null
+  psql_leader <<<"$role_sql" >/dev/null
   for db in "${PG_DATABASES[@]}"; do
-    if [[ -z $(psql_primary -c "SELECT 1 FROM pg_database WHERE datname = '$db'") ]]; then
-      psql_primary -c "CREATE DATABASE $db OWNER $db" >/dev/null
+    if [[ -z $(psql_leader -c "SELECT 1 FROM pg_database WHERE datname = '$db'") ]]; then
+      psql_leader -c "CREATE DATABASE $db OWNER $db" >/dev/null
     fi
-    psql_primary -c "REVOKE ALL ON DATABASE $db FROM PUBLIC" >/dev/null
+    psql_leader -c "REVOKE ALL ON DATABASE $db FROM PUBLIC" >/dev/null
   done
-  pg_statement_stats
+  # pg_stat_statements, for statements per request (make bench-orders reads
+  # it as tenx_api, which may read every database's statistics).
+  psql_leader -d tenx_api -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
+  psql_leader -c "GRANT pg_read_all_stats TO tenx_api" >/dev/null
 }
 
-# pg_stat_statements, for statements per request (make bench-orders reads it
-# as tenx_api, which may read every database's statistics). A cluster made
-# before it was configured gets it at the primary's next restart.
-pg_statement_stats() {
-  if [[ $(psql_primary -c "SHOW shared_preload_libraries") != *pg_stat_statements* ]]; then
-    psql_primary -c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'" >/dev/null
-    warn "postgres: pg_stat_statements is loaded from the primary's next restart (stack stop postgres-primary; make up)"
-    return 0
-  fi
-  psql_primary -d tenx_api -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
-  psql_primary -c "GRANT pg_read_all_stats TO tenx_api" >/dev/null
-}
-
-pg_init_replica() {
-  local dir data
-  dir=$(pg_dir); data="$dir/replica"
-  [[ -f $data/standby.signal ]] && return 0
-  [[ -d $data ]] && { warn "postgres: $data is half made; making it again"; rm -rf "$data"; }
-  say "postgres: making the streaming replica with pg_basebackup"
-  psql_primary -c "SELECT pg_drop_replication_slot('$PG_SLOT') FROM pg_replication_slots WHERE slot_name = '$PG_SLOT'" >/dev/null
-  as_postgres env PGPASSWORD="$(secret PG_REPLICATOR_PASSWORD)" "$PG_BIN/pg_basebackup" \
-    -h 127.0.0.1 -p "$PG_PRIMARY_PORT" -U replicator -D "$data" -R -X stream -C -S "$PG_SLOT" -c fast \
-    || die "pg_basebackup failed"
-  echo "port = $PG_REPLICA_PORT" >>"$data/postgresql.auto.conf"
-}
-
-up_postgres() {
-  pg_init_primary
-  pg_start postgres-primary "$PG_PRIMARY_PORT"
-  pg_provision
-  pg_init_replica
-  pg_start postgres-replica "$PG_REPLICA_PORT"
-  wait_for "the replica streaming through slot $PG_SLOT (if it never does, 'make down && rm -rf .state')" \
-    30 replica_streaming
-}
-
-replica_streaming() {
-  [[ $(psql_primary -c "SELECT active FROM pg_replication_slots WHERE slot_name = '$PG_SLOT'") == t ]]
+# The replicas first, then the primary: no failover while the cluster stops.
+down_postgres() {
+  local leader node
+  [[ -n $(supervisor_pid) ]] || return 0
+  leader=$(pg_leader)
+  for node in $(pg_nodes); do [[ $node == "$leader" ]] || stop_program "$node"; done
+  [[ -n $leader ]] && stop_program "$leader"
+  return 0
 }
 
 status_postgres() {
-  status_line postgres-primary $PG_PRIMARY_PORT "$("$PG_BIN/postgres" --version | awk '{print $3}')"
-  status_line postgres-replica $PG_REPLICA_PORT "streaming (slot $PG_SLOT)"
+  local members node line
+  members=$(pg_members | python3 -c '
+import json, sys
+for m in json.load(sys.stdin)["members"]:
+    lag = m.get("lag", 0)
+    lag = f"lag {lag / 1048576:.1f} MB" if isinstance(lag, int) else f"lag {lag}"
+    print(m["name"], m["role"], m["state"], "timeline", m.get("timeline", "?"), lag)
+' 2>/dev/null || true)
+  status_etcd
+  for node in $(pg_nodes); do
+    line=$(awk -v n="$node" '$1 == n { $1 = ""; print substr($0, 2) }' <<<"$members")
+    # Patroni's postmaster leaves its tree (double fork, setsid): counted apart.
+    status_line "$node" "$(node_field "$node" 2)" "${line:-not in the cluster}" \
+      "$(pg_postmaster_pid "$node")"
+  done
+  status_backups
+}
+
+# A node that is a replica now: the asynchronous one when there is one.
+pg_replica() {
+  pg_members | python3 -c '
+import json, sys
+members = json.load(sys.stdin)["members"]
+up = ("running", "streaming")
+found = [m["name"] for m in members if m["role"] == "replica" and m["state"] in up]
+found += [m["name"] for m in members if m["role"] == "sync_standby" and m["state"] in up]
+print(found[0] if found else "")
+' 2>/dev/null || true
+}
+
+# The pid of node $1's postmaster (Patroni's child, in a session of its own).
+pg_postmaster_pid() {
+  local file; file="$(pg_dir)/$1/postmaster.pid"
+  [[ -f $file ]] && head -n1 "$file"
+  return 0
+}
+
+# --- backups (pgBackRest) ------------------------------------------------------
+#
+# One stanza for the cluster, its repository outside every data folder
+# (.state/backups); all three nodes are listed, and a backup finds the one
+# that is the primary, so backups go on after a failover. Every node archives
+# its WAL there (archive_command), and a node that needs WAL it lacks (a
+# replica catching up, pg_rewind) reads it back (restore_command).
+
+PG_STANZA=tenx
+# Full backups kept; the differential and incremental backups (and the WAL)
+# that depend on an expired full expire with it.
+BACKUP_RETENTION_FULL=2
+# The local schedule (the backups program): an incremental every hour, a
+# differential every day, a full every week. make backup takes one now.
+BACKUP_INCR_EVERY_S=3600
+BACKUP_DIFF_EVERY_S=86400
+BACKUP_FULL_EVERY_S=604800
+SCRATCH_PORT=5499
+
+backup_dir() { user_dir postgres backups; }
+backup_conf() { echo "$(backup_dir)/pgbackrest.conf"; }
+pgbackrest_cmd() { echo "/usr/bin/pgbackrest --config=$(backup_conf) --stanza=$PG_STANZA"; }
+
+write_backup_conf() {
+  local dir repo node n=0
+  dir=$(pg_dir); repo=$(backup_dir)
+  mkdir -p "$repo/repo" "$repo/log" "$repo/lock" "$repo/spool"
+  chown postgres "$repo/repo" "$repo/log" "$repo/lock" "$repo/spool"
+  {
+    echo "# Written by deploy/local/stack: the cluster's backups (docs/data-tier.md)."
+    echo "[global]"
+    echo "repo1-path=$repo/repo"
+    echo "repo1-retention-full=$BACKUP_RETENTION_FULL"
+    echo "log-path=$repo/log"
+    echo "lock-path=$repo/lock"
+    echo "spool-path=$repo/spool"
+    echo "compress-type=lz4"
+    echo "start-fast=y"
+    echo "log-level-console=warn"
+    echo "log-level-file=info"
+    echo
+    echo "[$PG_STANZA]"
+    for node in $(pg_nodes); do
+      n=$((n + 1))
+      echo "pg$n-path=$dir/$node"
+      echo "pg$n-port=$(node_field "$node" 2)"
+      echo "pg$n-socket-path=$dir"
+    done
+  } >"$(backup_conf).partial"
+  chown postgres "$(backup_conf).partial" && mv "$(backup_conf).partial" "$(backup_conf)"
+}
+
+pgbackrest_as_postgres() { as_postgres $(pgbackrest_cmd) "$@"; }
+
+# The stanza made once the first node is the primary (archive_command fails
+# until it exists; PostgreSQL keeps the WAL and retries).
+backup_stanza() {
+  write_backup_conf
+  pgbackrest_as_postgres stanza-create >>"$LOG_DIR/backups.log" 2>&1 \
+    || die "pgbackrest stanza-create failed; see $LOG_DIR/backups.log and $(backup_dir)/log"
+}
+
+backup_count() {
+  pgbackrest_as_postgres info --output=json 2>/dev/null \
+    | python3 -c 'import json, sys; print(sum(len(s.get("backup", [])) for s in json.load(sys.stdin)))'
+}
+
+backup_first_full() {
+  [[ $(backup_count) -gt 0 ]] && return 0
+  say "backups: the first full backup"
+  backup_now full
+}
+
+# backup_now full|diff|incr
+backup_now() {
+  pgbackrest_as_postgres --type="$1" backup >>"$LOG_DIR/backups.log" 2>&1 \
+    || die "pgbackrest backup --type=$1 failed; see $LOG_DIR/backups.log and $(backup_dir)/log"
+}
+
+# The schedule, as a supervised program: a bash loop that sleeps.
+up_backups() {
+  is_up backups && return 0
+  spawn backups --user postgres --stop TERM 60 -- bash -c "
+    last_full=\$(date +%s) last_diff=\$(date +%s)
+    while sleep $BACKUP_INCR_EVERY_S; do
+      now=\$(date +%s) type=incr
+      if ((now - last_full >= $BACKUP_FULL_EVERY_S)); then type=full last_full=\$now last_diff=\$now
+      elif ((now - last_diff >= $BACKUP_DIFF_EVERY_S)); then type=diff last_diff=\$now; fi
+      echo \"\$(date -Is) backup --type=\$type\"
+      $(pgbackrest_cmd) --type=\$type backup || echo \"\$(date -Is) the \$type backup failed\"
+    done"
+}
+
+status_backups() {
+  status_line backups - "$(backup_count 2>/dev/null || echo '?') backups (make backups)"
+}
+
+cmd_backups() {
+  pgbackrest_as_postgres info
+}
+
+# Point-in-time restore into a scratch cluster on its own port, never over
+# the live one; then a comparison with the live databases.
+cmd_restore() {
+  local target=${1:-} dir scratch started=$SECONDS
+  [[ -n $target ]] || die 'usage: make restore TIME="2026-12-02 10:00:00" (UTC unless it names a zone)'
+  dir=$(pg_dir); scratch="$dir/scratch"
+  scratch_stop
+  rm -rf "$scratch" && mkdir -p "$scratch" && chown postgres "$scratch" && chmod 700 "$scratch"
+  say "restore: the cluster as it was at $target into $scratch"
+  pgbackrest_as_postgres --pg1-path="$scratch" --type=time "--target=$target" \
+    --target-action=promote --archive-mode=off restore >>"$LOG_DIR/backups.log" 2>&1 \
+    || die "pgbackrest restore failed; see $LOG_DIR/backups.log and $(backup_dir)/log"
+  # Patroni's postgresql.conf came back with the live node's port, access
+  # files and synchronous standby: each overridden, or the scratch cluster
+  # would take a live port or wait forever for a standby.
+  require_free_port scratch "$SCRATCH_PORT"
+  as_postgres "$PG_BIN/pg_ctl" -D "$scratch" -l "$dir/scratch.log" -w -t 300 \
+    -o "-c port=$SCRATCH_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$dir \
+-c hba_file=$scratch/pg_hba.conf -c ident_file=$scratch/pg_ident.conf \
+-c synchronous_standby_names= -c archive_mode=off -c cluster_name=scratch" start >/dev/null \
+    || die "the restored cluster did not start; see $dir/scratch.log"
+  wait_for "the restored cluster to finish recovery" 300 scratch_promoted
+  say "restore: ready after $((SECONDS - started)) s on port $SCRATCH_PORT"
+  restore_compare "$target"
+  say "restore: the scratch cluster runs on 127.0.0.1:$SCRATCH_PORT; 'deploy/local/stack scratch-stop' stops it"
+}
+
+scratch_psql() {
+  as_postgres "$PG_BIN/psql" -h "$(pg_dir)" -p "$SCRATCH_PORT" -U postgres -v ON_ERROR_STOP=1 -qAt "$@"
+}
+
+scratch_promoted() { [[ $(scratch_psql -d postgres -c "SELECT pg_is_in_recovery()") == f ]]; }
+
+scratch_stop() {
+  local scratch; scratch="$(pg_dir)/scratch"
+  [[ -f $scratch/postmaster.pid ]] || return 0
+  as_postgres "$PG_BIN/pg_ctl" -D "$scratch" -m fast -w stop >/dev/null 2>&1 || true
+}
+
+# Rows per table, restored against live, and the latest order of each.
+restore_compare() {
+  local db sql latest
+  sql="SELECT string_agg(format('%s %s', relname, n_live_tup), ', ' ORDER BY relname) FROM pg_stat_user_tables"
+  printf '%-22s %s\n' "database" "rows per table: restored | live (estimates)"
+  for db in "${PG_DATABASES[@]}"; do
+    printf '%-22s %s\n' "$db" "$(scratch_psql -d "$db" -c "ANALYZE" -c "$sql" | tail -n1)"
+    printf '%-22s %s\n' "" "$(psql_leader -d "$db" -c "$sql")"
+  done
+  latest="SELECT coalesce(max(created_at)::text || ' ' || (array_agg(id ORDER BY created_at DESC))[1]::text, 'none') FROM orders"
+  echo "latest order restored: $(scratch_psql -d tenx_api -c "$latest")"
+  echo "latest order live:     $(psql_leader -d tenx_api -c "$latest")"
 }

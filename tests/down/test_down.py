@@ -12,6 +12,12 @@ ROOT = Path(__file__).resolve().parents[2]
 PORTS = (
     5432,
     5433,
+    5434,
+    8101,
+    8102,
+    8103,
+    2379,
+    2380,
     6379,
     9092,
     9093,
@@ -83,8 +89,9 @@ def _up() -> dict[str, int]:
 
 def test_down_stops_every_process_and_frees_every_port() -> None:
     pids = _up()
-    # 16 programs (the relays run in the workers) and supervisord itself.
-    assert len(pids) == 17, f"the stack was not fully up: {sorted(pids)}"
+    # 18 programs (etcd and three PostgreSQL nodes; the relays run in the
+    # workers) and supervisord itself.
+    assert len(pids) == 19, f"the stack was not fully up: {sorted(pids)}"
     children = {name: _descendants(pid) for name, pid in pids.items()}
 
     subprocess.run([str(ROOT / "deploy/local/stack"), "down"], check=True, timeout=400)

@@ -87,7 +87,9 @@ def calls(f: Fixture) -> list[Call]:
 
 # dependency -> call -> the status (and for a 503, the code) it must answer.
 EXPECTED: dict[str, dict[str, tuple[int, str | None]]] = {
-    "postgres-primary": {
+    # The whole database: every node of the cluster (one lost node fails
+    # over instead: make failover-drill).
+    "postgres": {
         "api: place an order": (503, "database_unavailable"),
         "api: cached product read": (200, None),
         "api: search": (200, None),
@@ -130,7 +132,7 @@ EXPECTED: dict[str, dict[str, tuple[int, str | None]]] = {
 # dependency -> the readiness check that names it, and the processes whose
 # /readyz must then be 503 with that check down.
 READINESS: dict[str, tuple[str, list[int]]] = {
-    "postgres-primary": ("postgres", [8000, 8010, 8001, 8002, 8003, 8004, 8005, 8006]),
+    "postgres": ("postgres", [8000, 8010, 8001, 8002, 8003, 8004, 8005, 8006]),
     "redis": ("redis", [8000, 8010, 8001, 8002, 8004, 8005, 8006]),
     "kafka": ("kafka", [8000, 8010, 8001, 8002, 8003, 8004, 8005, 8006]),
     "elasticsearch": ("elasticsearch", [8000, 8010, 8003, 8004]),

@@ -1,14 +1,11 @@
-"""The session router on the real primary and streaming replica.
+"""The session router on the real primary and one of its streaming replicas.
 
 Replay on the replica is paused (as the postgres superuser, over the replica's
 Unix socket) to make it lag for as long as a test needs.
 """
 
-import os
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -18,39 +15,34 @@ from tenx_api.settings import Settings as ApiSettings
 from tenx_common.cache import create_redis
 from tenx_common.db import Engines, create_engines
 from tenx_common.session_router import RedisWritePositions, SessionRouter
+from tests.stack import node_sql, patroni_maintenance, postgres_replicas
 
-ROOT = Path(__file__).resolve().parents[2]
-SOCKET_DIR = (Path(os.environ.get("TENX_STATE", ROOT / ".state")) / "postgres").resolve()
+
+def replica_port() -> int:
+    """The node these tests lag: a replica that is not the synchronous
+    standby, so commits on the primary do not wait for it."""
+    replicas = sorted(postgres_replicas(), key=lambda m: m["role"] == "sync_standby")
+    return int(replicas[0]["port"])
 
 
 def replica_sql(sql: str) -> str:
-    result = subprocess.run(
-        [
-            "runuser",
-            "-u",
-            "postgres",
-            "--",
-            "psql",
-            "-h",
-            str(SOCKET_DIR),
-            "-p",
-            "5433",
-            "-d",
-            "postgres",
-            "-qAtc",
-            sql,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd="/",
-    )
-    return result.stdout.strip()
+    return node_sql(replica_port(), sql)
+
+
+@pytest.fixture(autouse=True)
+def maintenance() -> Iterator[None]:
+    """Patroni would resume the paused replay (and must not fail over meanwhile)."""
+    with patroni_maintenance():
+        yield
 
 
 @pytest.fixture
 async def router(api_settings: ApiSettings) -> AsyncIterator[SessionRouter]:
-    engines = create_engines(api_settings)
+    # One replica in rotation, the one replica_sql lags.
+    replica = api_settings.replica_url_list()[0].set(port=replica_port())
+    engines = create_engines(
+        api_settings.model_copy(update={"replica_urls": [replica.render_as_string(False)]})
+    )
     redis = create_redis(api_settings)
     router = SessionRouter(
         engines=engines, positions=RedisWritePositions(redis, ttl_s=60), check_interval_s=0.2

@@ -30,6 +30,10 @@ from tenx_common.periodic import stop_task
 log = logging.getLogger(__name__)
 
 PRIMARY = "primary"
+# A node's replay position while it is a replica, null once it is a primary
+# (a promoted node's last replayed position stays where it was): with
+# failover any node may be either, and only replicas are read from.
+REPLAYED = "(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() END)"
 
 T = TypeVar("T")
 
@@ -206,9 +210,7 @@ class SessionRouter:
             return
         for replica in self.replicas:
             try:
-                replica.replay_lsn = await self._scalar_lsn(
-                    replica.engine, "pg_last_wal_replay_lsn()"
-                )
+                replica.replay_lsn = await self._scalar_lsn(replica.engine, REPLAYED)
             except Exception as exc:
                 self._set_health(replica, healthy=False, why=f"unreachable: {exc!r}")
                 continue
@@ -220,7 +222,7 @@ class SessionRouter:
         if replica.replay_lsn >= needed:
             return True
         try:
-            replica.replay_lsn = await self._scalar_lsn(replica.engine, "pg_last_wal_replay_lsn()")
+            replica.replay_lsn = await self._scalar_lsn(replica.engine, REPLAYED)
         except Exception:
             return False
         return replica.replay_lsn >= needed
@@ -229,7 +231,7 @@ class SessionRouter:
         async with asyncio.timeout(self.probe_timeout_s):
             value = await read_value(engine, f"SELECT {function}::text")
         if value is None:
-            raise RuntimeError(f"{function} is null: not a streaming replica")
+            raise RuntimeError("no replay position: not a replica (a primary, or not streaming)")
         return parse_lsn(value)
 
     def _set_health(self, replica: Replica, *, healthy: bool, why: str) -> None:
