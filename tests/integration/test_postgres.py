@@ -1,4 +1,4 @@
-"""PostgreSQL: the replica streams from the primary and refuses writes."""
+"""PostgreSQL: the replicas stream from the primary and refuse writes."""
 
 import asyncio
 import importlib
@@ -7,17 +7,24 @@ from collections.abc import AsyncIterator
 import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tenx_api.settings import Settings as ApiSettings
 from tenx_common.db import Engines, create_engines
+from tests.stack import postgres_replicas
 
 
 @pytest.fixture
 async def engines(api_settings: ApiSettings) -> AsyncIterator[Engines]:
-    engines = create_engines(api_settings)
+    """The primary, and as replicas the nodes that are replicas now."""
+    url = make_url(api_settings.replica_urls[0])
+    replicas = [
+        url.set(port=int(m["port"])).render_as_string(hide_password=False)
+        for m in postgres_replicas()
+    ]
+    engines = create_engines(api_settings.model_copy(update={"replica_urls": replicas}))
     yield engines
     await engines.dispose()
 
@@ -28,7 +35,7 @@ async def _scalar(engine: AsyncEngine, sql: str, **params: object) -> object:
 
 
 async def test_row_written_on_primary_is_read_on_replica(engines: Engines, unique: str) -> None:
-    [replica] = engines.replicas
+    [replica, _] = engines.replicas
     table = f"it_replication_{unique}"
     async with engines.primary.begin() as conn:
         await conn.execute(text(f"CREATE TABLE {table} (id text PRIMARY KEY)"))
@@ -51,21 +58,23 @@ async def test_row_written_on_primary_is_read_on_replica(engines: Engines, uniqu
             await conn.execute(text(f"DROP TABLE {table}"))
 
 
-async def test_replica_refuses_writes(engines: Engines, unique: str) -> None:
-    [replica] = engines.replicas
-    with pytest.raises(DBAPIError, match="read-only transaction"):
-        async with replica.begin() as conn:
-            await conn.execute(text(f"CREATE TABLE it_refused_{unique} (id int)"))
+async def test_replicas_refuse_writes(engines: Engines, unique: str) -> None:
+    assert len(engines.replicas) == 2
+    for replica in engines.replicas:
+        with pytest.raises(DBAPIError, match="read-only transaction"):
+            async with replica.begin() as conn:
+                await conn.execute(text(f"CREATE TABLE it_refused_{unique} (id int)"))
 
 
-async def test_replica_streams_through_its_slot(engines: Engines) -> None:
-    [replica] = engines.replicas
-    active = await _scalar(
-        engines.primary,
-        "SELECT active FROM pg_replication_slots WHERE slot_name = 'tenx_replica_1'",
-    )
-    assert active is True
-    assert await _scalar(replica, "SELECT pg_last_wal_receive_lsn() IS NOT NULL") is True
+async def test_replicas_stream_through_their_slots(engines: Engines) -> None:
+    # Patroni keeps a slot per member on the primary, named after it.
+    async with engines.primary.connect() as conn:
+        active = set(
+            await conn.scalars(text("SELECT slot_name FROM pg_replication_slots WHERE active"))
+        )
+    assert {m["name"].replace("-", "_") for m in postgres_replicas()} <= active
+    for replica in engines.replicas:
+        assert await _scalar(replica, "SELECT pg_last_wal_receive_lsn() IS NOT NULL") is True
 
 
 async def test_each_service_role_is_confined_to_its_database(
