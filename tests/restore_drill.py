@@ -53,12 +53,7 @@ async def place(
 
 
 async def primary_value(sql: str) -> Any:
-    engine = create_async_engine(ApiSettings().primary_url())
-    try:
-        async with engine.connect() as conn:
-            return (await conn.execute(text(sql))).scalar_one()
-    finally:
-        await engine.dispose()
+    return (await primary_rows(sql))[0]
 
 
 async def archived_after(segment: str, committed: datetime, timeout_s: float = 180) -> float:
