@@ -14,7 +14,7 @@ PROMTOOL := $(TENX_CACHE)/bin/promtool-$(shell sed -n 's/^PROMTOOL_VERSION=\([^ 
 
 .PHONY: up down status logs install lint fmt test test-unit test-slo k8s-validate test-integration \
 	test-e2e test-security test-fuzz test-failover test-restore test-chaos test-down fuzz chaos failover-drill backup backups \
-	restore restore-drill bench bench-orders schemas slo trace images smoke
+	restore restore-drill bench bench-orders bench-pooler schemas slo trace images smoke
 
 up:
 	$(STACK) up
@@ -160,9 +160,15 @@ bench: up
 	$(BENCH) bench.search
 	$(BENCH) bench.tracing
 	$(BENCH) bench.orders
+	$(BENCH) bench.pooler
 	$(RUN) python -m bench.report
 
 # The whole order pipeline under load with its same-run limits (bench/orders.py;
 # about 12 minutes): bench/results/orders.json.
 bench-orders: up
 	$(BENCH) bench.orders
+
+# pgbench of one placement's SQL, direct and through PgBouncer, at 64 and 500
+# clients (bench/pooler.py; about 2 minutes): bench/results/pooler.json.
+bench-pooler: up
+	$(BENCH) bench.pooler

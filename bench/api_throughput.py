@@ -219,7 +219,7 @@ async def lookup_benchmark(
     product_id: str, chunks: int = 20, per_chunk: int = 200
 ) -> dict[str, Any]:
     settings = Settings()
-    url = settings.primary_url()
+    url = settings.session_url()  # prepared statements kept, as on a direct connection
     engine = create_async_engine(url, pool_size=1)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     conn = await asyncpg.connect(

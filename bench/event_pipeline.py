@@ -40,11 +40,12 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy import MetaData, func, insert, select, text
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from tenx_api.adapters.orm import dead_letters, inbox, outbox
 from tenx_api.settings import Settings
 from tenx_common.consumer import Consumer
+from tenx_common.db import primary_engine
 from tenx_common.events import Event, cloud_event
 from tenx_common.relay import Relay
 from tenx_common.topics import TopicSettings, ensure_topics
@@ -348,7 +349,7 @@ async def producer_modes(settings: Settings) -> dict[str, Any]:
 
 async def run(only: str | None = None) -> dict[str, Any]:
     settings = Settings()
-    engine = create_async_engine(settings.primary_url(), pool_size=10)
+    engine = primary_engine(settings, pool_size=10)
     parts: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
         "outbox_to_effect_latency": lambda: latency(settings, engine),
         "relay_throughput": lambda: relay_throughput(settings, engine),
@@ -365,7 +366,7 @@ def serve(role: str, tag: str) -> None:
     settings = Settings().model_copy(update={"outbox_batch_size": RELAY_BATCH})
 
     async def run() -> None:
-        engine = create_async_engine(settings.primary_url(), pool_size=4)
+        engine = primary_engine(settings, pool_size=4)
         pipe = Pipeline(settings, engine, tag)
         loop = pipe.relay() if role == "relay" else pipe.consumer()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, loop.stopping.set)

@@ -462,7 +462,7 @@ async def pgbench(settings: ApiSettings, clients: int) -> float:
     command = [
         "pgbench", "-n", "-M", "prepared", "-c", str(clients), "-j", "2", "-T", "15",
         "-f", str(ROOT / "bench" / "order_shape.sql"),
-        "-D", f"products={PRODUCTS}", "-D", f"customers={CUSTOMERS}", _dsn(settings),
+        "-D", f"products={PRODUCTS}", "-D", f"customers={CUSTOMERS}", await node_dsn(settings),
     ]  # fmt: skip
     out = await asyncio.to_thread(
         subprocess.run,
@@ -604,9 +604,23 @@ async def measure() -> dict[str, Any]:
 
 
 def _dsn(settings: Any) -> str:
-    """The primary's URL as libpq and asyncpg spell it."""
-    url = settings.primary_url().set(drivername="postgresql")
+    """The primary's URL as libpq and asyncpg spell it, in session mode (the
+    pooler's session entry, or the database itself): prepared statements hold."""
+    url = settings.session_url().set(drivername="postgresql")
     return str(url.render_as_string(hide_password=False))
+
+
+async def node_dsn(settings: Any) -> str:
+    """The primary node itself, past any pooler: the database's own limit."""
+    for url in settings.replica_url_list():
+        dsn = str(url.set(drivername="postgresql").render_as_string(hide_password=False))
+        conn = await asyncpg.connect(dsn)
+        try:
+            if not await conn.fetchval("SELECT pg_is_in_recovery()"):
+                return dsn
+        finally:
+            await conn.close()
+    raise AssertionError("no node of REPLICA_URLS is the primary")
 
 
 def main() -> None:

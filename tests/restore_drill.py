@@ -30,6 +30,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tenx_api.settings import Settings as ApiSettings
+from tenx_common.db import primary_engine
 from tests.stack import EDGE, ROOT, admin, new_key, new_product, new_user, order_body, patiently
 
 ORDERS_EACH_SIDE = 20
@@ -71,7 +72,7 @@ async def archived_after(segment: str, committed: datetime, timeout_s: float = 1
 
 
 async def primary_rows(sql: str) -> Any:
-    engine = create_async_engine(ApiSettings().primary_url())
+    engine = primary_engine(ApiSettings())
     try:
         async with engine.connect() as conn:
             return (await conn.execute(text(sql))).one()

@@ -18,10 +18,11 @@ import httpx
 from aiokafka import AIOKafkaProducer
 from opentelemetry.trace import Tracer
 from sqlalchemy import Table, text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenx_auth.settings import Settings as AuthSettings
 from tenx_common import relay
+from tenx_common.db import primary_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 STATE = Path(os.environ.get("TENX_STATE", ROOT / ".state"))
@@ -242,7 +243,7 @@ async def known_users(user_ids: set[str]) -> set[str]:
     """Those of ``user_ids`` that are accounts in auth (not erased, not pseudonyms)."""
     if not user_ids:
         return set()
-    engine = create_async_engine(AuthSettings().primary_url())
+    engine = primary_engine(AuthSettings())
     try:
         async with engine.connect() as conn:
             found = await conn.scalars(

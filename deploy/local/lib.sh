@@ -108,7 +108,7 @@ down_supervisor() {
 # The order programs start in; supervisord stops them in reverse.
 priority_of() {
   case $1 in
-    etcd) echo 9 ;; postgres-[0-9]) echo 10 ;; backups) echo 11 ;; redis) echo 12 ;; kafka) echo 13 ;;
+    etcd) echo 9 ;; postgres-[0-9]) echo 10 ;; pgbouncer | backups) echo 11 ;; redis) echo 12 ;; kafka) echo 13 ;;
     elasticsearch) echo 14 ;; jaeger) echo 15 ;; mailpit) echo 16 ;;
     edge) echo 40 ;; *) echo 20 ;;
   esac

@@ -17,7 +17,7 @@ ETCD_PEER_PORT=2380
 
 install_postgres() {
   apt_install_quietly "postgresql-$POSTGRES_MAJOR" "postgresql-client-$POSTGRES_MAJOR" \
-    etcd-server patroni pgbackrest
+    etcd-server patroni pgbackrest pgbouncer
 }
 
 pg_dir() { user_dir postgres postgres; }
@@ -152,6 +152,10 @@ postgresql:
     logging_collector: "off"
     # This node's data folder named: PostgreSQL hands over a relative %p.
     archive_command: $(pgbackrest_cmd) --pg1-path=$dir/$node archive-push %p
+  # A node that becomes the primary points PgBouncer at itself.
+  callbacks:
+    on_start: $(pgbouncer_route) $port
+    on_role_change: $(pgbouncer_route) $port
   recovery_conf:
     restore_command: $(pgbackrest_cmd) --pg1-path=$dir/$node archive-get %f "%p"
   pg_hba:
@@ -202,6 +206,7 @@ up_postgres() {
   for node in $(pg_nodes); do pg_start_node "$node"; done
   for node in $(pg_nodes); do wait_for "$node" 120 ready_node "$node"; done
   wait_for "a synchronous standby (make status)" 60 pg_has_sync_standby
+  up_pgbouncer
   backup_first_full
   up_backups
 }
@@ -269,6 +274,7 @@ for m in json.load(sys.stdin)["members"]:
     status_line "$node" "$(node_field "$node" 2)" "${line:-not in the cluster}" \
       "$(pg_postmaster_pid "$node")"
   done
+  status_pgbouncer
   status_backups
 }
 
@@ -289,6 +295,125 @@ pg_postmaster_pid() {
   local file; file="$(pg_dir)/$1/postmaster.pid"
   [[ -f $file ]] && head -n1 "$file"
   return 0
+}
+
+# --- PgBouncer ------------------------------------------------------------------
+#
+# The services' writes go through PgBouncer in transaction mode: a server
+# connection is theirs for one transaction, so hundreds of client connections
+# share a few dozen to PostgreSQL. Each database has a second entry,
+# NAME_session, in session mode, for what needs its session kept: LISTEN
+# (the relays' and loops' wake-ups) and migrations (advisory locks). Reads
+# go to the replicas directly (the session router picks them per request).
+#
+# PgBouncer follows the primary: Patroni runs the route script on a node that
+# starts as or becomes the primary; it rewrites the database entries for that
+# node's port and signals PgBouncer (SIGHUP), which reconnects its pools.
+#
+# The connection budget (docs/data-tier.md): PostgreSQL allows 200; per
+# database at most PGBOUNCER_POOL_SIZE transaction and PGBOUNCER_SESSION_POOL
+# session connections, four databases: 4 x (20 + 12) = 128 through PgBouncer,
+# the rest for the replicas' reads (on a node that becomes primary), Patroni,
+# pgBackRest, replication and the superuser's reserve.
+
+PGBOUNCER_PORT=6432
+PGBOUNCER_POOL_SIZE=20
+PGBOUNCER_SESSION_POOL=12
+PGBOUNCER_MAX_CLIENTS=2000
+
+pgbouncer_dir() { user_dir postgres pgbouncer; }
+pgbouncer_route() { echo "$(pgbouncer_dir)/route"; }
+
+write_pgbouncer_conf() {
+  local dir db; dir=$(pgbouncer_dir)
+  cat >"$dir/pgbouncer.ini.partial" <<INI
+; Written by deploy/local/stack (docs/data-tier.md).
+[databases]
+; The entries, for the primary's port: written by the route script.
+%include $dir/databases.ini
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $PGBOUNCER_PORT
+unix_socket_dir =
+pidfile = $dir/pgbouncer.pid
+auth_type = scram-sha-256
+auth_file = $dir/userlist.txt
+pool_mode = transaction
+default_pool_size = $PGBOUNCER_POOL_SIZE
+max_client_conn = $PGBOUNCER_MAX_CLIENTS
+; A server connection that fails to log in (the primary gone) fails the
+; waiting clients at once and is tried again after a second.
+server_login_retry = 1
+; A client waits this long for a server connection; then it gets an error
+; (the services answer 503) instead of hanging through a failover.
+query_wait_timeout = 10
+server_connect_timeout = 3
+; After every transaction, not only in session mode: 1.18 does not track
+; prepared statements, and the services' (named, one per statement) would
+; pile up on a server connection that clients share.
+server_reset_query = DISCARD ALL
+server_reset_query_always = 1
+ignore_startup_parameters = extra_float_digits
+log_connections = 0
+log_disconnections = 0
+INI
+  : >"$dir/userlist.txt.partial"
+  chmod 600 "$dir/userlist.txt.partial"
+  for db in "${PG_DATABASES[@]}"; do
+    printf '"%s" "%s"\n' "$db" "$(secret "PG_PASSWORD_$db")" >>"$dir/userlist.txt.partial"
+  done
+  cat >"$dir/route.partial" <<ROUTE
+#!/usr/bin/env bash
+# Patroni's callback (on_start, on_role_change): route PORT ACTION ROLE SCOPE.
+# Written by deploy/local/stack. On the node that is the primary now, it points
+# PgBouncer's databases at PORT and makes PgBouncer reload them.
+set -euo pipefail
+port=\$1 role=\${3:-master}
+[[ \$role == master || \$role == primary ]] || exit 0
+{
+  echo "; The primary: 127.0.0.1:\$port (written by \$0 at \$(date -Is))."
+  for db in ${PG_DATABASES[*]}; do
+    echo "\$db = host=127.0.0.1 port=\$port dbname=\$db"
+    echo "\${db}_session = host=127.0.0.1 port=\$port dbname=\$db pool_mode=session pool_size=$PGBOUNCER_SESSION_POOL"
+  done
+} >$dir/databases.ini.partial
+mv $dir/databases.ini.partial $dir/databases.ini
+pid=\$(cat $dir/pgbouncer.pid 2>/dev/null || true)
+if [[ -n \$pid ]]; then kill -HUP "\$pid" 2>/dev/null || true; fi
+ROUTE
+  chmod 755 "$dir/route.partial"
+  chown postgres "$dir"/*.partial
+  mv "$dir/pgbouncer.ini.partial" "$dir/pgbouncer.ini"
+  mv "$dir/userlist.txt.partial" "$dir/userlist.txt"
+  mv "$dir/route.partial" "$dir/route"
+}
+
+up_pgbouncer() {
+  local leader
+  if ! is_up pgbouncer; then
+    require_free_port pgbouncer "$PGBOUNCER_PORT"
+    write_pgbouncer_conf
+    leader=$(pg_leader)
+    [[ -n $leader ]] || die "pgbouncer: no node is the primary (make status)"
+    as_postgres "$(pgbouncer_route)" "$(node_field "$leader" 2)" on_start master "$PG_SCOPE"
+    spawn pgbouncer --user postgres --stop TERM 20 -- /usr/sbin/pgbouncer "$(pgbouncer_dir)/pgbouncer.ini"
+  fi
+  wait_for pgbouncer 20 ready_pgbouncer
+}
+
+# A statement through it, on the primary.
+ready_pgbouncer() {
+  PGPASSWORD=$(secret PG_PASSWORD_tenx_api) PGCONNECT_TIMEOUT=2 "$PG_BIN/psql" -h 127.0.0.1 \
+    -p "$PGBOUNCER_PORT" -U tenx_api -d tenx_api -qAtc "SELECT 1" >/dev/null 2>&1
+}
+
+# The primary PgBouncer sends the services to now.
+pgbouncer_target() { sed -n 's/^; The primary: \([^ ]*\).*/\1/p' "$(pgbouncer_dir)/databases.ini" 2>/dev/null; }
+
+status_pgbouncer() {
+  status_line pgbouncer "$PGBOUNCER_PORT" \
+    "PgBouncer $(/usr/sbin/pgbouncer --version | awk 'NR == 1 {print $2}'), to $(pgbouncer_target)"
 }
 
 # --- backups (pgBackRest) ------------------------------------------------------

@@ -18,6 +18,7 @@ PORTS = (
     8103,
     2379,
     2380,
+    6432,
     6379,
     9092,
     9093,
@@ -89,9 +90,9 @@ def _up() -> dict[str, int]:
 
 def test_down_stops_every_process_and_frees_every_port() -> None:
     pids = _up()
-    # 19 programs (etcd, three PostgreSQL nodes and the backup schedule; the
-    # relays run in the workers) and supervisord itself.
-    assert len(pids) == 20, f"the stack was not fully up: {sorted(pids)}"
+    # 20 programs (etcd, three PostgreSQL nodes, PgBouncer and the backup
+    # schedule; the relays run in the workers) and supervisord itself.
+    assert len(pids) == 21, f"the stack was not fully up: {sorted(pids)}"
     children = {name: _descendants(pid) for name, pid in pids.items()}
 
     subprocess.run([str(ROOT / "deploy/local/stack"), "down"], check=True, timeout=400)

@@ -15,11 +15,12 @@ from typing import Any, ClassVar
 from aiokafka import AIOKafkaConsumer
 from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from tenx_api.adapters.orm import dead_letters, inbox, outbox
 from tenx_api.settings import Settings
 from tenx_common.consumer import Consumer
+from tenx_common.db import primary_engine
 from tenx_common.events import Event
 from tenx_common.uow import UnitOfWork
 
@@ -106,7 +107,7 @@ def main() -> None:
 
     async def run() -> None:
         settings = Settings()
-        engine = create_async_engine(settings.primary_url())
+        engine = primary_engine(settings)
         await build(settings, engine, unique).run()
 
     asyncio.run(run())

@@ -12,13 +12,14 @@ import httpx
 import jwt
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenx_auth.bootstrap import bootstrap
 from tenx_auth.domain import commands
 from tenx_auth.domain.passwords import Passwords
 from tenx_auth.service_layer import handlers
 from tenx_auth.settings import Settings as AuthSettings
+from tenx_common.db import primary_engine
 
 AUTH = "http://127.0.0.1:8001"
 API = "http://127.0.0.1:8000"
@@ -32,7 +33,7 @@ def auth_settings() -> AuthSettings:
 
 @pytest.fixture
 async def auth_db(auth_settings: AuthSettings) -> AsyncIterator[AsyncEngine]:
-    engine = create_async_engine(auth_settings.primary_url())
+    engine = primary_engine(auth_settings)
     yield engine
     await engine.dispose()
 

@@ -8,10 +8,10 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from tenx_api.settings import Settings as ApiSettings
 from tenx_common.cache import Cache, create_redis
+from tenx_common.db import primary_engine
 from tests.stack import API_PORTS, EDGE, api_metric, new_user, product_body
 from tests.stack import admin as log_in_admin
 
@@ -64,7 +64,7 @@ async def test_an_update_is_seen_at_once_and_leaves_events(
     assert after.json()["price_cents"] == 999
     assert after.json()["version"] == 2
     assert after.headers["etag"] != before.headers["etag"]
-    engine = create_async_engine(api_settings.primary_url())
+    engine = primary_engine(api_settings)
     try:
         async with engine.connect() as conn:
             types = (
@@ -99,7 +99,7 @@ async def test_bad_products_are_refused_and_nothing_is_created(
     response = await edge.post("/v1/products", json=body, headers=admin)
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"
-    engine = create_async_engine(api_settings.primary_url())
+    engine = primary_engine(api_settings)
     try:
         async with engine.connect() as conn:
             found = await conn.execute(

@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy import MetaData, delete, func, insert, select, text
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from tenx_api.adapters.orm import dead_letters, inbox, outbox
 from tenx_api.settings import Settings as ApiSettings
@@ -29,6 +29,7 @@ from tenx_common.consumer import (
     list_dead_letters,
     request_redrive,
 )
+from tenx_common.db import primary_engine
 from tenx_common.events import cloud_event
 from tenx_common.topics import TopicSettings, ensure_topics
 from tenx_common.uow import UnitOfWork
@@ -41,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 async def engine(api_settings: ApiSettings, unique: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_async_engine(api_settings.primary_url())
+    engine = primary_engine(api_settings)
     await consumer_probe.create_tables(engine, unique)
     topic = probe_class(unique).TOPIC
     names = (topic, dead_letter_topic(f"it-{unique}"))

@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import delete
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from tenx_api.adapters.orm import dead_letters
 from tenx_api.settings import Settings as ApiSettings
+from tenx_common.db import primary_engine
 from tenx_notify.settings import Settings as NotifySettings
 from tests.stack import ROOT, admin, eventually, new_user
 
@@ -81,8 +81,8 @@ async def test_a_parked_event_is_listed_and_redriven_by_operators(
         assert "1 dead letter(s) marked" in await cli("redrive", parked["id"])
         await eventually(lambda: attempts(3))
     finally:  # notify consumes auth.users too: it parked the event as well
-        for url in (api_settings.primary_url(), NotifySettings().primary_url()):
-            engine = create_async_engine(url)
+        for settings in (api_settings, NotifySettings()):
+            engine = primary_engine(settings)
             async with engine.begin() as conn:
                 await conn.execute(delete(dead_letters).where(dead_letters.c.event_id == event_id))
             await engine.dispose()

@@ -5,15 +5,15 @@ import subprocess
 import sys
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from tenx_api.settings import Settings as ApiSettings
+from tenx_common.db import primary_engine
 
 
 async def test_the_demo_catalog_is_there_and_seeding_again_adds_nothing(
     api_settings: ApiSettings,
 ) -> None:
-    engine = create_async_engine(api_settings.primary_url())
+    engine = primary_engine(api_settings)
     try:
         async with engine.connect() as conn:
             row = (

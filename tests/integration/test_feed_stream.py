@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tenx_common.db import primary_engine
 from tenx_notify.service_layer.feed import CHANNEL, FeedHub, stream
 from tenx_notify.settings import Settings as NotifySettings
 
@@ -21,7 +22,7 @@ async def parts() -> AsyncIterator[tuple[FeedHub, AsyncEngine, Redis]]:
     redis = Redis.from_url(
         settings.redis_url, password=settings.redis_password.get_secret_value() or None
     )
-    engine = create_async_engine(settings.primary_url())
+    engine = primary_engine(settings)
     hub = FeedHub(redis)
     yield hub, engine, redis
     await hub.close()

@@ -16,9 +16,9 @@ import standardwebhooks
 from aiokafka import AIOKafkaProducer
 from cryptography.fernet import Fernet
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from tenx_api.settings import Settings as ApiSettings
+from tenx_common.db import primary_engine
 from tenx_notify.settings import Settings as NotifySettings
 from tests.integration.webhook_receiver import receiving
 from tests.stack import (
@@ -261,7 +261,7 @@ async def one_of_each_after_a_kill(
 
     # The same OrderConfirmed again, as a relay that died before marking sends it:
     # the stored CloudEvent, with its id, from the api's outbox.
-    engine = create_async_engine(api_settings.primary_url())
+    engine = primary_engine(api_settings)
     async with engine.connect() as conn:
         payload = await conn.scalar(
             text("SELECT payload FROM outbox WHERE key = :k AND type = :t"),
@@ -305,7 +305,7 @@ async def one_of_each_after_a_kill(
 
 async def stored_encrypted(webhook_id: str, secret: str) -> None:
     settings = NotifySettings()
-    engine = create_async_engine(settings.primary_url())
+    engine = primary_engine(settings)
     async with engine.connect() as conn:
         stored = await conn.scalar(
             text("SELECT secret FROM webhooks WHERE id = :id"), {"id": uuid.UUID(webhook_id)}

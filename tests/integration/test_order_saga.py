@@ -12,10 +12,11 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tenx_api.adapters.orm import SandboxPayment
 from tenx_api.settings import Settings as ApiSettings
+from tenx_common.db import primary_engine
 from tests.stack import (
     admin,
     eventually,
@@ -30,7 +31,7 @@ from tests.stack import (
 
 @pytest.fixture
 async def sessions(api_settings: ApiSettings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_async_engine(api_settings.primary_url())
+    engine = primary_engine(api_settings)
     yield async_sessionmaker(engine)
     await engine.dispose()
 

@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from tenx_api.app import create_app
 from tenx_api.settings import Settings as ApiSettings
+from tenx_common.db import primary_engine
 from tests.stack import EDGE, eventually, new_key, new_product, new_user, order_body
 from tests.stack import admin as log_in_admin
 
@@ -42,7 +42,7 @@ async def stock(edge: httpx.AsyncClient, product_id: str, reader: dict[str, str]
 
 
 async def count_orders(user_id: str) -> int:
-    engine = create_async_engine(ApiSettings().primary_url())
+    engine = primary_engine(ApiSettings())
     try:
         async with engine.connect() as conn:
             result = await conn.execute(
@@ -214,7 +214,7 @@ async def test_idempotency_keys_are_kept_a_day_then_swept(api_settings: ApiSetti
     from tenx_api.service_layer.orders import sweep_idempotency_keys
 
     owner = uuid.uuid4()
-    engine = create_async_engine(api_settings.primary_url())
+    engine = primary_engine(api_settings)
     insert = text(
         "INSERT INTO idempotency_keys VALUES "
         "(:u, :k, 'h', 201, '{}', now() - make_interval(hours => :h))"

@@ -13,11 +13,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy import MetaData, func, select
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from tenx_api.adapters.orm import outbox
 from tenx_api.settings import Settings as ApiSettings
 from tenx_common import relay
+from tenx_common.db import primary_engine
 from tenx_common.events.catalog_products import TOPIC, StockChangedV1
 from tenx_common.relay import Relay
 from tenx_common.uow import UnitOfWork
@@ -30,7 +31,7 @@ VERSIONS = 10
 async def test_two_relays_publish_each_event_once_in_key_order(
     api_settings: ApiSettings, unique: str
 ) -> None:
-    engine = create_async_engine(api_settings.primary_url())
+    engine = primary_engine(api_settings)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     tracer = TracerProvider().get_tracer("test")
     products = [uuid.uuid4() for _ in range(KEYS)]
@@ -105,7 +106,7 @@ async def test_a_batch_whose_commit_is_lost_is_published_again(
     # Its own outbox table, so the stack's relays do not take these rows.
     table = outbox.to_metadata(MetaData(), name=f"it_outbox_{unique}")
     table.indexes.clear()  # index names are per schema; this table needs none
-    engine = create_async_engine(api_settings.primary_url())
+    engine = primary_engine(api_settings)
     async with engine.begin() as conn:
         await conn.run_sync(table.create)
     producer = AIOKafkaProducer(

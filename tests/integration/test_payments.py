@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tenx_api.adapters.orm import SandboxPayment
 from tenx_api.adapters.payments import SandboxPayments
@@ -18,11 +18,12 @@ from tenx_api.domain.payments import (
     IdempotencyConflictError,
 )
 from tenx_api.settings import Settings as ApiSettings
+from tenx_common.db import primary_engine
 
 
 @pytest.fixture
 async def sessions(api_settings: ApiSettings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_async_engine(api_settings.primary_url(), pool_size=20)
+    engine = primary_engine(api_settings, pool_size=20)
     yield async_sessionmaker(engine, expire_on_commit=False)
     await engine.dispose()
 

@@ -12,8 +12,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tenx_api.settings import Settings as ApiSettings
-from tenx_common.db import Engines, create_engines
-from tests.stack import postgres_replicas
+from tenx_common.db import Engines, create_engines, primary_engine
+from tests.stack import postgres_members, postgres_replicas
 
 
 @pytest.fixture
@@ -94,7 +94,7 @@ async def test_each_service_role_is_confined_to_its_database(
 @pytest.mark.parametrize("package", ["tenx_api", "tenx_auth", "tenx_notify", "tenx_search_indexer"])
 async def test_each_service_database_is_migrated_to_head(package: str) -> None:
     settings = importlib.import_module(f"{package}.settings").Settings()
-    engine = create_async_engine(settings.primary_url())
+    engine = primary_engine(settings)
     try:
         version = await _scalar(engine, "SELECT version_num FROM alembic_version")
         database = await _scalar(engine, "SELECT current_database()")
@@ -112,16 +112,30 @@ def _alembic_config(package: str) -> Config:
 
 
 async def test_a_pooled_connection_the_server_ended_is_replaced_at_checkout(
-    engines: Engines, api_settings: ApiSettings
+    api_settings: ApiSettings,
 ) -> None:
     """No ping per checkout (db.replace_closed_connections): a connection
-    whose backend is gone (a restart, a terminated backend) is never handed out."""
-    first = await _scalar(engines.primary, "SELECT pg_backend_pid()")
-    other = create_async_engine(api_settings.primary_url())
+    whose backend is gone (a restart, a terminated backend) is never handed
+    out. Straight to the primary: behind PgBouncer the client's connection is
+    PgBouncer's, which replaces a server connection that ended by itself."""
+    leader = next(m for m in postgres_members() if m["role"] == "leader")
+    direct = make_url(api_settings.replica_urls[0]).set(port=int(leader["port"]))
+    settings = api_settings.model_copy(
+        update={
+            "database_url": direct.render_as_string(hide_password=False),
+            "database_session_url": "",
+            "database_statement_cache_size": 100,
+            "replica_urls": [],
+        }
+    )
+    engines = create_engines(settings)
+    other = primary_engine(settings)
     try:
+        first = await _scalar(engines.primary, "SELECT pg_backend_pid()")
         assert await _scalar(other, "SELECT pg_terminate_backend(:pid)", pid=first) is True
+        await asyncio.sleep(0.2)  # the closed socket reaches the driver
+        second = await _scalar(engines.primary, "SELECT pg_backend_pid()")
     finally:
         await other.dispose()
-    await asyncio.sleep(0.2)  # the closed socket reaches the driver
-    second = await _scalar(engines.primary, "SELECT pg_backend_pid()")
+        await engines.dispose()
     assert second not in (None, first)

@@ -11,12 +11,13 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, insert, select, text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenx_api.adapters.orm import CustomerProfile, Order, inbox
 from tenx_api.settings import Settings as ApiSettings
 from tenx_auth.adapters.orm import AccountDeletion, User
 from tenx_auth.settings import Settings as AuthSettings
+from tenx_common.db import primary_engine
 from tenx_common.events import cloud_event
 from tenx_common.events.auth_users import UserRegistered
 from tenx_notify.settings import Settings as NotifySettings
@@ -33,14 +34,14 @@ from tests.stack import (
 
 @pytest.fixture
 async def api_db(api_settings: ApiSettings) -> AsyncIterator[AsyncEngine]:
-    engine = create_async_engine(api_settings.primary_url())
+    engine = primary_engine(api_settings)
     yield engine
     await engine.dispose()
 
 
 @pytest.fixture
 async def auth_db() -> AsyncIterator[AsyncEngine]:
-    engine = create_async_engine(AuthSettings().primary_url())
+    engine = primary_engine(AuthSettings())
     yield engine
     await engine.dispose()
 
@@ -104,7 +105,7 @@ async def test_deleting_an_account_erases_it_everywhere(
         )
     assert (owned, kept) == (0, 1)
     # notify: nothing of the user is left.
-    notify_db = create_async_engine(NotifySettings().primary_url())
+    notify_db = primary_engine(NotifySettings())
     async with notify_db.connect() as conn:
         for table in ("recipients", "notifications", "deliveries", "preferences", "webhooks"):
             left = await conn.scalar(

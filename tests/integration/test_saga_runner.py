@@ -13,10 +13,11 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from sqlalchemy import delete, insert, select
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from tenx_api.adapters.orm import outbox, saga_steps, sagas
 from tenx_api.settings import Settings as ApiSettings
+from tenx_common.db import primary_engine
 from tenx_common.saga import COMPLETED, RUNNING, Saga, SagaRunner, Transition
 from tenx_common.uow import UnitOfWork
 
@@ -25,7 +26,7 @@ KIND = "recording-test"  # a kind no worker runs: these sagas are never due
 
 @pytest.fixture
 async def engine(api_settings: ApiSettings) -> AsyncIterator[AsyncEngine]:
-    engine = create_async_engine(api_settings.primary_url())
+    engine = primary_engine(api_settings)
     yield engine
     async with engine.begin() as conn:
         ids = select(sagas.c.id).where(sagas.c.kind == KIND)

@@ -18,10 +18,11 @@ from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from jwt.algorithms import ECAlgorithm
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from tenx_auth.adapters.keys import Signer
 from tenx_auth.settings import Settings as AuthSettings
+from tenx_common.db import primary_engine
 from tests.stack import bearer, sign_up
 
 # A route of each service that needs a valid access token.
@@ -33,7 +34,7 @@ async def signer() -> AsyncIterator[Signer]:
     """auth's own signer, on its database: tokens with the real key, so that
     only the claims can be wrong."""
     settings = AuthSettings()
-    engine = create_async_engine(settings.primary_url())
+    engine = primary_engine(settings)
     fernet = Fernet(settings.key_encryption_key.get_secret_value().encode())
     yield Signer(session_factory=async_sessionmaker(engine), fernet=fernet, cache_s=0)
     await engine.dispose()

@@ -12,7 +12,7 @@ from elastic_transport import ConnectionTimeout
 from sqlalchemy import text
 
 from tenx_common.cache import create_redis
-from tenx_common.db import Engines, create_engines
+from tenx_common.db import Engines, bounded_waits, create_engines
 from tenx_common.outages import Dependency, find_outage
 from tenx_common.search import create_elasticsearch
 from tenx_common.settings import ElasticsearchSettings, PostgresSettings, RedisSettings
@@ -141,3 +141,23 @@ async def test_a_refused_dependency_answers_at_once() -> None:
         await engines.dispose()
     assert dependency_of(error) == "postgres"
     assert seconds < 1.0
+
+
+def test_behind_a_transaction_pooler_statements_are_neither_cached_nor_named_twice() -> None:
+    settings = PostgresSettings(
+        database_statement_cache_size=0,
+        database_session_url="postgresql+asyncpg://x@127.0.0.1:6432/x_session",
+    )
+    pooled = bounded_waits(settings)["connect_args"]
+    assert pooled["statement_cache_size"] == pooled["prepared_statement_cache_size"] == 0
+    name = pooled["prepared_statement_name_func"]
+    assert len({name() for _ in range(100)}) == 100
+    # LISTEN's connections keep their session: caches as usual, on the session entry.
+    assert "statement_cache_size" not in bounded_waits(settings, pooled=False)["connect_args"]
+    engines = create_engines(settings)
+    assert engines.for_listening is engines.listener
+    assert engines.for_listening.url.database == "x_session"
+    # Straight to PostgreSQL (no pooler configured): the caches stay on.
+    direct = create_engines(PostgresSettings())
+    assert "statement_cache_size" not in bounded_waits(PostgresSettings())["connect_args"]
+    assert direct.for_listening is direct.primary

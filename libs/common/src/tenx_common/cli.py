@@ -20,9 +20,9 @@ from typing import TypeVar
 
 from fastapi import FastAPI
 from sqlalchemy import Table
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from tenx_common.consumer import list_dead_letters, request_redrive
+from tenx_common.db import primary_engine
 from tenx_common.relay import create_relay_app
 from tenx_common.server import serve
 from tenx_common.settings import PostgresSettings, ServiceSettings
@@ -66,7 +66,7 @@ def run_service_cli(
         # Imported here: Alembic (and Mako) cost every serving process 0.3 s of its restart.
         from tenx_common.migrations import upgrade
 
-        upgrade(package=package, url=settings.primary_url())
+        upgrade(package=package, url=settings.session_url())
     else:
         serve(create_app(settings), settings)
 
@@ -93,7 +93,7 @@ def _dead_letters(settings: ServiceSettings, table: Table, args: list[str]) -> N
     action, rest = (args[0], args[1:]) if args else ("list", [])
 
     async def main() -> str:
-        engine = create_async_engine(settings.primary_url())
+        engine = primary_engine(settings)
         try:
             if action == "list":
                 found = await list_dead_letters(engine, table, status=rest[0] if rest else None)

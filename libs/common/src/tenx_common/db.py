@@ -3,6 +3,7 @@
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import uuid4
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy import event
@@ -19,9 +20,15 @@ from tenx_common.telemetry import trace_engine
 class Engines:
     primary: AsyncEngine
     replicas: list[AsyncEngine] = field(default_factory=list)
+    # Connections that LISTEN (settings.session_url); None: the primary's.
+    listener: AsyncEngine | None = None
+
+    @property
+    def for_listening(self) -> AsyncEngine:
+        return self.listener or self.primary
 
     async def dispose(self) -> None:
-        for engine in (self.primary, *self.replicas):
+        for engine in (self.primary, *self.replicas, *([self.listener] if self.listener else [])):
             await engine.dispose()
 
     def collect(self) -> Iterator[Metric]:
@@ -41,19 +48,40 @@ class Engines:
         yield from (used, size)
 
 
-def bounded_waits(settings: PostgresSettings) -> dict[str, Any]:
+def bounded_waits(settings: PostgresSettings, *, pooled: bool = True) -> dict[str, Any]:
     """``create_async_engine`` options that bound how long a caller waits for a
     database that cannot be reached: asyncpg's connect (TCP, TLS and sign-in),
     and a checkout from a pool with no free connection. Statements themselves
-    have no timeout (migrations and exports run long)."""
-    return {
-        "pool_timeout": settings.database_pool_timeout_s,
-        "connect_args": {"timeout": settings.database_connect_timeout_s},
-    }
+    have no timeout (migrations and exports run long). With ``pooled`` (a
+    connection to ``database_url``), the statement cache of the settings."""
+    connect_args: dict[str, Any] = {"timeout": settings.database_connect_timeout_s}
+    if pooled and settings.database_statement_cache_size == 0:
+        # asyncpg's and SQLAlchemy's caches both off; SQLAlchemy still
+        # prepares each statement under a name, made unique here: PgBouncer
+        # hands the server connection to another client after the
+        # transaction, and asyncpg's own names (__asyncpg_stmt_1__, ...)
+        # repeat from client to client.
+        connect_args["statement_cache_size"] = 0
+        connect_args["prepared_statement_cache_size"] = 0
+        connect_args["prepared_statement_name_func"] = _unique_statement_name
+    return {"pool_timeout": settings.database_pool_timeout_s, "connect_args": connect_args}
 
 
-def _engine(url: URL, settings: PostgresSettings) -> AsyncEngine:
-    engine = create_async_engine(url, pool_size=5, max_overflow=5, **bounded_waits(settings))
+def _unique_statement_name() -> str:
+    return f"__tenx_{uuid4().hex}__"
+
+
+def primary_engine(settings: PostgresSettings, **options: Any) -> AsyncEngine:
+    """An engine on ``database_url`` (through the pooler, where there is one)
+    with the connect options it needs; ``options`` go to create_async_engine."""
+    return create_async_engine(settings.primary_url(), **(bounded_waits(settings) | options))
+
+
+def _engine(
+    url: URL, settings: PostgresSettings, *, pooled: bool = False, **sizes: int
+) -> AsyncEngine:
+    options = {"pool_size": 5, "max_overflow": 5} | sizes
+    engine = create_async_engine(url, **options, **bounded_waits(settings, pooled=pooled))
     replace_closed_connections(engine)
     return trace_engine(engine)
 
@@ -86,8 +114,12 @@ async def read_value(engine: AsyncEngine, statement: str) -> Any:
 
 def create_engines(settings: PostgresSettings) -> Engines:
     return Engines(
-        primary=_engine(settings.primary_url(), settings),
+        primary=_engine(settings.primary_url(), settings, pooled=True),
         replicas=[_engine(url, settings) for url in settings.replica_url_list()],
+        # A process listens on a channel or two, each on a connection of its own.
+        listener=_engine(settings.session_url(), settings, pool_size=1, max_overflow=3)
+        if settings.database_session_url
+        else None,
     )
 
 

@@ -111,7 +111,7 @@ def main() -> None:
     one process (what ``make up`` does); each reads its own settings."""
     for package in sys.argv[1:]:
         settings = importlib.import_module(f"{package}.settings").Settings()
-        upgrade(package=package, url=settings.primary_url())
+        upgrade(package=package, url=settings.session_url())
 
 
 if __name__ == "__main__":

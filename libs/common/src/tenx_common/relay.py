@@ -182,8 +182,12 @@ class Relay:
 
     async def _session(self, tracer: Tracer) -> None:
         settings = self.settings
+        # Its session kept (LISTEN): the pooler's session pool, or the database.
         engine = create_async_engine(
-            settings.primary_url(), pool_size=2, max_overflow=0, **bounded_waits(settings)
+            settings.session_url(),
+            pool_size=2,
+            max_overflow=0,
+            **bounded_waits(settings, pooled=False),
         )
         producer = AIOKafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap_servers,

@@ -224,6 +224,7 @@ class SagaRunner:
     tracer: Tracer
     poll_interval_s: float = 1.0
     concurrency: int = 16
+    listener: AsyncEngine | None = None  # LISTEN's connection (Engines.for_listening)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _outcomes: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -235,7 +236,7 @@ class SagaRunner:
         in_flight: set[asyncio.Task[None]] = set()
         while not self.stopping.is_set():
             try:
-                async with listening(self.engine, CHANNEL, self._wake):
+                async with listening(self.listener or self.engine, CHANNEL, self._wake):
                     while not self.stopping.is_set():
                         self._wake.clear()
                         free = self.concurrency - len(in_flight)

@@ -69,6 +69,14 @@ def _is_default_secret(value: SecretStr, default: Any) -> bool:
 
 class PostgresSettings(BaseSettings):
     database_url: str = "postgresql+asyncpg://tenx@127.0.0.1:5432/tenx"
+    # Connections that keep their session, which a pooler in transaction mode
+    # does not give (LISTEN: the relays' and loops' wake-ups), and migrations:
+    # PgBouncer's session-mode pool, or the database itself. Empty: database_url.
+    database_session_url: str = ""
+    # asyncpg's prepared statements per connection. 0 behind PgBouncer in
+    # transaction mode (1.18 keeps no prepared statement across transactions):
+    # statements are then unnamed and parsed each time.
+    database_statement_cache_size: int = Field(default=100, ge=0)
     database_password: SecretStr = SecretStr("")
     replica_urls: list[str] = Field(default_factory=list)
     # How long a request waits for a database it cannot reach before it is
@@ -83,6 +91,9 @@ class PostgresSettings(BaseSettings):
 
     def primary_url(self) -> URL:
         return self._with_password(self.database_url)
+
+    def session_url(self) -> URL:
+        return self._with_password(self.database_session_url or self.database_url)
 
     def replica_url_list(self) -> list[URL]:
         return [self._with_password(url) for url in self.replica_urls]

@@ -41,6 +41,7 @@ def loops(container: Container, tracer: Tracer) -> Sequence[Any]:
             lease_s=order_saga.lease_s(deps),
             tracer=tracer,
             poll_interval_s=deps.settings.saga_poll_interval_s,
+            listener=deps.router.engines.for_listening,
         ),
     ]
 

@@ -39,6 +39,7 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Container]:
             settings=settings,
             uow=lambda: UnitOfWork(sessions, outbox=outbox, source="/tenx/notify"),
             engine=infra.engines.primary,
+            listener=infra.engines.for_listening,
             redis=infra.redis,
             hub=hub,
             fernet=fernet,

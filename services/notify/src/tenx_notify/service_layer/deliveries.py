@@ -179,7 +179,7 @@ class DeliveryRunner:
         settings = self.deps.settings
         while not self.stopping.is_set():
             try:
-                async with listening(self.deps.engine, DELIVERIES, self._wake):
+                async with listening(self.deps.listener, DELIVERIES, self._wake):
                     while not self.stopping.is_set():
                         self._wake.clear()
                         claimed = await self.claim(20)

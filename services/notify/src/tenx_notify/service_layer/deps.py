@@ -17,6 +17,7 @@ class NotifyDeps:
     settings: Settings
     uow: Callable[[], UnitOfWork]
     engine: AsyncEngine
+    listener: AsyncEngine  # LISTEN's connection (Engines.for_listening)
     redis: Redis
     hub: FeedHub
     fernet: Fernet  # the webhooks' secrets, at rest
