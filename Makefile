@@ -42,7 +42,7 @@ fmt:
 
 # Regenerate schemas/events from the event models (tests/unit checks them).
 schemas: install
-	$(RUN) python -m tenx_common.events.schemas write
+	$(RUN) python -m tenx_tools.event_schemas write
 
 # Every layer, in order; the last one stops the stack and checks nothing is left.
 test: lint test-unit test-slo k8s-validate up test-integration test-e2e test-security test-fuzz test-restore test-failover test-chaos test-down
@@ -50,10 +50,10 @@ test: lint test-unit test-slo k8s-validate up test-integration test-e2e test-sec
 test-unit: install
 	$(RUN) pytest tests/unit -q
 
-# The SLO rules: generated from tenx_common/slo.py, valid, and their alerts
+# The SLO rules: generated from tenx_tools/slo.py, valid, and their alerts
 # fire when (and only when) their unit tests say (promtool, built by install).
 test-slo: install
-	$(RUN) python -m tenx_common.slo check
+	$(RUN) python -m tenx_tools.slo check
 	$(PROMTOOL) check rules deploy/observability/slo-rules.yml
 	cd deploy/observability && $(PROMTOOL) test rules slo-rules.test.yml
 
@@ -73,7 +73,7 @@ images:
 	done
 
 slo: install
-	$(RUN) python -m tenx_common.slo write
+	$(RUN) python -m tenx_tools.slo write
 
 # make smoke [URL=http://127.0.0.1:8080]: the public API end to end (an order
 # confirmed, searchable, in the feed); a cluster's admin password in
@@ -81,11 +81,11 @@ slo: install
 smoke: install
 	@set -a; if [[ -f .state/local.env ]]; then source .state/local.env; fi; set +a; \
 	TENX_SMOKE_ADMIN_PASSWORD=$${TENX_SMOKE_ADMIN_PASSWORD:-$${TENX_AUTH_ADMIN_PASSWORD:-}} \
-	  $(RUN) python -m tenx_common.smoke $(URL)
+	  $(RUN) python -m tenx_tools.smoke $(URL)
 
 # make trace ID=<trace id | order id>: the trace from Jaeger, as a tree.
 trace:
-	@$(RUN) python -m tenx_common.traces $(ID)
+	@$(RUN) python -m tenx_tools.traces $(ID)
 
 test-integration: up
 	$(PYTEST) tests/integration -q

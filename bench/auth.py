@@ -20,7 +20,7 @@ from jwt.algorithms import ECAlgorithm
 from bench.edge_overhead import _percentile
 from bench.results import write
 from tenx_auth.domain.passwords import Passwords
-from tenx_common.tokens import Jwks, JwksCache, TokenVerifier
+from tenx_common.security.tokens import Jwks, JwksCache, TokenVerifier
 
 EDGE = "http://127.0.0.1:8080"
 PASSWORD = "correct horse battery staple 42"  # noqa: S105 (the benchmark user's)

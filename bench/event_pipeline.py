@@ -44,12 +44,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from tenx_api.adapters.orm import dead_letters, inbox, outbox
 from tenx_api.settings import Settings
-from tenx_common.consumer import Consumer
-from tenx_common.db import primary_engine
+from tenx_common.data.db import primary_engine
+from tenx_common.data.uow import UnitOfWork
 from tenx_common.events import Event, cloud_event
-from tenx_common.relay import Relay
-from tenx_common.topics import TopicSettings, ensure_topics
-from tenx_common.uow import UnitOfWork
+from tenx_common.messaging.consumer import Consumer
+from tenx_common.messaging.relay import Relay
+from tenx_common.messaging.topics import TopicSettings, ensure_topics
 
 ROOT = Path(__file__).resolve().parents[1]
 RATE = 200  # events per second

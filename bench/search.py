@@ -38,12 +38,12 @@ from elasticsearch import AsyncElasticsearch
 from tests.stack import EDGE, admin, product_body
 
 from tenx_api.service_layer.search import ProductSearch, search_products
-from tenx_common.consumer import running
+from tenx_common.data.elasticsearch import PRODUCTS, create_index
 from tenx_common.events import cloud_event
 from tenx_common.events.catalog_products import ProductUpdated
-from tenx_common.search import PRODUCTS, create_index
-from tenx_common.telemetry import create_tracer_provider
-from tenx_common.topics import TopicSettings, ensure_topics
+from tenx_common.messaging.consumer import running
+from tenx_common.messaging.topics import TopicSettings, ensure_topics
+from tenx_common.observability.telemetry import create_tracer_provider
 from tenx_search_indexer.adapters.orm import dead_letters, inbox
 from tenx_search_indexer.bootstrap import bootstrap
 from tenx_search_indexer.domain import product_document

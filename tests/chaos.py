@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenx_api.settings import Settings as ApiSettings
 from tenx_auth.settings import Settings as AuthSettings
-from tenx_common.db import primary_engine
+from tenx_common.data.db import primary_engine
 from tenx_notify.settings import Settings as NotifySettings
 from tenx_search_indexer.settings import Settings as IndexerSettings
 from tests.stack import (

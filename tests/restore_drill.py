@@ -30,7 +30,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tenx_api.settings import Settings as ApiSettings
-from tenx_common.db import primary_engine
+from tenx_common.data.db import primary_engine
 from tests.stack import EDGE, ROOT, admin, new_key, new_product, new_user, order_body, patiently
 
 ORDERS_EACH_SIDE = 20

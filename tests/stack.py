@@ -21,8 +21,8 @@ from sqlalchemy import Table, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenx_auth.settings import Settings as AuthSettings
-from tenx_common import relay
-from tenx_common.db import primary_engine
+from tenx_common.data.db import primary_engine
+from tenx_common.messaging import relay
 
 ROOT = Path(__file__).resolve().parents[1]
 STATE = Path(os.environ.get("TENX_STATE", ROOT / ".state"))

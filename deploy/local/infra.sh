@@ -64,7 +64,7 @@ up_kafka() {
 
 # Ready when the broker answers a metadata request (the services' own check),
 # within $1 seconds.
-ready_kafka() { "$PY" -m tenx_common.kafka "${1:-1}" >/dev/null 2>&1; }
+ready_kafka() { "$PY" -m tenx_common.messaging.kafka "${1:-1}" >/dev/null 2>&1; }
 
 status_kafka() { status_line kafka 9092 "$KAFKA_VERSION (KRaft)"; }
 

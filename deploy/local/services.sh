@@ -31,7 +31,7 @@ install_python() {
 
 
 migrate_services() {
-  "$PY" -m tenx_common.migrations "${MIGRATED[@]}" >>"$LOG_DIR/migrations.log" 2>&1 \
+  "$PY" -m tenx_common.data.migrations "${MIGRATED[@]}" >>"$LOG_DIR/migrations.log" 2>&1 \
     || die "migrations failed; see $LOG_DIR/migrations.log"
 }
 
@@ -41,7 +41,7 @@ seed_demo_data() {
 }
 
 create_topics() {
-  "$PY" -m tenx_common.topics >>"$LOG_DIR/topics.log" 2>&1 \
+  "$PY" -m tenx_common.messaging.topics >>"$LOG_DIR/topics.log" 2>&1 \
     || die "creating Kafka topics failed; see $LOG_DIR/topics.log"
 }
 
@@ -58,7 +58,7 @@ up_services() {
 # the stack's environment (local.env, which `make up` writes).
 #
 # It starts boosted (niceness -10) and drops to the normal 0 once it serves
-# (tenx_common.server): on two busy cores a process restarted under load got
+# (tenx_common.runtime.server): on two busy cores a process restarted under load got
 # an even share of the CPU for its 2 s of imports and was ready only after
 # 8 s. The boost is what Kubernetes' startup CPU boost does for a pod.
 #

@@ -114,7 +114,7 @@ def test_the_build_context_holds_the_sources_and_nothing_else() -> None:
     assert "uv.lock" in files
     assert "pyproject.toml" in files
     assert "services/api/src/tenx_api/app.py" in files
-    assert "libs/common/src/tenx_common/app.py" in files
+    assert "libs/common/src/tenx_common/runtime/app.py" in files
     for path in files:
         assert not path.startswith(("tests/", "deploy/", "bench/", "docs/", ".state", ".venv"))
         assert not path.endswith("Dockerfile")
@@ -164,3 +164,5 @@ def test_the_build_stage_rehearsed_here_installs_a_runnable_service(
     site = next((venv / "lib").glob("python3.11/site-packages"))
     assert (site / package / "migrations" / "env.py").exists(), "migrations ship in the image"
     assert not (site / "pytest").exists(), "no development tools in the image"
+    assert (site / "tenx_common" / "runtime" / "app.py").exists()
+    assert not (site / "tenx_tools").exists(), "no build or operations tools in the image"

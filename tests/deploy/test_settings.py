@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings
 
 from tenx_api.settings import Settings as ApiSettings
 from tenx_auth.settings import Settings as AuthSettings
-from tenx_common.topics import TopicSettings
+from tenx_common.messaging.topics import TopicSettings
 from tenx_notify.settings import Settings as NotifySettings
 from tenx_search_indexer.settings import Settings as IndexerSettings
 from tests.deploy.conftest import ROOT, Object, containers, is_ours, of_kind, pod_specs
@@ -28,7 +28,7 @@ BEHIND_THE_INGRESS = {"api", "auth", "notify"}
 
 
 def settings_of(container: Object) -> type[BaseSettings]:
-    if container.get("command", [])[-1:] == ["tenx_common.topics"]:
+    if container.get("command", [])[-1:] == ["tenx_common.messaging.topics"]:
         return TopicSettings
     return SETTINGS[container["image"].split(":")[0]]
 

@@ -114,7 +114,7 @@ async def test_an_order_is_one_trace_from_the_edge_to_its_confirmation(
     shown = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tenx_common.traces",
+        "tenx_tools.traces",
         placed.json()["id"],
         stdout=asyncio.subprocess.PIPE,
     )

@@ -12,7 +12,7 @@ from tests.stack import EDGE
 def smoke(password: str) -> subprocess.CompletedProcess[str]:
     env = os.environ | {"TENX_SMOKE_ADMIN_PASSWORD": password, "TENX_SMOKE_TIMEOUT_S": "60"}
     return subprocess.run(
-        [sys.executable, "-m", "tenx_common.smoke", EDGE],
+        [sys.executable, "-m", "tenx_tools.smoke", EDGE],
         env=env,
         capture_output=True,
         text=True,

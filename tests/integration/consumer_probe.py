@@ -19,10 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from tenx_api.adapters.orm import dead_letters, inbox, outbox
 from tenx_api.settings import Settings
-from tenx_common.consumer import Consumer
-from tenx_common.db import primary_engine
+from tenx_common.data.db import primary_engine
+from tenx_common.data.uow import UnitOfWork
 from tenx_common.events import Event
-from tenx_common.uow import UnitOfWork
+from tenx_common.messaging.consumer import Consumer
 
 FIXED: set[str] = set()  # keys whose poison the "fix" has made harmless
 

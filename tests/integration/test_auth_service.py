@@ -19,7 +19,7 @@ from tenx_auth.domain import commands
 from tenx_auth.domain.passwords import Passwords
 from tenx_auth.service_layer import handlers
 from tenx_auth.settings import Settings as AuthSettings
-from tenx_common.db import primary_engine
+from tenx_common.data.db import primary_engine
 
 AUTH = "http://127.0.0.1:8001"
 API = "http://127.0.0.1:8000"

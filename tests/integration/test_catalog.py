@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import text
 
 from tenx_api.settings import Settings as ApiSettings
-from tenx_common.cache import Cache, create_redis
-from tenx_common.db import primary_engine
+from tenx_common.data.cache import Cache, create_redis
+from tenx_common.data.db import primary_engine
 from tests.stack import API_PORTS, EDGE, api_metric, new_user, product_body
 from tests.stack import admin as log_in_admin
 

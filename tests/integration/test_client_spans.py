@@ -19,14 +19,14 @@ from opentelemetry.trace import SpanKind
 from sqlalchemy import text
 
 from tenx_api.settings import Settings as ApiSettings
-from tenx_common.cache import create_redis
-from tenx_common.consumer import Record, process_span_options, read_envelope
-from tenx_common.db import create_engines
+from tenx_common.data.cache import create_redis
+from tenx_common.data.db import create_engines
+from tenx_common.data.elasticsearch import create_elasticsearch
 from tenx_common.events import cloud_event
 from tenx_common.events.catalog_products import ProductUpdated
-from tenx_common.search import create_elasticsearch
-from tenx_common.telemetry import traced_http_client
-from tenx_common.topics import TopicSettings, ensure_topics
+from tenx_common.messaging.consumer import Record, process_span_options, read_envelope
+from tenx_common.messaging.topics import TopicSettings, ensure_topics
+from tenx_common.observability.telemetry import traced_http_client
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from tenx_api.adapters.orm import dead_letters, inbox, outbox
 from tenx_api.settings import Settings as ApiSettings
-from tenx_common import relay
-from tenx_common.consumer import (
+from tenx_common.data.db import primary_engine
+from tenx_common.data.uow import UnitOfWork
+from tenx_common.events import cloud_event
+from tenx_common.messaging import relay
+from tenx_common.messaging.consumer import (
     PARKED,
     REDRIVEN,
     Consumer,
@@ -29,10 +32,7 @@ from tenx_common.consumer import (
     list_dead_letters,
     request_redrive,
 )
-from tenx_common.db import primary_engine
-from tenx_common.events import cloud_event
-from tenx_common.topics import TopicSettings, ensure_topics
-from tenx_common.uow import UnitOfWork
+from tenx_common.messaging.topics import TopicSettings, ensure_topics
 from tests.integration import consumer_probe
 from tests.integration.consumer_probe import FIXED, probe_class
 from tests.stack import publish_a_batch

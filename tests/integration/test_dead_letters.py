@@ -13,7 +13,7 @@ from sqlalchemy import delete
 
 from tenx_api.adapters.orm import dead_letters
 from tenx_api.settings import Settings as ApiSettings
-from tenx_common.db import primary_engine
+from tenx_common.data.db import primary_engine
 from tenx_notify.settings import Settings as NotifySettings
 from tests.stack import ROOT, admin, eventually, new_user
 

@@ -7,7 +7,7 @@ import sys
 from sqlalchemy import text
 
 from tenx_api.settings import Settings as ApiSettings
-from tenx_common.db import primary_engine
+from tenx_common.data.db import primary_engine
 
 
 async def test_the_demo_catalog_is_there_and_seeding_again_adds_nothing(

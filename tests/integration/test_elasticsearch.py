@@ -1,7 +1,7 @@
 """Elasticsearch: index and search a document with the Python client."""
 
 from tenx_api.settings import Settings as ApiSettings
-from tenx_common.search import create_elasticsearch
+from tenx_common.data.elasticsearch import create_elasticsearch
 
 
 async def test_index_and_search_a_document(api_settings: ApiSettings, unique: str) -> None:

@@ -11,7 +11,7 @@ import pytest
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tenx_common.db import primary_engine
+from tenx_common.data.db import primary_engine
 from tenx_notify.service_layer.feed import CHANNEL, FeedHub, stream
 from tenx_notify.settings import Settings as NotifySettings
 

@@ -8,7 +8,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from tenx_api.settings import Settings as ApiSettings
-from tenx_common.topics import TOPICS
+from tenx_common.messaging.topics import TOPICS
 
 
 async def test_keyed_messages_are_produced_and_consumed_in_order(

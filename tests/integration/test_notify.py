@@ -18,7 +18,7 @@ from cryptography.fernet import Fernet
 from sqlalchemy import text
 
 from tenx_api.settings import Settings as ApiSettings
-from tenx_common.db import primary_engine
+from tenx_common.data.db import primary_engine
 from tenx_notify.settings import Settings as NotifySettings
 from tests.integration.webhook_receiver import receiving
 from tests.stack import (

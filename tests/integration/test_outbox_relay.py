@@ -17,11 +17,11 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from tenx_api.adapters.orm import outbox
 from tenx_api.settings import Settings as ApiSettings
-from tenx_common import relay
-from tenx_common.db import primary_engine
+from tenx_common.data.db import primary_engine
+from tenx_common.data.uow import UnitOfWork
 from tenx_common.events.catalog_products import TOPIC, StockChangedV1
-from tenx_common.relay import Relay
-from tenx_common.uow import UnitOfWork
+from tenx_common.messaging import relay
+from tenx_common.messaging.relay import Relay
 from tests.stack import publish_a_batch
 
 KEYS = 10

@@ -18,7 +18,7 @@ from tenx_api.domain.payments import (
     IdempotencyConflictError,
 )
 from tenx_api.settings import Settings as ApiSettings
-from tenx_common.db import primary_engine
+from tenx_common.data.db import primary_engine
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import asyncpg
 from sqlalchemy import URL, text
 
 from tenx_api.settings import Settings as ApiSettings
-from tenx_common.db import primary_engine
+from tenx_common.data.db import primary_engine
 from tests.stack import STATE, patroni, postgres_members
 
 POOL_SIZE = 20  # PGBOUNCER_POOL_SIZE in deploy/local/postgres.sh

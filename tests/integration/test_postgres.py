@@ -12,7 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tenx_api.settings import Settings as ApiSettings
-from tenx_common.db import Engines, create_engines, primary_engine
+from tenx_common.data.db import Engines, create_engines, primary_engine
 from tests.stack import postgres_members, postgres_replicas
 
 

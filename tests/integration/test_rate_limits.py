@@ -8,8 +8,8 @@ import uuid
 import httpx
 
 from tenx_api.settings import Settings as ApiSettings
-from tenx_common.cache import create_redis
-from tenx_common.ratelimit import Rate, TokenBuckets, lease_size
+from tenx_common.data.cache import create_redis
+from tenx_common.security.rate_limits import Rate, TokenBuckets, lease_size
 from tests.stack import api_metric
 
 STRONG = "correct horse battery staple 42"

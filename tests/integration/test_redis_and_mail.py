@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from redis.exceptions import AuthenticationError, ResponseError
 
 from tenx_api.settings import Settings as ApiSettings
-from tenx_common.cache import create_redis
+from tenx_common.data.cache import create_redis
 from tests.stack import MAILPIT
 
 

@@ -17,7 +17,7 @@ from tenx_api.adapters.orm import CustomerProfile, Order, inbox
 from tenx_api.settings import Settings as ApiSettings
 from tenx_auth.adapters.orm import AccountDeletion, User
 from tenx_auth.settings import Settings as AuthSettings
-from tenx_common.db import primary_engine
+from tenx_common.data.db import primary_engine
 from tenx_common.events import cloud_event
 from tenx_common.events.auth_users import UserRegistered
 from tenx_notify.settings import Settings as NotifySettings

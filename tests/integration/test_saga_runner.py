@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from tenx_api.adapters.orm import outbox, saga_steps, sagas
 from tenx_api.settings import Settings as ApiSettings
-from tenx_common.db import primary_engine
-from tenx_common.saga import COMPLETED, RUNNING, Saga, SagaRunner, Transition
-from tenx_common.uow import UnitOfWork
+from tenx_common.data.db import primary_engine
+from tenx_common.data.uow import UnitOfWork
+from tenx_common.work.saga import COMPLETED, RUNNING, Saga, SagaRunner, Transition
 
 KIND = "recording-test"  # a kind no worker runs: these sagas are never due
 

@@ -12,9 +12,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tenx_api.settings import Settings as ApiSettings
-from tenx_common.cache import create_redis
-from tenx_common.db import Engines, create_engines
-from tenx_common.session_router import RedisWritePositions, SessionRouter
+from tenx_common.data.cache import create_redis
+from tenx_common.data.db import Engines, create_engines
+from tenx_common.data.session_router import RedisWritePositions, SessionRouter
 from tests.stack import node_sql, patroni_maintenance, postgres_replicas
 
 

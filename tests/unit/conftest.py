@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 import pytest
 from prometheus_client.registry import Collector
 
-from tenx_common.health import Check
 from tenx_common.settings import ServiceSettings
+from tenx_common.web.health import Check
 
 
 @dataclass

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tenx_common.logging import configure_logging, log_access, request_id_var
+from tenx_common.observability.logging import configure_logging, log_access, request_id_var
 
 
 def test_an_access_line_is_the_json_every_line_is(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,11 +11,11 @@ import sqlalchemy.exc
 from elastic_transport import ConnectionTimeout
 from sqlalchemy import text
 
-from tenx_common.cache import create_redis
-from tenx_common.db import Engines, bounded_waits, create_engines
-from tenx_common.outages import Dependency, find_outage
-from tenx_common.search import create_elasticsearch
+from tenx_common.data.cache import create_redis
+from tenx_common.data.db import Engines, bounded_waits, create_engines
+from tenx_common.data.elasticsearch import create_elasticsearch
 from tenx_common.settings import ElasticsearchSettings, PostgresSettings, RedisSettings
+from tenx_common.web.outages import Dependency, find_outage
 from tests.unit.conftest import CLOSED
 
 DEADLINE_S = 0.2

@@ -8,7 +8,7 @@ import pytest
 
 from tenx_common.events.catalog_products import StockChanged
 from tenx_common.events.orders_orders import OrderPlaced
-from tenx_common.events.schemas import check, event_types, incompatibilities, schema_of
+from tenx_tools.event_schemas import check, event_types, incompatibilities, schema_of
 
 
 def test_every_event_has_a_current_compatible_committed_schema() -> None:

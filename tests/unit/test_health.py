@@ -4,8 +4,8 @@ import asyncio
 
 from fastapi.testclient import TestClient
 
-from tenx_common.app import create_service_app
-from tenx_common.health import Check
+from tenx_common.runtime.app import create_service_app
+from tenx_common.web.health import Check
 from tests.unit.conftest import FakeSettings, down, fake_bootstrap, up
 
 

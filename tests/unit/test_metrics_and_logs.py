@@ -8,8 +8,8 @@ from fastapi import APIRouter
 from fastapi.testclient import TestClient
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tenx_common.app import create_service_app
-from tenx_common.logging import JsonFormatter, request_id_var
+from tenx_common.observability.logging import JsonFormatter, request_id_var
+from tenx_common.runtime.app import create_service_app
 from tests.unit.conftest import FakeSettings, fake_bootstrap
 
 

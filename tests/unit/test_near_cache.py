@@ -1,7 +1,7 @@
 """The near cache's rules, on a fake clock: copies expire, a drop wins over a
 fill that began before it, and clearing stops every fill in flight."""
 
-from tenx_common.cache import NearCache
+from tenx_common.data.cache import NearCache
 
 
 class Clock:

@@ -1,4 +1,4 @@
-"""Which dependency an exception says is down (tenx_common.outages), on what
+"""Which dependency an exception says is down (tenx_common.web.outages), on what
 each client really raises against a closed port or a server that hangs up, on
 the libraries' own exception objects, and through causes and groups."""
 
@@ -14,11 +14,11 @@ from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from elastic_transport import ConnectionError as EsConnectionError
 from sqlalchemy import text
 
-from tenx_common.cache import create_redis
-from tenx_common.db import create_engines
-from tenx_common.outages import Dependency, find_outage
-from tenx_common.search import create_elasticsearch
+from tenx_common.data.cache import create_redis
+from tenx_common.data.db import create_engines
+from tenx_common.data.elasticsearch import create_elasticsearch
 from tenx_common.settings import ElasticsearchSettings, PostgresSettings, RedisSettings
+from tenx_common.web.outages import Dependency, find_outage
 from tests.unit.conftest import CLOSED
 
 

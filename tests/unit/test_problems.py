@@ -16,10 +16,10 @@ from pydantic import BaseModel, ConfigDict
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy import text
 
-from tenx_common.app import create_service_app
-from tenx_common.db import create_engines
-from tenx_common.problems import ProblemError, install_problem_handlers
+from tenx_common.data.db import create_engines
+from tenx_common.runtime.app import create_service_app
 from tenx_common.settings import PostgresSettings, RateLimitSettings
+from tenx_common.web.problems import ProblemError, install_problem_handlers
 from tests.unit.conftest import CLOSED, FakeSettings, fake_bootstrap
 
 

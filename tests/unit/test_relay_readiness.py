@@ -10,8 +10,8 @@ from opentelemetry.trace import NoOpTracer
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tenx_common.outbox import outbox_table
-from tenx_common.relay import Relay
+from tenx_common.data.outbox import outbox_table
+from tenx_common.messaging.relay import Relay
 from tenx_common.settings import KafkaSettings, PostgresSettings, RelaySettings, ServiceSettings
 from tests.unit.conftest import CLOSED
 

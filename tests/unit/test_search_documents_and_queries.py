@@ -18,8 +18,8 @@ from tenx_api.service_layer.search import (
 )
 from tenx_common.events.catalog_products import StockChanged
 from tenx_common.events.orders_orders import OrderCancelled, OrderConfirmed, OrderPlaced
-from tenx_common.pagination import encode_cursor
-from tenx_common.problems import ProblemError
+from tenx_common.web.pagination import encode_cursor
+from tenx_common.web.problems import ProblemError
 from tenx_search_indexer.domain import ORDER_VERSIONS, from_event, from_export, suggestions
 
 NODE = NodeConfig("http", "127.0.0.1", 9200)

@@ -9,8 +9,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from tenx_common.metrics import Metrics
-from tenx_common.middleware import RequestContextMiddleware
+from tenx_common.observability.metrics import Metrics
+from tenx_common.web.middleware import RequestContextMiddleware
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = "00f067aa0ba902b7"

@@ -1,6 +1,6 @@
 """LSNs compare as the positions they name."""
 
-from tenx_common.session_router import parse_lsn
+from tenx_common.data.session_router import parse_lsn
 
 
 def test_lsn_parsing_orders_positions() -> None:

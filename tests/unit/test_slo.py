@@ -1,8 +1,8 @@
-"""The SLO rules file is generated from tenx_common/slo.py and up to date;
+"""The SLO rules file is generated from tenx_tools/slo.py and up to date;
 each SLO has its recording rules and its two multi-window alerts.
 (`make test-slo` runs promtool's own checks and unit tests of the file.)"""
 
-from tenx_common.slo import BURNS, RULES, SLOS, WINDOWS, render, rule_groups
+from tenx_tools.slo import BURNS, RULES, SLOS, WINDOWS, render, rule_groups
 
 
 def test_the_rules_file_is_generated_from_the_slos() -> None:

@@ -11,7 +11,7 @@ import pytest
 CHILD = textwrap.dedent(
     """
     import os, threading
-    from tenx_common.server import settle_priority
+    from tenx_common.runtime.server import settle_priority
 
     started = threading.Event()
     done = threading.Event()

@@ -8,8 +8,8 @@ from fastapi.responses import StreamingResponse
 from fastapi.testclient import TestClient
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from tenx_common.app import create_service_app
-from tenx_common.streams import open_stream
+from tenx_common.runtime.app import create_service_app
+from tenx_common.web.streams import open_stream
 from tests.unit.conftest import FakeSettings, fake_bootstrap
 
 

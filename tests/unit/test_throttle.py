@@ -9,8 +9,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from tenx_common.security.throttle import RateLimitMiddleware
 from tenx_common.settings import RateLimitSettings
-from tenx_common.throttle import RateLimitMiddleware
 
 
 class UnreachableRedis:

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
-from tenx_common.tokens import (
+from tenx_common.security.tokens import (
     InvalidTokenError,
     Jwks,
     JwksCache,

@@ -9,7 +9,7 @@ from typing import Any, cast
 import pytest
 import standardwebhooks
 
-from tenx_common.problems import ProblemError
+from tenx_common.web.problems import ProblemError
 from tenx_notify.domain.webhooks import (
     TargetNotAllowedError,
     WebhookIn,

@@ -168,3 +168,13 @@ class RateLimitSettings(BaseSettings):
     rate_limit_ip_read_per_minute: int = Field(default=1200, ge=1)
     rate_limit_ip_write_per_minute: int = Field(default=240, ge=1)
     rate_limit_burst_seconds: int = Field(default=10, ge=1, le=60)
+
+
+class ConsumerSettings(BaseSettings):
+    """The service's consumers (``python -m tenx_<svc> worker``)."""
+
+    consumer_max_attempts: int = Field(default=5, ge=1, le=20)
+    consumer_backoff_s: float = Field(default=0.2, ge=0)
+    consumer_backoff_max_s: float = Field(default=5.0, ge=0)
+    consumer_batch_size: int = Field(default=200, ge=1, le=5000)
+    inbox_retention_s: float = Field(default=7 * 24 * 3600, ge=60)

@@ -5,7 +5,7 @@ from tenx_api.app import create_app
 from tenx_api.bootstrap import Container, bootstrap
 from tenx_api.settings import Settings
 from tenx_api.worker import create_worker
-from tenx_common.cli import container_command, run_service_cli
+from tenx_common.runtime import container_command, run_service_cli
 
 
 async def _seed(container: Container) -> str:

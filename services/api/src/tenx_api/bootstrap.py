@@ -12,10 +12,9 @@ from tenx_api.adapters.payments import SandboxPayments
 from tenx_api.service_layer import orders
 from tenx_api.service_layer.deps import ApiDeps
 from tenx_api.settings import Settings
-from tenx_common.cache import Cache, NearCache
-from tenx_common.infra import ServiceContainer, open_infra
-from tenx_common.periodic import every, stop_task
-from tenx_common.uow import UnitOfWork
+from tenx_common.data import Cache, NearCache, UnitOfWork
+from tenx_common.loops import every, stop_task
+from tenx_common.runtime import ServiceContainer, open_infra
 
 Container = ServiceContainer[ApiDeps]
 

@@ -11,9 +11,9 @@ from tenx_api.adapters.orm import dead_letters, inbox, outbox, saga_steps, sagas
 from tenx_api.bootstrap import Container, bootstrap
 from tenx_api.service_layer import order_saga, reactions
 from tenx_api.settings import Settings
-from tenx_common.consumer import Consumer
-from tenx_common.saga import SagaRunner
-from tenx_common.worker import create_worker_app
+from tenx_common.messaging import Consumer
+from tenx_common.runtime import create_worker_app
+from tenx_common.work import SagaRunner
 
 CONSUMER = "api"
 

@@ -6,7 +6,7 @@ from tenx_auth.bootstrap import Container, bootstrap
 from tenx_auth.service_layer import handlers
 from tenx_auth.settings import Settings
 from tenx_auth.worker import create_worker
-from tenx_common.cli import container_command, run_service_cli
+from tenx_common.runtime import container_command, run_service_cli
 
 
 async def _rotate_key(container: Container) -> str:

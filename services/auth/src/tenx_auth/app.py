@@ -6,8 +6,8 @@ from tenx_auth.adapters.orm import dead_letters
 from tenx_auth.bootstrap import bootstrap
 from tenx_auth.entrypoints.http import jwks_router, router
 from tenx_auth.settings import Settings
-from tenx_common.app import create_service_app
-from tenx_common.consumer import dead_letter_router
+from tenx_common.messaging import dead_letter_router
+from tenx_common.runtime import create_service_app
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -13,10 +13,9 @@ from tenx_auth.domain.passwords import Passwords
 from tenx_auth.service_layer import handlers
 from tenx_auth.service_layer.handlers import AuthDeps
 from tenx_auth.settings import Settings
-from tenx_common.infra import ServiceContainer, open_infra
-from tenx_common.ratelimit import RateLimiter
-from tenx_common.tokens import Denylist, JwksCache, TokenVerifier
-from tenx_common.uow import UnitOfWork
+from tenx_common.data import UnitOfWork
+from tenx_common.runtime import ServiceContainer, open_infra
+from tenx_common.security import Denylist, JwksCache, RateLimiter, TokenVerifier
 
 Container = ServiceContainer[AuthDeps]
 

@@ -11,9 +11,9 @@ from tenx_auth.adapters.orm import dead_letters, inbox, outbox
 from tenx_auth.bootstrap import Container, bootstrap
 from tenx_auth.service_layer import erasure
 from tenx_auth.settings import Settings
-from tenx_common.consumer import Consumer
 from tenx_common.events.privacy_erasure import AccountDataErased
-from tenx_common.worker import Every, create_worker_app
+from tenx_common.messaging import Consumer
+from tenx_common.runtime import Every, create_worker_app
 
 CONSUMER = "auth"
 REREQUEST_CHECK_S = 5.0

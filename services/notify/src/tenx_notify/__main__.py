@@ -1,6 +1,6 @@
 """``python -m tenx_notify [serve | migrate | relay | worker | dead-letters]``."""
 
-from tenx_common.cli import run_service_cli
+from tenx_common.runtime import run_service_cli
 from tenx_notify.adapters.orm import dead_letters, outbox
 from tenx_notify.app import create_app
 from tenx_notify.settings import Settings

@@ -2,8 +2,8 @@
 
 from fastapi import FastAPI
 
-from tenx_common.app import create_service_app
-from tenx_common.consumer import dead_letter_router
+from tenx_common.messaging import dead_letter_router
+from tenx_common.runtime import create_service_app
 from tenx_notify.adapters.orm import dead_letters
 from tenx_notify.bootstrap import bootstrap
 from tenx_notify.entrypoints.http import router

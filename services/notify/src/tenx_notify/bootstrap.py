@@ -7,8 +7,8 @@ from contextlib import asynccontextmanager
 from cryptography.fernet import Fernet
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from tenx_common.infra import ServiceContainer, open_infra
-from tenx_common.uow import UnitOfWork
+from tenx_common.data import UnitOfWork
+from tenx_common.runtime import ServiceContainer, open_infra
 from tenx_notify.adapters.orm import outbox
 from tenx_notify.service_layer.deps import NotifyDeps
 from tenx_notify.service_layer.feed import FeedHub

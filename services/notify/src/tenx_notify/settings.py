@@ -3,8 +3,8 @@
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from tenx_common.consumer import ConsumerSettings
 from tenx_common.settings import (
+    ConsumerSettings,
     JwksSettings,
     KafkaSettings,
     PostgresSettings,

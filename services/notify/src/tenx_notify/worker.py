@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import FastAPI
 from opentelemetry.trace import Tracer
 
-from tenx_common.consumer import Consumer
-from tenx_common.worker import create_worker_app
+from tenx_common.messaging import Consumer
+from tenx_common.runtime import create_worker_app
 from tenx_notify.adapters.orm import dead_letters, inbox, outbox
 from tenx_notify.bootstrap import Container, bootstrap
 from tenx_notify.service_layer import reactions

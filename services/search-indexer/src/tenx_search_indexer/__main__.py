@@ -1,7 +1,7 @@
 """``python -m tenx_search_indexer [serve | migrate | relay | dead-letters | reindex]``;
 ``serve`` (and ``worker``) run the indexer."""
 
-from tenx_common.cli import run_service_cli
+from tenx_common.runtime import run_service_cli
 from tenx_search_indexer.adapters.orm import dead_letters, outbox
 from tenx_search_indexer.app import create_app
 from tenx_search_indexer.service_layer.reindex import reindex_command

@@ -13,13 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tenx_common.data import ORDERS, PRODUCTS
 from tenx_common.events.catalog_products import ProductCreated
 from tenx_common.events.orders_orders import (
     OrderConfirmed,
     OrderEvent,
     OrderPlaced,
 )
-from tenx_common.search import ORDERS, PRODUCTS
 
 ORDER_VERSIONS = {"pending": 1, "confirmed": 2, "cancelled": 3}
 _PRODUCT_FIELDS = ("sku", "name", "description", "category", "price_cents", "currency", "stock")

@@ -3,8 +3,8 @@
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from tenx_common.consumer import ConsumerSettings
 from tenx_common.settings import (
+    ConsumerSettings,
     ElasticsearchSettings,
     KafkaSettings,
     PostgresSettings,
@@ -34,7 +34,7 @@ class Settings(
     # are in hand, or when the linger after the first one is over.
     consumer_batch_size: int = Field(default=4000, ge=1, le=5000)
     bulk_linger_s: float = Field(default=0.05, ge=0, le=5)
-    # The indices (tenx_common.search): replicas per shard (0 on one node) and
+    # The indices (tenx_common.data.elasticsearch): replicas per shard (0 on one node) and
     # how often new documents become searchable (bench/search.py: at 1 s a
     # new product was searchable after 1.44 s at p99, at 500 ms after 0.73 s).
     search_replicas: int = Field(default=0, ge=0, le=5)

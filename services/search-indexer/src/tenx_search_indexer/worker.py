@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI
 from opentelemetry.trace import Tracer
 
-from tenx_common.worker import create_worker_app
+from tenx_common.runtime import create_worker_app
 from tenx_search_indexer.adapters.orm import dead_letters, inbox, outbox
 from tenx_search_indexer.bootstrap import Container, bootstrap
 from tenx_search_indexer.service_layer import reactions

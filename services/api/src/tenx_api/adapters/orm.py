@@ -20,9 +20,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from tenx_common.consumer import dead_letter_table, inbox_table
-from tenx_common.outbox import outbox_table
-from tenx_common.saga import saga_tables
+from tenx_common.data import outbox_table
+from tenx_common.messaging import dead_letter_table, inbox_table
+from tenx_common.work import saga_tables
 
 
 class Base(DeclarativeBase):

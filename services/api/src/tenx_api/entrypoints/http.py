@@ -14,9 +14,9 @@ from tenx_api.domain.customers import ProfileUpdate
 from tenx_api.domain.orders import PlaceOrder
 from tenx_api.service_layer import catalog, customers, export, order_saga, orders, search
 from tenx_api.service_layer.deps import ApiDeps
-from tenx_common.app import handler_deps
-from tenx_common.problems import ProblemError
+from tenx_common.runtime import handler_deps
 from tenx_common.security import AdminUser, CurrentUser, MaybeUser
+from tenx_common.web import ProblemError
 
 Deps = Annotated[ApiDeps, Depends(handler_deps)]
 

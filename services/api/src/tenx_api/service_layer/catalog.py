@@ -14,8 +14,7 @@ from tenx_api.adapters.orm import Product
 from tenx_api.domain.catalog import ProductCreate, ProductUpdate
 from tenx_api.service_layer.deps import ApiDeps
 from tenx_common.events.catalog_products import ProductCreated, ProductUpdated, StockChanged
-from tenx_common.pagination import decode_cursor, encode_cursor
-from tenx_common.problems import ProblemError
+from tenx_common.web import ProblemError, decode_cursor, encode_cursor
 
 
 @dataclass(frozen=True, slots=True)

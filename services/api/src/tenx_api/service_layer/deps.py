@@ -7,9 +7,7 @@ from elasticsearch import AsyncElasticsearch
 
 from tenx_api.domain.payments import PaymentProvider
 from tenx_api.settings import Settings
-from tenx_common.cache import Cache
-from tenx_common.session_router import SessionRouter
-from tenx_common.uow import UnitOfWork
+from tenx_common.data import Cache, SessionRouter, UnitOfWork
 
 
 @dataclass

@@ -13,7 +13,7 @@ from sqlalchemy import Row, select
 from tenx_api.adapters.orm import Order, Product
 from tenx_api.service_layer import catalog
 from tenx_api.service_layer.deps import ApiDeps
-from tenx_common.pagination import decode_cursor, encode_cursor
+from tenx_common.web import decode_cursor, encode_cursor
 
 
 async def export(kind: str, *, limit: int, cursor: str | None, deps: ApiDeps) -> dict[str, Any]:

@@ -13,7 +13,7 @@ step run again (a retry, a restarted worker) never charges twice; a void that
 comes before a late authorization makes the provider refuse that one. A
 customer who cancels a pending or confirmed order gets the stock back at once
 (``orders.cancel_order``) and moves the saga to ``void_payment``; a step that
-was running then has its result dropped (see ``tenx_common.saga``).
+was running then has its result dropped (see ``tenx_common.work.saga``).
 """
 
 import asyncio
@@ -30,10 +30,10 @@ from tenx_api.domain.orders import CONFIRMED, PENDING
 from tenx_api.domain.payments import IdempotencyConflictError
 from tenx_api.service_layer.deps import ApiDeps
 from tenx_api.service_layer.orders import release_order
+from tenx_common.data import UnitOfWork
 from tenx_common.events.orders_orders import OrderConfirmed
-from tenx_common.pagination import decode_cursor, encode_cursor
-from tenx_common.problems import ProblemError
-from tenx_common.saga import (
+from tenx_common.web import ProblemError, decode_cursor, encode_cursor
+from tenx_common.work import (
     COMPENSATED,
     COMPENSATING,
     COMPLETED,
@@ -45,7 +45,6 @@ from tenx_common.saga import (
     saga_view,
     step_view,
 )
-from tenx_common.uow import UnitOfWork
 
 KIND = "order"
 AUTHORIZE = "authorize_payment"

@@ -22,13 +22,12 @@ from tenx_api.adapters.orm import Base, IdempotencyKey, Order, OrderItem, Produc
 from tenx_api.domain.orders import CANCELLED, PENDING, PlaceOrder
 from tenx_api.service_layer.catalog import cache_key, event_fields, product_row
 from tenx_api.service_layer.deps import ApiDeps
+from tenx_common.data import UnitOfWork
 from tenx_common.events.catalog_products import StockChanged
 from tenx_common.events.orders_orders import OrderCancelled, OrderLine, OrderPlaced
-from tenx_common.pagination import decode_cursor, encode_cursor
-from tenx_common.problems import ProblemError
-from tenx_common.saga import COMPENSATING, COMPLETED, RUNNING, divert, start_saga
-from tenx_common.tokens import Principal
-from tenx_common.uow import UnitOfWork
+from tenx_common.security import Principal
+from tenx_common.web import ProblemError, decode_cursor, encode_cursor
+from tenx_common.work import COMPENSATING, COMPLETED, RUNNING, divert, start_saga
 
 _SWEEP_LOCK = 0x7E4E_0002  # advisory lock of the idempotency-key sweep
 

@@ -21,10 +21,10 @@ from sqlalchemy.dialects.postgresql import insert
 from tenx_api.adapters.orm import CustomerProfile, IdempotencyKey, Order
 from tenx_api.service_layer.customers import cache_key
 from tenx_api.service_layer.deps import ApiDeps
+from tenx_common.data import UnitOfWork
 from tenx_common.events import Event
 from tenx_common.events.auth_users import AccountDeletionRequested, UserRegistered
 from tenx_common.events.privacy_erasure import AccountDataErased
-from tenx_common.uow import UnitOfWork
 
 SERVICE = "api"
 

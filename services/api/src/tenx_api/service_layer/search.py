@@ -16,9 +16,8 @@ from typing import Any
 
 from elasticsearch import ApiError, AsyncElasticsearch, NotFoundError, TransportError
 
-from tenx_common.pagination import decode_cursor, encode_cursor
-from tenx_common.problems import ProblemError, unavailable
-from tenx_common.search import PRODUCTS
+from tenx_common.data import PRODUCTS
+from tenx_common.web import ProblemError, decode_cursor, encode_cursor, unavailable
 
 SORTS: dict[str, list[dict[str, str]]] = {
     "relevance": [{"_score": "desc"}, {"id": "asc"}],

@@ -22,7 +22,7 @@ from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tenx_auth.adapters.orm import SigningKey
-from tenx_common.tokens import ALGORITHMS, TOKEN_TYPE, Jwks
+from tenx_common.security import ALGORITHMS, TOKEN_TYPE, Jwks
 
 ALGORITHM = ALGORITHMS[0]
 _KEYS_LOCK = 0x7E4E_0001  # advisory lock: one instance at a time makes or rotates keys

@@ -19,8 +19,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from tenx_common.consumer import dead_letter_table, inbox_table
-from tenx_common.outbox import outbox_table
+from tenx_common.data import outbox_table
+from tenx_common.messaging import dead_letter_table, inbox_table
 
 
 class Base(DeclarativeBase):

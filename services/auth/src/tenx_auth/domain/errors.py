@@ -1,6 +1,6 @@
 """The auth service's refusals, each a problem with a stable code."""
 
-from tenx_common.problems import ProblemError
+from tenx_common.web import ProblemError
 
 
 def email_taken() -> ProblemError:

@@ -10,7 +10,7 @@ from tenx_auth.domain import commands
 from tenx_auth.entrypoints.schemas import DeletionStatus, KeyRotated, TokenResponse, UserPublic
 from tenx_auth.service_layer import erasure, handlers
 from tenx_auth.service_layer.handlers import AuthDeps, TokenPair
-from tenx_common.app import handler_deps
+from tenx_common.runtime import handler_deps
 from tenx_common.security import AdminUser, CurrentUser
 
 Deps = Annotated[AuthDeps, Depends(handler_deps)]

@@ -18,16 +18,15 @@ from tenx_auth.domain import commands, errors
 from tenx_auth.domain.passwords import Passwords, check_policy
 from tenx_auth.domain.secrets import new_token, token_hash
 from tenx_auth.settings import Settings
+from tenx_common.data import UnitOfWork
 from tenx_common.events.auth_users import (
     AccountDeletionRequested,
     EmailVerified,
     PasswordResetRequested,
     UserRegistered,
 )
-from tenx_common.problems import ProblemError
-from tenx_common.ratelimit import Limit, RateLimiter
-from tenx_common.tokens import Denylist, Jwks, Principal
-from tenx_common.uow import UnitOfWork
+from tenx_common.security import Denylist, Jwks, Limit, Principal, RateLimiter
+from tenx_common.web import ProblemError
 
 VERIFY_EMAIL = "verify_email"
 PASSWORD_RESET = "password_reset"  # noqa: S105 (a purpose, not a secret)

@@ -7,10 +7,9 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Header, Query, Response, status
 from fastapi.responses import StreamingResponse
 
-from tenx_common.app import handler_deps
-from tenx_common.problems import ProblemError
+from tenx_common.runtime import handler_deps
 from tenx_common.security import AdminUser, CurrentUser
-from tenx_common.streams import open_stream
+from tenx_common.web import ProblemError, open_stream
 from tenx_notify.domain.preferences import PreferencesIn
 from tenx_notify.domain.webhooks import WebhookIn
 from tenx_notify.service_layer import deliveries, feed, preferences, webhooks

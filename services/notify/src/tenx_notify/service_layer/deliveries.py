@@ -39,9 +39,9 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from prometheus_client.core import CounterMetricFamily
 from sqlalchemy import func, insert, select, update
 
-from tenx_common.problems import ProblemError
-from tenx_common.telemetry import traced_http_client
-from tenx_common.wakeup import listening, nap
+from tenx_common.loops import listening, nap
+from tenx_common.observability import traced_http_client
+from tenx_common.web import ProblemError
 from tenx_notify.adapters.orm import Delivery, DeliveryAttempt, Webhook
 from tenx_notify.adapters.smtp import SmtpSessions
 from tenx_notify.domain.messages import mime, render

@@ -7,7 +7,7 @@ from cryptography.fernet import Fernet
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tenx_common.uow import UnitOfWork
+from tenx_common.data import UnitOfWork
 from tenx_notify.service_layer.feed import FeedHub
 from tenx_notify.settings import Settings
 

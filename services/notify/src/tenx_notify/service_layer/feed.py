@@ -24,9 +24,8 @@ from redis.asyncio import Redis
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tenx_common.pagination import decode_cursor, encode_cursor
-from tenx_common.periodic import stop_task
-from tenx_common.problems import ProblemError, unavailable
+from tenx_common.loops import stop_task
+from tenx_common.web import ProblemError, decode_cursor, encode_cursor, unavailable
 from tenx_notify.adapters.orm import Notification
 
 log = logging.getLogger(__name__)

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Select, delete, exists, literal, select, update
 from sqlalchemy.dialects.postgresql import JSONB, insert
 
+from tenx_common.data import UnitOfWork
 from tenx_common.events import Event
 from tenx_common.events.auth_users import (
     AccountDeletionRequested,
@@ -27,8 +28,7 @@ from tenx_common.events.auth_users import (
 )
 from tenx_common.events.orders_orders import OrderCancelled, OrderConfirmed
 from tenx_common.events.privacy_erasure import AccountDataErased
-from tenx_common.telemetry import current_traceparent
-from tenx_common.uow import UnitOfWork
+from tenx_common.observability import current_traceparent
 from tenx_notify.adapters.orm import (
     Delivery,
     ErasedUser,

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from tenx_common.problems import ProblemError
+from tenx_common.web import ProblemError
 from tenx_notify.adapters.orm import Delivery, DeliveryAttempt, Webhook
 from tenx_notify.domain.webhooks import TargetNotAllowedError, WebhookIn, check_target, new_secret
 from tenx_notify.service_layer.deps import NotifyDeps

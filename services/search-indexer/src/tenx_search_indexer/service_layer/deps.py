@@ -8,7 +8,7 @@ from elasticsearch import AsyncElasticsearch
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tenx_common.uow import UnitOfWork
+from tenx_common.data import UnitOfWork
 from tenx_search_indexer.adapters.orm import ErasedUser
 from tenx_search_indexer.settings import Settings
 

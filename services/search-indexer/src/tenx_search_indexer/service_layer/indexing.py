@@ -1,7 +1,7 @@
 """Documents into Elasticsearch: bulk writes with external versions, the erased
 users' documents kept out, and the ``search-indexer`` consumer built on them.
 
-The consumer is the platform's consumer (``tenx_common.consumer``) with its
+The consumer is the platform's consumer (``tenx_common.messaging.consumer``) with its
 effect in Elasticsearch instead of its database: the records of a chunk (up to
 ``consumer_batch_size``, gathered for at most ``bulk_linger_s``) become one
 bulk request, and the offsets are committed once it succeeded. No inbox is
@@ -26,17 +26,17 @@ from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from prometheus_client import Histogram
 from prometheus_client.core import Metric
 
-from tenx_common.consumer import (
+from tenx_common.data import ORDERS
+from tenx_common.events import Event
+from tenx_common.events.catalog_products import ProductCreated, ProductUpdated, StockChanged
+from tenx_common.events.orders_orders import OrderCancelled, OrderConfirmed, OrderPlaced
+from tenx_common.messaging import (
     Consumer,
     PermanentError,
     Record,
     UnavailableError,
     sampled_out,
 )
-from tenx_common.events import Event
-from tenx_common.events.catalog_products import ProductCreated, ProductUpdated, StockChanged
-from tenx_common.events.orders_orders import OrderCancelled, OrderConfirmed, OrderPlaced
-from tenx_common.search import ORDERS
 from tenx_search_indexer.domain import Document, from_event
 
 DOCUMENT_EVENTS: dict[str, type[Event]] = {

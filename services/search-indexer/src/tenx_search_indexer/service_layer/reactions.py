@@ -4,11 +4,11 @@ the user goes, then the reply."""
 from sqlalchemy import func
 from sqlalchemy.dialects.postgresql import insert
 
-from tenx_common.consumer import Handler
+from tenx_common.data import UnitOfWork
 from tenx_common.events import Event
 from tenx_common.events.auth_users import AccountDeletionRequested
 from tenx_common.events.privacy_erasure import AccountDataErased
-from tenx_common.uow import UnitOfWork
+from tenx_common.messaging import Handler
 from tenx_search_indexer.adapters.orm import ErasedUser
 from tenx_search_indexer.service_layer.deps import IndexerDeps
 from tenx_search_indexer.service_layer.indexing import delete_user_documents

@@ -38,10 +38,10 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from tenx_common.consumer import PermanentError, read_envelope, records_of
+from tenx_common.data import ORDERS, PRODUCTS, IndexSpec, create_index, new_index_name, swap_alias
 from tenx_common.events.catalog_products import TOPIC as PRODUCTS_TOPIC
 from tenx_common.events.orders_orders import TOPIC as ORDERS_TOPIC
-from tenx_common.search import ORDERS, PRODUCTS, IndexSpec, create_index, new_index_name, swap_alias
+from tenx_common.messaging import PermanentError, read_envelope, records_of
 from tenx_search_indexer.bootstrap import bootstrap
 from tenx_search_indexer.domain import Document, from_event, from_export
 from tenx_search_indexer.service_layer.deps import IndexerDeps

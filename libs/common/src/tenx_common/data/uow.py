@@ -1,0 +1,67 @@
+"""One transaction per command: the state change and its outbox rows commit together."""
+
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Self
+
+from sqlalchemy import Table, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from tenx_common.data.outbox import CHANNEL, add_event
+from tenx_common.events import Event
+
+
+class UnitOfWork:
+    session: AsyncSession
+
+    def __init__(
+        self, session_factory: async_sessionmaker[AsyncSession], *, outbox: Table, source: str
+    ) -> None:
+        self._session_factory = session_factory
+        self._outbox = outbox
+        self._source = source
+
+    async def __aenter__(self) -> Self:
+        self.session = self._session_factory()
+        self._wakes: set[str] = set()
+        self._after_commit: list[Callable[[], Awaitable[object]]] = []
+        # The id of the event whose effect this is (set by the consumer for each
+        # handler it calls), for records kept per event, such as notify's deliveries.
+        self.cause: str | None = None
+        self.committed = False
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Closing rolls back whatever was not committed; loaded objects stay
+        # readable (detached, not expired) for the caller.
+        await self.session.close()
+
+    async def publish(self, event: Event) -> None:
+        """Stage ``event`` in this transaction's outbox."""
+        await add_event(self.session, self._outbox, event, source=self._source)
+        self.wake(CHANNEL)  # the relays
+
+    def wake(self, channel: str) -> None:
+        """NOTIFY ``channel`` when this transaction commits (its listeners wake)."""
+        self._wakes.add(channel)
+
+    def after_commit(self, action: Callable[[], Awaitable[object]]) -> None:
+        """Run ``action`` once this transaction has committed (cache invalidation)."""
+        self._after_commit.append(action)
+
+    async def commit(self) -> None:
+        if self._wakes:  # one statement for every channel (delivered at the commit)
+            await self.session.execute(
+                text("SELECT pg_notify(c, '') FROM unnest(CAST(:channels AS text[])) c"),
+                {"channels": sorted(self._wakes)},
+            )
+            self._wakes.clear()
+        await self.session.commit()
+        self.committed = True
+        for action in self._after_commit:
+            await action()

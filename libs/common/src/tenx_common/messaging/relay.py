@@ -1,0 +1,244 @@
+"""The outbox relay: publishes a service's outbox rows to Kafka after commit.
+
+Run as its own process (``python -m tenx_<svc> relay --port N``: /healthz,
+/readyz and /metrics on its port), as many as wanted, or in the service's
+worker process (``relay_in_worker``, as the local stack does).
+Rows are spread over ``LANES`` by their key's hash. A batch is claimed in one
+transaction that first takes the transaction-level advisory locks of the lanes
+no other relay holds, then selects unpublished rows of those lanes
+``FOR UPDATE SKIP LOCKED``: two relays never publish one row at once, and the
+rows of one key (one lane) go out in the order they were written. Each row is
+published with the idempotent producer (acks=all) under a PRODUCER span that
+continues the trace stored in the row (when that trace is sampled; otherwise
+the stored context is passed on as it is), and the batch is marked published in
+the same transaction. A crash between publish and commit publishes the batch
+again: consumers deduplicate by event id.
+
+Wake-ups: ``LISTEN outbox`` (the unit of work notifies in the writing
+transaction, delivered at commit), with a poll every ``outbox_poll_interval_s``
+as the fallback. Published rows are deleted after ``outbox_retention_s``.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from opentelemetry import propagate
+from opentelemetry.trace import SpanKind, Tracer, get_current_span
+from prometheus_client.core import CounterMetricFamily, Metric
+from sqlalchemy import Table, Text, cast, delete, func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from tenx_common.data.db import bounded_waits
+from tenx_common.data.outbox import CHANNEL
+from tenx_common.loops.wakeup import listening, nap
+from tenx_common.observability.telemetry import setup_telemetry
+from tenx_common.settings import KafkaSettings, PostgresSettings, RelaySettings
+from tenx_common.web.outages import find_outage
+
+log = logging.getLogger(__name__)
+
+LANES = 16
+
+
+def lane_of(table: Table) -> Any:
+    return (func.hashtext(table.c.key).op("&")(0x7FFFFFFF)) % LANES
+
+
+async def publish_batch(
+    engine: AsyncEngine,
+    table: Table,
+    producer: AIOKafkaProducer,
+    tracer: Tracer,
+    *,
+    batch_size: int,
+) -> int:
+    """Publish one batch of unpublished rows; how many."""
+    async with engine.begin() as conn:
+        lanes = (
+            await conn.execute(
+                text(
+                    "SELECT coalesce(array_agg(lane), '{}') FROM generate_series(0, :last) lane"
+                    # A lane's lock: (the outbox table's name hashed, the lane).
+                    " WHERE pg_try_advisory_xact_lock(hashtext(:table), lane)"
+                ),
+                {"last": LANES - 1, "table": table.name},
+            )
+        ).scalar_one()
+        if not lanes:
+            return 0
+        rows = (
+            await conn.execute(
+                # The document as PostgreSQL renders it: no JSON decode and re-encode here.
+                select(
+                    table.c.id,
+                    table.c.topic,
+                    table.c.key,
+                    table.c.headers,
+                    cast(table.c.payload, Text).label("document"),
+                )
+                .where(table.c.published_at.is_(None), lane_of(table).in_(lanes))
+                .order_by(table.c.occurred_at, table.c.id)
+                .limit(batch_size)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+        if not rows:
+            return 0
+        sent = []
+        for row in rows:
+            stored = row.headers or {}
+            parent = propagate.extract(stored)
+            if not get_current_span(parent).get_span_context().trace_flags.sampled:
+                # Nobody will see this trace: no span, the stored context goes on as it is.
+                sent.append(await _send(producer, row, stored))
+                continue
+            with tracer.start_as_current_span(
+                f"{row.topic} publish",
+                context=parent,
+                kind=SpanKind.PRODUCER,
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.operation.type": "publish",
+                    "messaging.destination.name": row.topic,
+                    "messaging.message.id": str(row.id),
+                    "messaging.kafka.message.key": row.key,
+                },
+            ):
+                carrier: dict[str, str] = {}
+                propagate.inject(carrier)
+                sent.append(await _send(producer, row, carrier))
+        await asyncio.gather(*sent)  # every row acknowledged by the broker (acks=all)
+        await conn.execute(
+            update(table)
+            .where(table.c.id.in_([row.id for row in rows]))
+            .values(published_at=func.now())
+        )
+    return len(rows)
+
+
+async def _send(producer: AIOKafkaProducer, row: Any, context: dict[str, str]) -> Any:
+    headers = [("content-type", b"application/cloudevents+json")] + [
+        (name, value.encode()) for name, value in context.items()
+    ]
+    return await producer.send(
+        row.topic, key=row.key.encode(), value=row.document.encode(), headers=headers
+    )
+
+
+async def sweep_published(engine: AsyncEngine, table: Table, *, retention_s: float) -> int:
+    cutoff = datetime.now(UTC) - timedelta(seconds=retention_s)
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            delete(table).where(table.c.published_at.is_not(None), table.c.published_at < cutoff)
+        )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+class Relay:
+    def __init__(self, settings: Any, table: Table) -> None:
+        for needed in (PostgresSettings, KafkaSettings, RelaySettings):
+            if not isinstance(settings, needed):
+                raise TypeError(f"a relay needs {needed.__name__}")
+        self.settings: Any = settings
+        self.table: Table = table
+        self.wake: asyncio.Event = asyncio.Event()
+        self.stopping: asyncio.Event = asyncio.Event()
+        self.connected = False
+        self.published_total = 0
+
+    async def run(self) -> None:
+        """Publish until stopped. A broker or database that fails is retried
+        (with backoff, up to 10 s), never fatal: ``connected`` says whether
+        the relay is publishing now, its last batch included (its readiness)."""
+        telemetry = setup_telemetry(self.settings)
+        tracer = telemetry.tracer("tenx.outbox")
+        backoff_s = 0.5
+        try:
+            while not self.stopping.is_set():
+                try:
+                    await self._session(tracer)
+                except Exception as exc:
+                    _log_failure(exc, f"outbox relay for {self.table.name} failed; starting over")
+                backoff_s = 0.5 if self.connected else min(backoff_s * 2, 10.0)
+                self.connected = False
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(backoff_s):
+                        await self.stopping.wait()
+        finally:
+            telemetry.flush()
+
+    async def _session(self, tracer: Tracer) -> None:
+        settings = self.settings
+        # Its session kept (LISTEN): the pooler's session pool, or the database.
+        engine = create_async_engine(
+            settings.session_url(),
+            pool_size=2,
+            max_overflow=0,
+            **bounded_waits(settings, pooled=False),
+        )
+        producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+        )
+        try:
+            await producer.start()
+            async with listening(engine, CHANNEL, self.wake):
+                log.info("outbox relay started for %s", self.table.name)
+                self.connected = True
+                await self._loop(engine, producer, tracer)
+        finally:
+            await producer.stop()
+            await engine.dispose()
+
+    async def _loop(self, engine: AsyncEngine, producer: AIOKafkaProducer, tracer: Tracer) -> None:
+        settings = self.settings
+        next_sweep = time.monotonic()
+        while not self.stopping.is_set():
+            self.wake.clear()
+            try:
+                published = await publish_batch(
+                    engine, self.table, producer, tracer, batch_size=settings.outbox_batch_size
+                )
+                self.connected = True
+                self.published_total += published
+                if time.monotonic() >= next_sweep:
+                    await sweep_published(
+                        engine, self.table, retention_s=settings.outbox_retention_s
+                    )
+                    next_sweep = time.monotonic() + 60
+            except Exception as exc:
+                self.connected = False  # not ready while PostgreSQL or Kafka fails it
+                _log_failure(exc, "outbox relay: a batch failed; retrying")
+                published = 0
+                await asyncio.sleep(1.0)
+            if published >= settings.outbox_batch_size:
+                continue  # more are waiting
+            await nap(self.wake, self.stopping, timeout_s=settings.outbox_poll_interval_s)
+
+    def collect(self) -> Iterator[Metric]:
+        published = CounterMetricFamily(
+            "tenx_outbox_published", "Outbox rows published to Kafka", labels=["table"]
+        )
+        published.add_metric([self.table.name], self.published_total)
+        yield published
+
+    async def check(self) -> None:
+        if not self.connected:
+            raise ConnectionError("the relay is not connected to PostgreSQL and Kafka")
+
+
+def _log_failure(exc: Exception, what: str) -> None:
+    """A dependency that is down in one warning line; anything else with its trace."""
+    outage = find_outage(exc)
+    if outage is None:
+        log.exception(what)
+    else:
+        log.warning("%s: %s unavailable: %s", what, outage.dependency, outage.summary())

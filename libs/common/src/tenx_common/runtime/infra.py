@@ -1,0 +1,137 @@
+"""Opens the clients a service's settings call for, with their readiness checks.
+
+What a service uses is read from the settings mixins it is built of: a
+``PostgresSettings`` gets engines and a postgres check, a ``RedisSettings`` a
+Redis client, both together a session router (reads to the replicas with
+read-your-writes), and so on. Everything opened is closed on the way out.
+"""
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+import httpx
+from prometheus_client.registry import Collector
+from redis.asyncio import Redis
+
+from tenx_common.data.cache import create_redis, redis_check
+from tenx_common.data.db import Engines, create_engines, postgres_check
+from tenx_common.data.session_router import RedisWritePositions, SessionRouter
+from tenx_common.messaging.kafka import kafka_check
+from tenx_common.observability.telemetry import traced_http_client
+from tenx_common.runtime.mail import smtp_check
+from tenx_common.security.tokens import Denylist, Jwks, JwksCache, TokenVerifier
+from tenx_common.settings import (
+    ElasticsearchSettings,
+    JwksSettings,
+    KafkaSettings,
+    PostgresSettings,
+    RedisSettings,
+    ServiceSettings,
+    SmtpSettings,
+)
+from tenx_common.web.health import Check
+
+if TYPE_CHECKING:  # imported where a service's settings call for it: 25 MB a process
+    from elasticsearch import AsyncElasticsearch
+
+D = TypeVar("D")
+
+
+@dataclass
+class Infra:
+    checks: list[Check] = field(default_factory=list)
+    collectors: list[Collector] = field(default_factory=list)
+    engines: Engines | None = None
+    redis: Redis | None = None
+    elasticsearch: "AsyncElasticsearch | None" = None
+    verifier: TokenVerifier | None = None
+    router: SessionRouter | None = None
+
+
+@asynccontextmanager
+async def open_infra(settings: ServiceSettings) -> AsyncIterator[Infra]:
+    infra = Infra()
+    async with AsyncExitStack() as stack:
+        if isinstance(settings, PostgresSettings):
+            infra.engines = create_engines(settings)
+            stack.push_async_callback(infra.engines.dispose)
+            infra.collectors.append(infra.engines)
+            infra.checks.append(postgres_check(infra.engines.primary))
+        if isinstance(settings, RedisSettings):
+            infra.redis = create_redis(settings)
+            stack.push_async_callback(infra.redis.aclose)
+            infra.checks.append(redis_check(infra.redis))
+        if infra.engines is not None and infra.redis is not None:
+            infra.router = SessionRouter(
+                engines=infra.engines, positions=RedisWritePositions(infra.redis)
+            )
+            await infra.router.start()
+            stack.push_async_callback(infra.router.stop)
+            infra.collectors.append(infra.router)
+        if isinstance(settings, KafkaSettings):
+            infra.checks.append(kafka_check(settings))
+        if isinstance(settings, ElasticsearchSettings):
+            from tenx_common.data.elasticsearch import create_elasticsearch, elasticsearch_check
+
+            infra.elasticsearch = create_elasticsearch(settings)
+            stack.push_async_callback(infra.elasticsearch.close)
+            infra.checks.append(elasticsearch_check(infra.elasticsearch))
+        if isinstance(settings, SmtpSettings):
+            infra.checks.append(smtp_check(settings))
+        if isinstance(settings, JwksSettings):
+            http = traced_http_client(timeout=3)
+            stack.push_async_callback(http.aclose)
+            infra.verifier = jwks_verifier(settings, http=http, redis=infra.redis)
+        yield infra
+
+
+def jwks_verifier(
+    settings: JwksSettings, *, http: httpx.AsyncClient, redis: Redis | None
+) -> TokenVerifier:
+    """A verifier whose keys come from the auth service's JWKS over HTTP."""
+
+    async def fetch() -> Jwks:
+        response = await http.get(settings.jwks_url)
+        response.raise_for_status()
+        jwks: Jwks = response.json()
+        return jwks
+
+    return TokenVerifier(
+        keys=JwksCache(
+            fetch=fetch,
+            ttl_s=settings.jwks_cache_ttl_s,
+            min_refetch_interval_s=settings.jwks_min_refetch_interval_s,
+        ),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        denylist=Denylist(redis) if redis is not None else None,
+        leeway_s=settings.jwt_leeway_s,
+    )
+
+
+@dataclass
+class ServiceContainer(Generic[D]):
+    """What a service's bootstrap yields: its infrastructure and its handlers'
+    dependencies. The verifier is the infrastructure's unless one is given."""
+
+    infra: Infra
+    deps: D
+    verifier: TokenVerifier | None = None
+
+    def __post_init__(self) -> None:
+        if self.verifier is None:
+            self.verifier = self.infra.verifier
+
+    @property
+    def checks(self) -> list[Check]:
+        return self.infra.checks
+
+    @property
+    def collectors(self) -> list[Collector]:
+        return self.infra.collectors
+
+    @property
+    def redis(self) -> Redis | None:
+        return self.infra.redis

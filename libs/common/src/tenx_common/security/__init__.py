@@ -1,0 +1,33 @@
+"""Who may call: access tokens verified offline (``tokens``), the bearer
+dependencies ``CurrentUser``/``AdminUser`` that answer 401 and 403
+(``dependencies``), Redis counters and token buckets (``rate_limits``) and the
+ASGI middleware that applies them per request (``throttle``).
+
+Services import from here; the modules import one another directly."""
+
+from tenx_common.security.dependencies import AdminUser, CurrentUser, MaybeUser
+from tenx_common.security.rate_limits import Limit, RateLimiter
+from tenx_common.security.tokens import (
+    ALGORITHMS,
+    TOKEN_TYPE,
+    Denylist,
+    Jwks,
+    JwksCache,
+    Principal,
+    TokenVerifier,
+)
+
+__all__ = [
+    "ALGORITHMS",
+    "TOKEN_TYPE",
+    "AdminUser",
+    "CurrentUser",
+    "Denylist",
+    "Jwks",
+    "JwksCache",
+    "Limit",
+    "MaybeUser",
+    "Principal",
+    "RateLimiter",
+    "TokenVerifier",
+]

@@ -1,0 +1,12 @@
+"""What every HTTP answer shares: problem+json errors (``problems``), which
+dependency an exception says is down (``outages``), liveness and readiness
+(``health``), the request middleware (``middleware``), keyset cursors
+(``pagination``) and Server-Sent Events (``streams``).
+
+Services import from here; the modules import one another directly."""
+
+from tenx_common.web.pagination import decode_cursor, encode_cursor
+from tenx_common.web.problems import ProblemError, unavailable
+from tenx_common.web.streams import open_stream
+
+__all__ = ["ProblemError", "decode_cursor", "encode_cursor", "open_stream", "unavailable"]

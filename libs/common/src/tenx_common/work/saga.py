@@ -1,0 +1,473 @@
+"""Orchestrated sagas, persisted per step.
+
+A saga is a row of ``sagas``: its kind, its status (``running``, then
+``completed``; or ``compensating``, then ``compensated``; ``failed`` when a
+compensation gives up), the step it is at, the attempts of that step, and the
+trace context of the request that started it. The row is written in the
+transaction that starts the saga, so a saga exists exactly when its cause
+committed. Every attempt of a step is logged in ``saga_steps``.
+
+The runner (in a service's worker process, any number of them) claims a due
+saga with ``FOR UPDATE SKIP LOCKED`` and leases it by moving
+``next_attempt_at`` past the step's deadline, then runs the step outside any
+transaction (a step calls the outside world, e.g. a payment provider, always
+under an idempotency key). The step returns a ``Transition``, which is written
+in one transaction together with the state change it carries, fenced on the
+status, step and attempt the runner claimed: when something else moved the
+saga meanwhile (a customer's cancel), the stale result is dropped. A runner
+that dies mid-step leaves the lease to expire; the step is then run again by
+any runner, which is how every unfinished saga resumes after a restart.
+"""
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate
+from opentelemetry.trace import Status, StatusCode, Tracer
+from prometheus_client.core import CounterMetricFamily, Metric
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    Uuid,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tenx_common.data.uow import UnitOfWork
+from tenx_common.loops.wakeup import listening, nap
+
+log = logging.getLogger(__name__)
+
+RUNNING = "running"
+COMPENSATING = "compensating"
+COMPLETED = "completed"
+COMPENSATED = "compensated"
+FAILED = "failed"
+ACTIVE = (RUNNING, COMPENSATING)
+CHANNEL = "sagas"
+RECORD_BATCH = 64  # transitions recorded in one transaction, at most
+
+
+def saga_tables(metadata: MetaData) -> tuple[Table, Table]:
+    sagas = Table(
+        "sagas",
+        metadata,
+        Column("id", Uuid, primary_key=True),
+        Column("kind", Text, nullable=False),
+        Column("status", Text, nullable=False),
+        Column("step", Text, nullable=False),
+        Column("attempts", Integer, nullable=False),
+        Column("reason", Text),
+        Column("last_error", Text),
+        Column("trace", JSONB, nullable=False),
+        Column("next_attempt_at", DateTime(timezone=True)),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+        Index(
+            "ix_sagas_due",
+            "next_attempt_at",
+            postgresql_where=text("status IN ('running', 'compensating')"),
+        ),
+        Index("ix_sagas_status_created", "status", "created_at"),
+    )
+    steps = Table(
+        "saga_steps",
+        metadata,
+        Column("id", BigInteger, primary_key=True, autoincrement=True),
+        Column("saga_id", Uuid, ForeignKey("sagas.id"), nullable=False),
+        Column("step", Text, nullable=False),
+        Column("attempt", Integer, nullable=False),
+        Column("outcome", Text, nullable=False),
+        Column("detail", Text),
+        Column("started_at", DateTime(timezone=True), nullable=False),
+        Column("finished_at", DateTime(timezone=True), nullable=False),
+        Index("ix_saga_steps_saga", "saga_id", "id"),
+    )
+    return sagas, steps
+
+
+@dataclass(frozen=True, slots=True)
+class Saga:
+    id: uuid.UUID
+    kind: str
+    status: str
+    step: str
+    attempts: int  # of this step, the current one included
+    reason: str | None
+    trace: dict[str, str] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """What a step's attempt led to. ``outcome`` and ``detail`` go to the step log;
+    ``apply`` runs in the transaction that records the transition."""
+
+    outcome: str
+    status: str
+    step: str
+    retry_in_s: float | None = None  # the same step again, after this delay
+    reason: str | None = None
+    detail: str | None = None
+    apply: Callable[[UnitOfWork], Awaitable[None]] | None = None
+
+
+Step = Callable[[Saga], Awaitable[Transition]]
+
+
+async def start_saga(
+    uow: UnitOfWork, sagas: Table, *, saga_id: uuid.UUID, kind: str, step: str
+) -> None:
+    """Create a saga in the caller's transaction; runners wake at its commit."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    now = datetime.now(UTC)
+    connection = await uow.session.connection()
+    await connection.execute(
+        insert(sagas),
+        {
+            "id": saga_id,
+            "kind": kind,
+            "status": RUNNING,
+            "step": step,
+            "attempts": 0,
+            "trace": carrier,
+            "next_attempt_at": now,
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+    uow.wake(CHANNEL)
+
+
+async def divert(
+    uow: UnitOfWork,
+    sagas: Table,
+    steps_log: Table,
+    *,
+    saga_id: uuid.UUID,
+    only_from: tuple[str, ...],
+    status: str,
+    step: str,
+    reason: str,
+) -> bool:
+    """In the caller's transaction, move a saga that is in one of ``only_from`` to
+    ``status``/``step`` from the outside (a customer's cancel), logged as a step
+    named after ``reason``; False when it was not in one of them. A step running
+    meanwhile has its result dropped (the fence in ``SagaRunner.record``)."""
+    now = datetime.now(UTC)
+    moved = await uow.session.execute(
+        update(sagas)
+        .where(sagas.c.id == saga_id, sagas.c.status.in_(only_from))
+        .values(
+            status=status,
+            step=step,
+            attempts=0,
+            reason=reason,
+            next_attempt_at=now,
+            updated_at=now,
+        )
+        .returning(sagas.c.id)
+    )
+    if moved.first() is None:
+        return False
+    await uow.session.execute(
+        insert(steps_log).values(
+            saga_id=saga_id,
+            step="diverted",
+            attempt=1,
+            outcome=reason,
+            started_at=now,
+            finished_at=now,
+        )
+    )
+    uow.wake(CHANNEL)
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A finished attempt waiting for its recording transaction."""
+
+    saga: Saga
+    transition: Transition
+    started: datetime
+    context: otel_context.Context  # the attempt's span, for the events it writes
+    done: "asyncio.Future[bool]"
+
+
+@dataclass(eq=False)
+class SagaRunner:
+    engine: AsyncEngine
+    uow: Callable[[], UnitOfWork]
+    sagas: Table
+    steps_log: Table
+    steps: Mapping[tuple[str, str], Step]  # (kind, step) -> the step
+    lease_s: float  # how long an attempt may take before another runner retries it
+    tracer: Tracer
+    poll_interval_s: float = 1.0
+    concurrency: int = 16
+    listener: AsyncEngine | None = None  # LISTEN's connection (Engines.for_listening)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _outcomes: dict[tuple[str, str], int] = field(default_factory=dict)
+    _to_record: list[_Pending] = field(default_factory=list)
+    _recorder: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        """Run due sagas until ``stopping``; woken by NOTIFY, polling as a fallback."""
+        in_flight: set[asyncio.Task[None]] = set()
+        while not self.stopping.is_set():
+            try:
+                async with listening(self.listener or self.engine, CHANNEL, self._wake):
+                    while not self.stopping.is_set():
+                        self._wake.clear()
+                        free = self.concurrency - len(in_flight)
+                        for saga in await self.claim(free) if free > 0 else []:
+                            task = asyncio.create_task(self.attempt(saga))
+                            in_flight.add(task)
+                            task.add_done_callback(in_flight.discard)
+                            task.add_done_callback(lambda _: self._wake.set())
+                        await nap(self._wake, self.stopping, timeout_s=self.poll_interval_s)
+            except Exception:
+                log.exception("saga runner: claiming failed; retrying in 1 s")
+                await asyncio.sleep(1.0)
+        if in_flight:  # a step cut short here is resumed when its lease ends
+            await asyncio.wait(in_flight, timeout=10)
+
+    async def claim(self, limit: int) -> list[Saga]:
+        """Lease up to ``limit`` due sagas to this runner, in one statement."""
+        table = self.sagas
+        due = (
+            select(table.c.id)
+            .where(table.c.status.in_(ACTIVE), table.c.next_attempt_at <= func.now())
+            .order_by(table.c.next_attempt_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .cte("due")
+        )
+        async with self.engine.begin() as conn:
+            rows = await conn.execute(
+                update(table)
+                .where(table.c.id == due.c.id)
+                .values(
+                    attempts=table.c.attempts + 1,
+                    next_attempt_at=func.now() + timedelta(seconds=self.lease_s),
+                    updated_at=func.now(),
+                )
+                .returning(table)
+            )
+            return [
+                Saga(
+                    id=row.id,
+                    kind=row.kind,
+                    status=row.status,
+                    step=row.step,
+                    attempts=row.attempts,
+                    reason=row.reason,
+                    trace=row.trace,
+                )
+                for row in rows
+            ]
+
+    async def attempt(self, saga: Saga) -> None:
+        """One attempt of ``saga``'s current step, and its transition recorded."""
+        step = self.steps.get((saga.kind, saga.step))
+        started = datetime.now(UTC)
+        parent = propagate.extract(saga.trace)
+        with self.tracer.start_as_current_span(
+            f"saga {saga.kind} {saga.step}",
+            context=parent,
+            attributes={
+                "tenx.saga.id": str(saga.id),
+                "tenx.saga.kind": saga.kind,
+                "tenx.saga.step": saga.step,
+                "tenx.saga.attempt": saga.attempts,
+            },
+        ) as span:
+            if step is None:
+                transition = Transition(
+                    outcome="error", status=FAILED, step=saga.step, detail="no such step"
+                )
+            else:
+                try:
+                    transition = await step(saga)
+                except Exception as exc:  # a bug or an outage: the step runs again later
+                    log.exception("saga %s step %s failed", saga.id, saga.step)
+                    transition = Transition(
+                        outcome="error",
+                        status=saga.status,
+                        step=saga.step,
+                        retry_in_s=min(30.0, 0.5 * 2**saga.attempts),
+                        detail=f"{type(exc).__name__}: {exc}"[:2000],
+                    )
+            span.set_attribute("tenx.saga.outcome", transition.outcome)
+            if transition.outcome == "error":
+                span.set_status(Status(StatusCode.ERROR, transition.detail))
+            try:
+                recorded = await self.record(saga, transition, started=started)
+            except Exception:
+                log.exception("saga %s: recording step %s failed", saga.id, saga.step)
+                return
+        if recorded:
+            key = (saga.kind, transition.status)
+            self._outcomes[key] = self._outcomes.get(key, 0) + 1
+
+    async def record(self, saga: Saga, transition: Transition, *, started: datetime) -> bool:
+        """Record ``transition``; False when the saga had moved on (the result is dropped).
+
+        Group commit: the transitions that finish while a recording
+        transaction runs are recorded together in the next one, so a busy
+        runner commits once per batch and an idle one at once."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._to_record.append(
+            _Pending(saga, transition, started, otel_context.get_current(), future)
+        )
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.create_task(self._record_queued())
+        return await future
+
+    async def _record_queued(self) -> None:
+        while self._to_record:
+            batch = self._to_record[:RECORD_BATCH]
+            del self._to_record[:RECORD_BATCH]
+            try:
+                results = await self._record_together(batch)
+            except Exception:  # one transition's state change failed: each on its own
+                for pending in batch:
+                    try:
+                        pending.done.set_result((await self._record_together([pending]))[0])
+                    except Exception as exc:
+                        pending.done.set_exception(exc)
+            else:
+                for pending, result in zip(batch, results, strict=True):
+                    pending.done.set_result(result)
+
+    async def _record_together(self, batch: list[_Pending]) -> list[bool]:
+        """The transitions of ``batch`` in one transaction, each fenced on the
+        status, step and attempt its runner claimed, each under its attempt's
+        trace (so its events carry that trace on)."""
+        results = []
+        async with self.uow() as uow:
+            for pending in batch:
+                token = otel_context.attach(pending.context)
+                try:
+                    results.append(await self._record_one(uow, pending))
+                finally:
+                    otel_context.detach(token)
+            try:
+                await uow.commit()
+            except Exception:
+                if not uow.committed:
+                    raise
+                # Committed; what runs after the commit (read-your-writes
+                # positions) failed: the transitions stand, recorded once.
+                log.exception("saga runner: after recording %d transitions", len(batch))
+        return results
+
+    async def _record_one(self, uow: UnitOfWork, pending: _Pending) -> bool:
+        table = self.sagas
+        saga, transition = pending.saga, pending.transition
+        same_step = transition.step == saga.step and transition.status == saga.status
+        values: dict[str, Any] = {
+            "status": transition.status,
+            "step": transition.step,
+            "attempts": saga.attempts if same_step else 0,
+            "updated_at": func.now(),
+            "next_attempt_at": (
+                None
+                if transition.status not in ACTIVE
+                else func.now() + timedelta(seconds=transition.retry_in_s or 0)
+            ),
+        }
+        if transition.reason is not None:
+            values["reason"] = transition.reason
+        if transition.outcome == "error" or transition.retry_in_s is not None:
+            values["last_error"] = transition.detail
+        moved = await uow.session.execute(
+            update(table)
+            .where(
+                table.c.id == saga.id,
+                table.c.status == saga.status,
+                table.c.step == saga.step,
+                table.c.attempts == saga.attempts,
+            )
+            .values(**values)
+            .returning(table.c.id)
+        )
+        if moved.first() is None:
+            log.info("saga %s moved on while step %s ran; result dropped", saga.id, saga.step)
+            return False
+        if transition.apply is not None:
+            await transition.apply(uow)
+        await uow.session.execute(
+            insert(self.steps_log).values(
+                saga_id=saga.id,
+                step=saga.step,
+                attempt=saga.attempts,
+                outcome=transition.outcome,
+                detail=transition.detail,
+                started_at=pending.started,
+                finished_at=datetime.now(UTC),
+            )
+        )
+        if transition.status in ACTIVE and not transition.retry_in_s:
+            uow.wake(CHANNEL)
+        return True
+
+    def collect(self) -> Any:
+        outcomes = CounterMetricFamily(
+            "tenx_saga_transitions",
+            "Saga step results recorded, by kind and new status",
+            labels=["kind", "status"],
+        )
+        for (kind, status), count in sorted(self._outcomes.items()):
+            outcomes.add_metric([kind, status], count)
+        metrics: list[Metric] = [outcomes]
+        return iter(metrics)
+
+
+# -- what operators see ----------------------------------------------------------
+
+
+def saga_view(row: Any) -> dict[str, Any]:
+    return {
+        "id": str(row.id),
+        "kind": row.kind,
+        "status": row.status,
+        "step": row.step,
+        "attempts": row.attempts,
+        "reason": row.reason,
+        "last_error": row.last_error,
+        "next_attempt_at": row.next_attempt_at.isoformat() if row.next_attempt_at else None,
+        "created_at": row.created_at.isoformat(),
+        "updated_at": row.updated_at.isoformat(),
+    }
+
+
+def step_view(row: Any) -> dict[str, Any]:
+    return {
+        "step": row.step,
+        "attempt": row.attempt,
+        "outcome": row.outcome,
+        "detail": row.detail,
+        "started_at": row.started_at.isoformat(),
+        "finished_at": row.finished_at.isoformat(),
+    }
