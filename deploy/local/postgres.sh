@@ -47,8 +47,12 @@ pg_leader() {
 psql_leader() {
   local leader; leader=$(pg_leader)
   [[ -n $leader ]] || die "postgres: no node is the primary (make status)"
-  as_postgres "$PG_BIN/psql" -h "$(pg_dir)" -p "$(node_field "$leader" 2)" -U postgres -d postgres \
-    -v ON_ERROR_STOP=1 -qAt "$@"
+  psql_node "$leader" "$@"
+}
+
+psql_node() {
+  as_postgres "$PG_BIN/psql" -h "$(pg_dir)" -p "$(node_field "$1" 2)" -U postgres -d postgres \
+    -v ON_ERROR_STOP=1 -qAt "${@:2}"
 }
 
 # --- etcd ------------------------------------------------------------------------
@@ -198,9 +202,15 @@ up_postgres() {
   pg_legacy_layout
   up_etcd
   # The first node initialises the cluster (initdb) when none exists, then
-  # the others clone it (pg_basebackup) and stream.
-  pg_start_node postgres-1
-  wait_for "a primary (Patroni's log: $LOG_DIR/postgres-1.log)" 90 pg_has_leader
+  # the others clone it (pg_basebackup) and stream. A cluster that exists
+  # starts every node at once: in synchronous mode only the last primary or
+  # its synchronous standby may lead again, whichever node that was.
+  if [[ -f $(pg_dir)/postgres-1/PG_VERSION ]]; then
+    for node in $(pg_nodes); do pg_start_node "$node"; done
+  else
+    pg_start_node postgres-1
+  fi
+  wait_for "a primary (Patroni's logs: $LOG_DIR/postgres-*.log)" 90 pg_has_leader
   pg_provision
   backup_stanza
   for node in $(pg_nodes); do pg_start_node "$node"; done
@@ -211,7 +221,12 @@ up_postgres() {
   up_backups
 }
 
-pg_has_leader() { [[ -n $(pg_leader) ]]; }
+# A primary that takes writes: Patroni reports a node as primary a moment
+# before its promotion ends.
+pg_has_leader() {
+  local leader; leader=$(pg_leader)
+  [[ -n $leader && $(psql_node "$leader" -c "SELECT pg_is_in_recovery()" 2>/dev/null) == f ]]
+}
 
 # The members of the cluster as Patroni reports them: "name role state
 # timeline lag_mb" per line.

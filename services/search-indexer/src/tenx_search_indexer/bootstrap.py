@@ -6,7 +6,8 @@ from contextlib import asynccontextmanager
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from tenx_common.data import UnitOfWork, ensure_indices
+from tenx_common.data import UnitOfWork
+from tenx_common.data.elasticsearch import ensure_indices
 from tenx_common.runtime import ServiceContainer, open_infra
 from tenx_search_indexer.adapters.orm import outbox
 from tenx_search_indexer.service_layer.deps import IndexerDeps

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tenx_common.data import ORDERS, PRODUCTS
+from tenx_common.data.elasticsearch import ORDERS, PRODUCTS
 from tenx_common.events.catalog_products import ProductCreated
 from tenx_common.events.orders_orders import (
     OrderConfirmed,

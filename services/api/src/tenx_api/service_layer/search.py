@@ -16,7 +16,7 @@ from typing import Any
 
 from elasticsearch import ApiError, AsyncElasticsearch, NotFoundError, TransportError
 
-from tenx_common.data import PRODUCTS
+from tenx_common.data.elasticsearch import PRODUCTS
 from tenx_common.web import ProblemError, decode_cursor, encode_cursor, unavailable
 
 SORTS: dict[str, list[dict[str, str]]] = {

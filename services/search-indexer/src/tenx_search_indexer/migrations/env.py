@@ -1,5 +1,5 @@
 """Alembic environment of the search-indexer service's database."""
 
-from tenx_common.data import run_migrations
+from tenx_common.data.migrations import run_migrations
 
 run_migrations(target_metadata=None)

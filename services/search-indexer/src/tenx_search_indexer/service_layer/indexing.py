@@ -26,7 +26,7 @@ from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from prometheus_client import Histogram
 from prometheus_client.core import Metric
 
-from tenx_common.data import ORDERS
+from tenx_common.data.elasticsearch import ORDERS
 from tenx_common.events import Event
 from tenx_common.events.catalog_products import ProductCreated, ProductUpdated, StockChanged
 from tenx_common.events.orders_orders import OrderCancelled, OrderConfirmed, OrderPlaced

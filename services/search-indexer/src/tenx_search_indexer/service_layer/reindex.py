@@ -38,7 +38,14 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from tenx_common.data import ORDERS, PRODUCTS, IndexSpec, create_index, new_index_name, swap_alias
+from tenx_common.data.elasticsearch import (
+    ORDERS,
+    PRODUCTS,
+    IndexSpec,
+    create_index,
+    new_index_name,
+    swap_alias,
+)
 from tenx_common.events.catalog_products import TOPIC as PRODUCTS_TOPIC
 from tenx_common.events.orders_orders import TOPIC as ORDERS_TOPIC
 from tenx_common.messaging import PermanentError, read_envelope, records_of

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from tenx_common.data import create_outbox_table_v1
+from tenx_common.data.migrations import create_outbox_table_v1
 
 revision: str = "0002"
 down_revision: str | None = "0001"

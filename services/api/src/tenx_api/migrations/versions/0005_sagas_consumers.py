@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
-from tenx_common.data import create_consumer_tables_v1, drop_consumer_tables_v1
+from tenx_common.data.migrations import create_consumer_tables_v1, drop_consumer_tables_v1
 
 revision: str = "0005"
 down_revision: str | None = "0004"

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
-from tenx_common.data import create_outbox_table_v1
+from tenx_common.data.migrations import create_outbox_table_v1
 
 revision: str = "0002"
 down_revision: str | None = "0001"

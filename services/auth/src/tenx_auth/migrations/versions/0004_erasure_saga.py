@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from tenx_common.data import create_consumer_tables_v1, drop_consumer_tables_v1
+from tenx_common.data.migrations import create_consumer_tables_v1, drop_consumer_tables_v1
 
 revision: str = "0004"
 down_revision: str | None = "0003"

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
-from tenx_common.data import (
+from tenx_common.data.migrations import (
     create_consumer_tables_v1,
     create_outbox_table_v1,
     drop_consumer_tables_v1,

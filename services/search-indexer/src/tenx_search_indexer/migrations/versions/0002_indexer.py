@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from tenx_common.data import (
+from tenx_common.data.migrations import (
     create_consumer_tables_v1,
     create_outbox_table_v1,
     drop_consumer_tables_v1,
