@@ -60,16 +60,21 @@ test-slo: install
 # deploy/k8s, offline: kustomize (built by install) renders every overlay; the
 # objects are validated strictly against the pinned Kubernetes schemas, then
 # held to the policies in tests/deploy (probes, limits, security, settings,
-# network flows, routes); the Dockerfiles are checked and their build rehearsed.
+# network flows, routes); the Dockerfile is checked and its build rehearsed.
 k8s-validate: install
 	$(RUN) pytest tests/deploy -q
 
-# The services' images, for a cluster (needs Docker; docs/deploy.md).
+# The services' images, for a cluster (needs Docker; docs/deploy.md): one
+# Dockerfile, given each service's names (search-indexer: tenx-search-indexer,
+# tenx_search_indexer, TENX_SEARCH_INDEXER).
 IMAGE_TAG := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 images:
 	@command -v docker >/dev/null || { echo "make images: docker is not installed here" >&2; exit 1; }
 	for service in api auth notify search-indexer; do \
-	  docker build -f services/$$service/Dockerfile -t tenx/$$service:$(IMAGE_TAG) . ; \
+	  module=tenx_$${service//-/_}; \
+	  docker build -f Dockerfile --build-arg SERVICE=$$service --build-arg PACKAGE=tenx-$$service \
+	    --build-arg MODULE=$$module --build-arg ENV_PREFIX=$${module^^} \
+	    -t tenx/$$service:$(IMAGE_TAG) . ; \
 	done
 
 slo: install

@@ -1,5 +1,5 @@
 """The deploy layer (make k8s-validate): every overlay of deploy/k8s rendered
-by the pinned kustomize, and the images' Dockerfiles, checked offline."""
+by the pinned kustomize, and the images' Dockerfile, checked offline."""
 
 import os
 import subprocess

@@ -1,9 +1,13 @@
-"""The images: one Dockerfile per service, multi-stage, a pinned base and uv,
-a non-root user, nothing secret, the build context cut by .dockerignore; and
-the build rehearsed without Docker: its build stage's steps run here, on the
-files the context would hold, and the result runs the service's command."""
+"""The images: one Dockerfile for every service, given each service's names
+by `make images` as build arguments; multi-stage, a pinned base and uv, a
+non-root user, nothing secret, the build context cut by .dockerignore; and
+the build rehearsed without Docker, service by service: its build stage's
+steps run here, on the files the context would hold, and the result runs
+the service's command through the image's entrypoint."""
 
 import fnmatch
+import importlib
+import json
 import os
 import re
 import shutil
@@ -14,33 +18,15 @@ from pathlib import Path
 import pytest
 
 from tests.deploy.conftest import ROOT, SERVICES, named, render, versions
-
-Instruction = tuple[str, str]
-
-
-def instructions(dockerfile: Path) -> list[Instruction]:
-    text = dockerfile.read_text().replace("\\\n", " ")
-    found = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            keyword, _, rest = line.partition(" ")
-            found.append((keyword.upper(), rest.strip()))
-    return found
-
-
-def stages(dockerfile: Path) -> list[list[Instruction]]:
-    """The instructions of each stage (the ARGs before the first FROM are the 0th)."""
-    found: list[list[Instruction]] = [[]]
-    for instruction in instructions(dockerfile):
-        if instruction[0] == "FROM":
-            found.append([])
-        found[-1].append(instruction)
-    return found
-
-
-def dockerfile(service: str) -> Path:
-    return ROOT / "services" / service / "Dockerfile"
+from tests.deploy.dockerfile import (
+    Instruction,
+    declared,
+    image_builds,
+    image_env,
+    instructions,
+    required_args,
+    stages,
+)
 
 
 def ignored(path: str, patterns: list[str]) -> bool:
@@ -73,12 +59,60 @@ def context_files() -> list[str]:
     return [path for path in tracked if not ignored(path, dockerignore())]
 
 
+def test_make_images_builds_every_service_from_the_one_dockerfile() -> None:
+    builds = image_builds()
+    assert sorted(builds) == sorted(SERVICES)
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    for service, build in builds.items():
+        assert (build.dockerfile, build.context) == ("Dockerfile", ".")
+        assert build.tag == f"tenx/{service}:{version}"
+        assert set(build.args) == required_args(), "every argument it needs, and no other"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_build_arguments_are_the_services_own_names(service: str) -> None:
+    args = image_builds()[service].args
+    folder = ROOT / "services" / args["SERVICE"]
+    assert args["SERVICE"] == service
+    project = tomllib.loads((folder / "pyproject.toml").read_text())["project"]
+    assert args["PACKAGE"] == project["name"]
+    assert (folder / "src" / args["MODULE"] / "__main__.py").exists()
+    settings = importlib.import_module(f"{args['MODULE']}.settings").Settings
+    assert settings.model_config["env_prefix"] == args["ENV_PREFIX"] + "_"
+
+
+def test_a_build_without_an_argument_stops_at_once_naming_it() -> None:
+    build = stages("api")[1]
+    [guard] = [rest for kind, rest in build if kind == "RUN" and ":?" in rest]
+    first_sync = next(i for i, (kind, rest) in enumerate(build) if "uv sync" in rest)
+    assert build.index(("RUN", guard)) < first_sync
+    given = image_builds()["api"].args
+    subprocess.run(["sh", "-c", guard], env=given, check=True)
+    for name in required_args():
+        env = {k: v for k, v in given.items() if k != name}
+        failed = subprocess.run(["sh", "-c", guard], env=env, capture_output=True, text=True)
+        assert failed.returncode != 0, name
+        assert f"{name}: is not set" in failed.stderr
+
+
+def runtime_command(runtime: list[Instruction]) -> list[str]:
+    """What the container runs: the ENTRYPOINT, then the CMD."""
+    [entrypoint] = [rest for kind, rest in runtime if kind == "ENTRYPOINT"]
+    [command] = [rest for kind, rest in runtime if kind == "CMD"]
+    found: list[str] = json.loads(entrypoint) + json.loads(command)
+    return found
+
+
 @pytest.mark.parametrize("service", SERVICES)
 def test_the_dockerfile_is_multi_stage_pinned_non_root_and_holds_no_secret(service: str) -> None:
-    path = dockerfile(service)
-    preamble, *built = stages(path)
+    preamble, *built = stages(service)
     assert len(built) >= 2, "a build stage and a small runtime stage"
-    args = dict(rest.split("=", 1) for kind, rest in preamble + built[0] if kind == "ARG")
+    args = {  # the values each ARG takes
+        name: value or ""
+        for kind, rest in preamble + built[0]
+        if kind == "ARG"
+        for name, value in declared(rest).items()
+    }
     image = args["PYTHON_IMAGE"]
     assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", image), image  # a patch release, slim
     assert args["UV_VERSION"] == versions()["UV_VERSION"]
@@ -90,13 +124,30 @@ def test_the_dockerfile_is_multi_stage_pinned_non_root_and_holds_no_secret(servi
     uid = users[-1].split(":")[0]
     assert uid.isdigit(), "a numeric user (runAsNonRoot can check it)"
     assert uid != "0"
-    package = "tenx_" + service.replace("-", "_")
-    assert ("ENTRYPOINT", f'["python", "-m", "{package}"]') in runtime
     assert ("EXPOSE", "8000") in runtime
-    for kind, rest in instructions(path):
+    as_read = [instruction for stage in (preamble, *built) for instruction in stage]
+    for kind, rest in instructions() + as_read:  # as written, and with the service's names
         assert kind != "ADD", "COPY only: nothing fetched at build time by URL"
         if kind in ("ENV", "ARG"):
             assert not re.search(r"(PASSWORD|SECRET|TOKEN|_KEY)\w*=", rest), rest
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_entrypoint_becomes_python_running_the_service(service: str, tmp_path: Path) -> None:
+    """The entrypoint's shell, run here with a stand-in python: it execs
+    python -m <the service's package> <the command>, so python is PID 1."""
+    python = tmp_path / "python"
+    python.write_text('#!/bin/sh\necho "$$"\nprintf \'%s\\n\' "$@"\n')
+    python.chmod(0o755)
+    env = image_env(service) | {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    process = subprocess.Popen(
+        runtime_command(stages(service)[-1]), env=env, stdout=subprocess.PIPE, text=True
+    )
+    pid, *argv = process.communicate()[0].splitlines()
+    assert process.returncode == 0
+    package = "tenx_" + service.replace("-", "_")
+    assert argv == ["-m", package, "serve"]
+    assert int(pid) == process.pid, "the shell execs python (the stop signal reaches it)"
 
 
 def test_the_image_listens_where_the_manifests_probe() -> None:
@@ -105,8 +156,9 @@ def test_the_image_listens_where_the_manifests_probe() -> None:
     assert container["ports"] == [{"name": "http", "containerPort": 8000}]
     for service in SERVICES:
         prefix = "TENX_" + service.replace("-", "_").upper()
-        assert f"{prefix}_PORT=8000" in dockerfile(service).read_text()
-        assert f"{prefix}_HOST=0.0.0.0" in dockerfile(service).read_text()
+        env = image_env(service)
+        assert env[f"{prefix}_PORT"] == "8000"
+        assert env[f"{prefix}_HOST"] == "0.0.0.0"
 
 
 def test_the_build_context_holds_the_sources_and_nothing_else() -> None:
@@ -131,10 +183,12 @@ def test_the_build_stage_rehearsed_here_installs_a_runnable_service(
         shutil.copy2(ROOT / path, context / path)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_PROJECT", "VIRTUAL_ENV"))}
     uv = Path(os.environ.get("TENX_CACHE", "/var/cache/tenx")) / "tools" / "bin" / "uv"
-    _, build, _ = stages(dockerfile(service))
+    _, build, runtime = stages(service)
     ran = 0
     for kind, rest in build[1:]:
-        if kind == "ENV":
+        if kind == "ARG":
+            env |= {name: value or "" for name, value in declared(rest).items()}
+        elif kind == "ENV":
             env |= {k: v.replace("/app", str(venv)) for k, v in re.findall(r"(\w+)=(\S+)", rest)}
         elif kind == "WORKDIR":
             workdir.mkdir(parents=True, exist_ok=True)
@@ -154,10 +208,12 @@ def test_the_build_stage_rehearsed_here_installs_a_runnable_service(
             subprocess.run(command, shell=True, cwd=workdir, env=env, check=True)  # noqa: S602
             ran += 1
     assert ran == 2  # the dependencies, then the service
-    python = venv / "bin" / "python"
     package = "tenx_" + service.replace("-", "_")
+    image = {k: v.replace("/app", str(venv)) for k, v in image_env(service).items()}
+    image["PATH"] = image["PATH"].replace("$PATH", os.environ["PATH"])
+    entrypoint = runtime_command(runtime)[:-1]  # the CMD (serve) replaced by --help
     help_text = subprocess.run(
-        [str(python), "-m", package, "--help"], capture_output=True, text=True, check=True
+        [*entrypoint, "--help"], env=image, capture_output=True, text=True, check=True
     ).stdout
     for command in ("serve", "migrate", "relay", "worker"):
         assert command in help_text

@@ -3,7 +3,6 @@ setting that must be set in a cluster is, and the service's own settings
 accept what the overlay renders (with the secrets the overlay provides)."""
 
 import base64
-import re
 from typing import Any
 
 import pytest
@@ -15,7 +14,8 @@ from tenx_auth.settings import Settings as AuthSettings
 from tenx_common.messaging.topics import TopicSettings
 from tenx_notify.settings import Settings as NotifySettings
 from tenx_search_indexer.settings import Settings as IndexerSettings
-from tests.deploy.conftest import ROOT, Object, containers, is_ours, of_kind, pod_specs
+from tests.deploy.conftest import Object, containers, is_ours, of_kind, pod_specs
+from tests.deploy.dockerfile import image_env
 
 SETTINGS: dict[str, type[BaseSettings]] = {
     "tenx/api": ApiSettings,
@@ -33,6 +33,11 @@ def settings_of(container: Object) -> type[BaseSettings]:
     return SETTINGS[container["image"].split(":")[0]]
 
 
+def service_of(container: Object) -> str:
+    """The service whose image the container runs (tenx/<service>:<version>)."""
+    return str(container["image"]).split(":")[0].removeprefix("tenx/")
+
+
 def prefix(settings: type[BaseSettings]) -> str:
     return str(settings.model_config.get("env_prefix", ""))
 
@@ -46,18 +51,6 @@ def required(settings: type[BaseSettings]) -> set[str]:
         if field.annotation is SecretStr or loopback:
             names.add(name)
     return names - {"forwarded_allow_ips"}
-
-
-def image_env(image: str) -> dict[str, str]:
-    """The ENV of a service's Dockerfile (its final stage)."""
-    service = image.split(":")[0].removeprefix("tenx/")
-    text = (ROOT / "services" / service / "Dockerfile").read_text().replace("\\\n", " ")
-    final = text.rsplit("\nFROM ", 1)[1]
-    env: dict[str, str] = {}
-    for line in final.splitlines():
-        if line.startswith("ENV "):
-            env |= dict(re.findall(r"(\w+)=(\S+)", line))
-    return env
 
 
 def secret_values(objects: tuple[Object, ...], name: str) -> dict[str, str]:
@@ -113,7 +106,7 @@ def test_every_variable_set_is_a_setting_the_process_reads(objects: tuple[Object
 def test_every_setting_a_cluster_needs_is_set(objects: tuple[Object, ...]) -> None:
     for workload, container in ours(objects):
         settings = settings_of(container)
-        given = set(environment_of(objects, container)) | set(image_env(container["image"]))
+        given = set(environment_of(objects, container)) | set(image_env(service_of(container)))
         needed = {prefix(settings) + name.upper() for name in required(settings)}
         assert needed <= given, f"{workload} does not set {sorted(needed - given)}"
         if workload in BEHIND_THE_INGRESS:
@@ -129,7 +122,7 @@ def test_the_services_accept_what_the_overlay_renders(
         settings = settings_of(container)
         for name in [n for n in os.environ if n.startswith("TENX_")]:
             monkeypatch.delenv(name)
-        env = image_env(container["image"]) | environment_of(objects, container)
+        env = image_env(service_of(container)) | environment_of(objects, container)
         for name, value in env.items():
             if name.startswith("TENX_"):
                 monkeypatch.setenv(name, value)
