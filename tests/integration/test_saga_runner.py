@@ -19,7 +19,7 @@ from tenx_api.adapters.orm import outbox, saga_steps, sagas
 from tenx_api.settings import Settings as ApiSettings
 from tenx_common.data.db import primary_engine
 from tenx_common.data.uow import UnitOfWork
-from tenx_common.work.saga import COMPLETED, RUNNING, Saga, SagaRunner, Transition
+from tenx_common.work.saga import Saga, SagaRunner, SagaStatus, Transition
 
 KIND = "recording-test"  # a kind no worker runs: these sagas are never due
 
@@ -60,7 +60,14 @@ class Runner:
         """``count`` sagas as a runner holds them after claiming (attempt 1), never due."""
         now = datetime.now(UTC)
         found = [
-            Saga(id=uuid.uuid4(), kind=KIND, status=RUNNING, step="pay", attempts=1, reason=None)
+            Saga(
+                id=uuid.uuid4(),
+                kind=KIND,
+                status=SagaStatus.RUNNING,
+                step="pay",
+                attempts=1,
+                reason=None,
+            )
             for _ in range(count)
         ]
         async with engine.begin() as conn:
@@ -70,7 +77,7 @@ class Runner:
                     {
                         "id": saga.id,
                         "kind": KIND,
-                        "status": RUNNING,
+                        "status": SagaStatus.RUNNING,
                         "step": "pay",
                         "attempts": 1,
                         "trace": {},
@@ -101,7 +108,7 @@ async def logged(engine: AsyncEngine, found: list[Saga]) -> int:
 
 
 def done() -> Transition:
-    return Transition(outcome="approved", status=COMPLETED, step="done")
+    return Transition(outcome="approved", status=SagaStatus.COMPLETED, step="done")
 
 
 async def test_transitions_that_finish_together_are_recorded_in_one_transaction(
@@ -117,7 +124,7 @@ async def test_transitions_that_finish_together_are_recorded_in_one_transaction(
 
     assert recorded == [True] * 5
     assert test.transactions == 1
-    assert set((await statuses(engine, found)).values()) == {COMPLETED}
+    assert set((await statuses(engine, found)).values()) == {SagaStatus.COMPLETED}
     assert await logged(engine, found) == 5
 
 
@@ -127,7 +134,7 @@ async def test_a_saga_that_moved_on_is_dropped_and_the_rest_of_its_batch_recorde
     test = Runner(engine)
     found = await test.claimed(engine, 3)
     stale = Saga(
-        id=found[1].id, kind=KIND, status=RUNNING, step="pay", attempts=2, reason=None
+        id=found[1].id, kind=KIND, status=SagaStatus.RUNNING, step="pay", attempts=2, reason=None
     )  # another runner's claim: the row is at attempt 1
     started = datetime.now(UTC)
 
@@ -137,9 +144,9 @@ async def test_a_saga_that_moved_on_is_dropped_and_the_rest_of_its_batch_recorde
 
     assert recorded == [True, False, True]
     assert await statuses(engine, found) == {
-        found[0].id: COMPLETED,
-        found[1].id: RUNNING,
-        found[2].id: COMPLETED,
+        found[0].id: SagaStatus.COMPLETED,
+        found[1].id: SagaStatus.RUNNING,
+        found[2].id: SagaStatus.COMPLETED,
     }
     assert await logged(engine, found) == 2
 
@@ -157,7 +164,7 @@ async def test_each_transition_is_applied_under_its_own_attempts_trace(
             propagate.inject(carrier)  # what an event staged here would carry
             seen[saga.id] = carrier["traceparent"]
 
-        return Transition(outcome="approved", status=COMPLETED, step="done", apply=apply)
+        return Transition(outcome="approved", status=SagaStatus.COMPLETED, step="done", apply=apply)
 
     async def attempt(saga: Saga, trace_id: int) -> bool:
         span = NonRecordingSpan(
@@ -189,7 +196,7 @@ async def test_a_state_change_that_fails_is_recorded_alone_and_the_others_stand(
 
     transitions = [
         done(),
-        Transition(outcome="approved", status=COMPLETED, step="done", apply=broken),
+        Transition(outcome="approved", status=SagaStatus.COMPLETED, step="done", apply=broken),
         done(),
     ]
     started = datetime.now(UTC)
@@ -206,8 +213,8 @@ async def test_a_state_change_that_fails_is_recorded_alone_and_the_others_stand(
     assert recorded[2] is True
     assert isinstance(recorded[1], RuntimeError)
     assert await statuses(engine, found) == {
-        found[0].id: COMPLETED,
-        found[1].id: RUNNING,  # its claim's lease ends; the step then runs again
-        found[2].id: COMPLETED,
+        found[0].id: SagaStatus.COMPLETED,
+        found[1].id: SagaStatus.RUNNING,  # its claim's lease ends; the step then runs again
+        found[2].id: SagaStatus.COMPLETED,
     }
     assert test.transactions == 4  # the batch (rolled back), then each on its own

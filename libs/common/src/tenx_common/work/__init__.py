@@ -4,13 +4,9 @@
 Services import from here; the modules import one another directly."""
 
 from tenx_common.work.saga import (
-    COMPENSATED,
-    COMPENSATING,
-    COMPLETED,
-    FAILED,
-    RUNNING,
     Saga,
     SagaRunner,
+    SagaStatus,
     Step,
     Transition,
     divert,
@@ -21,13 +17,9 @@ from tenx_common.work.saga import (
 )
 
 __all__ = [
-    "COMPENSATED",
-    "COMPENSATING",
-    "COMPLETED",
-    "FAILED",
-    "RUNNING",
     "Saga",
     "SagaRunner",
+    "SagaStatus",
     "Step",
     "Transition",
     "divert",

@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -56,12 +57,16 @@ from tenx_common.loops.wakeup import listening, nap
 
 log = logging.getLogger(__name__)
 
-RUNNING = "running"
-COMPENSATING = "compensating"
-COMPLETED = "completed"
-COMPENSATED = "compensated"
-FAILED = "failed"
-ACTIVE = (RUNNING, COMPENSATING)
+
+class SagaStatus(StrEnum):
+    RUNNING = "running"
+    COMPENSATING = "compensating"
+    COMPLETED = "completed"
+    COMPENSATED = "compensated"
+    FAILED = "failed"
+
+
+ACTIVE = (SagaStatus.RUNNING, SagaStatus.COMPENSATING)
 CHANNEL = "sagas"
 RECORD_BATCH = 64  # transitions recorded in one transaction, at most
 
@@ -145,7 +150,7 @@ async def start_saga(
         {
             "id": saga_id,
             "kind": kind,
-            "status": RUNNING,
+            "status": SagaStatus.RUNNING,
             "step": step,
             "attempts": 0,
             "trace": carrier,
@@ -304,7 +309,7 @@ class SagaRunner:
         ) as span:
             if step is None:
                 transition = Transition(
-                    outcome="error", status=FAILED, step=saga.step, detail="no such step"
+                    outcome="error", status=SagaStatus.FAILED, step=saga.step, detail="no such step"
                 )
             else:
                 try:

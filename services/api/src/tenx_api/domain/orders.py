@@ -1,13 +1,18 @@
-"""What a customer sends to place an order."""
+"""What a customer sends to place an order, and the statuses an order goes through."""
 
+from enum import StrEnum
 from typing import Annotated
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-PENDING = "pending"
-CONFIRMED = "confirmed"
-CANCELLED = "cancelled"
+
+class OrderStatus(StrEnum):
+    """Pending until the payment is authorized; cancelled from either."""
+
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    CANCELLED = "cancelled"
 
 
 class OrderItemIn(BaseModel):

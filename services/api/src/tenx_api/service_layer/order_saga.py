@@ -26,7 +26,7 @@ from sqlalchemy import bindparam, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tenx_api.adapters.orm import Base, Order, saga_steps, sagas
-from tenx_api.domain.orders import CONFIRMED, PENDING
+from tenx_api.domain.orders import OrderStatus
 from tenx_api.domain.payments import IdempotencyConflictError
 from tenx_api.service_layer.deps import ApiDeps
 from tenx_api.service_layer.orders import release_order
@@ -34,12 +34,8 @@ from tenx_common.data import UnitOfWork
 from tenx_common.events.orders_orders import OrderConfirmed
 from tenx_common.web import ProblemError, decode_cursor, encode_cursor
 from tenx_common.work import (
-    COMPENSATED,
-    COMPENSATING,
-    COMPLETED,
-    FAILED,
-    RUNNING,
     Saga,
+    SagaStatus,
     Step,
     Transition,
     saga_view,
@@ -76,7 +72,7 @@ _ORDER = select(_ORDERS).where(_ORDERS.c.id == bindparam("id"))
 _CONFIRM = (
     update(_ORDERS)
     .where(_ORDERS.c.id == bindparam("order_id"))  # "id" is the SET clause's own
-    .values(status=CONFIRMED, updated_at=bindparam("now"))
+    .values(status=OrderStatus.CONFIRMED, updated_at=bindparam("now"))
     .returning(_ORDERS.c.user_id, _ORDERS.c.total_cents, _ORDERS.c.currency)
 )
 
@@ -86,10 +82,10 @@ async def authorize_payment(saga: Saga, deps: ApiDeps) -> Transition:
     async with deps.uow() as uow:
         db = await uow.session.connection()
         order = (await db.execute(_ORDER, {"id": saga.id})).first()
-    if order is None or order.status != PENDING:
+    if order is None or order.status != OrderStatus.PENDING:
         return Transition(
             outcome="error",
-            status=FAILED,
+            status=SagaStatus.FAILED,
             step=AUTHORIZE,
             detail=f"order is {order.status if order else 'missing'}, not pending",
         )
@@ -112,7 +108,7 @@ async def authorize_payment(saga: Saga, deps: ApiDeps) -> Transition:
             return _compensate("declined", "payment_declined", authorization.decline_code)
         return Transition(
             outcome="approved",
-            status=COMPLETED,
+            status=SagaStatus.COMPLETED,
             step=DONE,
             detail=f"payment {authorization.id}",
             apply=_confirm(order.id, authorization.id, deps),
@@ -120,14 +116,20 @@ async def authorize_payment(saga: Saga, deps: ApiDeps) -> Transition:
     if saga.attempts < settings.payment_max_attempts:
         retry_in = settings.payment_retry_backoff_s * 2 ** (saga.attempts - 1)
         return Transition(
-            outcome=outcome, status=RUNNING, step=AUTHORIZE, retry_in_s=retry_in, detail=detail
+            outcome=outcome,
+            status=SagaStatus.RUNNING,
+            step=AUTHORIZE,
+            retry_in_s=retry_in,
+            detail=detail,
         )
     reason = "payment_timeout" if outcome == "timeout" else "payment_failed"
     return _compensate(outcome, reason, detail)
 
 
 def _compensate(outcome: str, reason: str, detail: str | None) -> Transition:
-    return Transition(outcome=outcome, status=COMPENSATING, step=VOID, reason=reason, detail=detail)
+    return Transition(
+        outcome=outcome, status=SagaStatus.COMPENSATING, step=VOID, reason=reason, detail=detail
+    )
 
 
 def _confirm(
@@ -156,7 +158,7 @@ async def void_payment(saga: Saga, deps: ApiDeps) -> Transition:
     a late authorization is refused). Retried until it succeeds."""
     async with asyncio.timeout(deps.settings.payment_timeout_s):
         await deps.payments.void(idempotency_key=str(saga.id))
-    return Transition(outcome="voided", status=COMPENSATING, step=RELEASE)
+    return Transition(outcome="voided", status=SagaStatus.COMPENSATING, step=RELEASE)
 
 
 async def release_stock(saga: Saga, deps: ApiDeps) -> Transition:
@@ -167,7 +169,7 @@ async def release_stock(saga: Saga, deps: ApiDeps) -> Transition:
         user = str(order.user_id)
         uow.after_commit(lambda: deps.committed(user, *keys))
 
-    return Transition(outcome="released", status=COMPENSATED, step=DONE, apply=apply)
+    return Transition(outcome="released", status=SagaStatus.COMPENSATED, step=DONE, apply=apply)
 
 
 # -- the operators' view (GET /v1/admin/sagas) ------------------------------------

@@ -19,7 +19,7 @@ from sqlalchemy import Row, and_, bindparam, delete, func, insert, or_, select, 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tenx_api.adapters.orm import Base, IdempotencyKey, Order, OrderItem, Product, saga_steps, sagas
-from tenx_api.domain.orders import CANCELLED, PENDING, PlaceOrder
+from tenx_api.domain.orders import OrderStatus, PlaceOrder
 from tenx_api.service_layer.catalog import cache_key, event_fields, product_row
 from tenx_api.service_layer.deps import ApiDeps
 from tenx_common.data import UnitOfWork
@@ -27,7 +27,7 @@ from tenx_common.events.catalog_products import StockChanged
 from tenx_common.events.orders_orders import OrderCancelled, OrderLine, OrderPlaced
 from tenx_common.security import Principal
 from tenx_common.web import ProblemError, decode_cursor, encode_cursor
-from tenx_common.work import COMPENSATING, COMPLETED, RUNNING, divert, start_saga
+from tenx_common.work import SagaStatus, divert, start_saga
 
 _SWEEP_LOCK = 0x7E4E_0002  # advisory lock of the idempotency-key sweep
 
@@ -148,7 +148,7 @@ async def place_order(
                 {
                     "id": order_id,
                     "user_id": user_id,
-                    "status": PENDING,
+                    "status": OrderStatus.PENDING,
                     "total_cents": sum(i["quantity"] * i["unit_price_cents"] for i in lines),
                     "currency": currencies.pop(),
                     "payment_method": cmd.payment_method,
@@ -203,15 +203,15 @@ async def cancel_order(
         order = await session.get(Order, order_id, with_for_update=True)
         if order is None or not (principal.is_admin or order.user_id == principal.user_id):
             raise ProblemError(status=404, code="not_found", detail="No such order.")
-        if order.status != CANCELLED:  # cancelling twice is the same as once
+        if order.status != OrderStatus.CANCELLED:  # cancelling twice is the same as once
             keys = await release_order(uow, order, reason="cancelled_by_customer")
             await divert(
                 uow,
                 sagas,
                 saga_steps,
                 saga_id=order_id,
-                only_from=(RUNNING, COMPLETED),
-                status=COMPENSATING,
+                only_from=(SagaStatus.RUNNING, SagaStatus.COMPLETED),
+                status=SagaStatus.COMPENSATING,
                 step="void_payment",
                 reason="cancelled_by_customer",
             )
@@ -228,7 +228,7 @@ async def cancel_order(
 async def release_order(uow: UnitOfWork, order: Order, *, reason: str) -> list[str]:
     """In ``uow``: put a (locked) order's stock back and cancel it, with its events;
     the cache keys to drop after commit. Nothing when it is cancelled already."""
-    if order.status == CANCELLED:
+    if order.status == OrderStatus.CANCELLED:
         return []
     items = (
         await uow.session.execute(select(OrderItem).where(OrderItem.order_id == order.id))
@@ -250,7 +250,7 @@ async def release_order(uow: UnitOfWork, order: Order, *, reason: str) -> list[s
         ).one()
         await uow.publish(StockChanged(**event_fields(released)))
         keys.append(cache_key(item.product_id))
-    order.status = CANCELLED
+    order.status = OrderStatus.CANCELLED
     order.updated_at = now
     await uow.publish(
         OrderCancelled(

@@ -44,16 +44,13 @@ from tenx_common.observability import traced_http_client
 from tenx_common.web import ProblemError
 from tenx_notify.adapters.orm import Delivery, DeliveryAttempt, Webhook
 from tenx_notify.adapters.smtp import SmtpSessions
+from tenx_notify.domain.deliveries import AttemptOutcome, DeliveryStatus
 from tenx_notify.domain.messages import mime, render
 from tenx_notify.domain.webhooks import TargetNotAllowedError, check_target, sign
 from tenx_notify.service_layer.deps import NotifyDeps
 from tenx_notify.service_layer.reactions import DELIVERIES
 
 log = logging.getLogger(__name__)
-
-PENDING = "pending"
-SENT = "sent"
-DEAD = "dead"
 
 
 class PermanentDeliveryError(Exception):
@@ -204,7 +201,10 @@ class DeliveryRunner:
             rows = (
                 await conn.execute(
                     select(Delivery.__table__)
-                    .where(Delivery.status == PENDING, Delivery.next_attempt_at <= func.now())
+                    .where(
+                        Delivery.status == DeliveryStatus.PENDING,
+                        Delivery.next_attempt_at <= func.now(),
+                    )
                     .order_by(Delivery.next_attempt_at)
                     .limit(limit)
                     .with_for_update(skip_locked=True)
@@ -264,7 +264,11 @@ class DeliveryRunner:
                 if isinstance(exc, PermanentDeliveryError | KeyError) or (
                     delivery.attempts >= settings.delivery_max_attempts
                 ):
-                    values = {"status": DEAD, "last_error": error, "next_attempt_at": None}
+                    values = {
+                        "status": DeliveryStatus.DEAD,
+                        "last_error": error,
+                        "next_attempt_at": None,
+                    }
                     log.error("delivery %s is dead: %s", delivery.id, error)
                 else:
                     ceiling = min(
@@ -275,12 +279,12 @@ class DeliveryRunner:
                     values = {"last_error": error, "next_attempt_at": func.now() + wait}
             else:
                 values = {
-                    "status": SENT,
+                    "status": DeliveryStatus.SENT,
                     "sent_at": datetime.now(UTC),
                     "payload": None,
                     "next_attempt_at": None,
                 }
-        outcome = values.get("status", "retried")
+        outcome = values.get("status", AttemptOutcome.RETRIED)
         self._outcomes[outcome] = self._outcomes.get(outcome, 0) + 1
         return Attempt(
             delivery=delivery,
@@ -308,7 +312,7 @@ class DeliveryRunner:
                     update(Delivery)
                     .where(
                         Delivery.id == attempt.delivery.id,
-                        Delivery.status == PENDING,
+                        Delivery.status == DeliveryStatus.PENDING,
                         Delivery.attempts == attempt.delivery.attempts,
                     )
                     .values(**attempt.values)
@@ -360,8 +364,8 @@ async def retry_dead(deps: NotifyDeps, delivery_id: uuid.UUID) -> None:
     async with deps.engine.begin() as conn:
         found = await conn.execute(
             update(Delivery)
-            .where(Delivery.id == delivery_id, Delivery.status == DEAD)
-            .values(status=PENDING, attempts=0, next_attempt_at=func.now())
+            .where(Delivery.id == delivery_id, Delivery.status == DeliveryStatus.DEAD)
+            .values(status=DeliveryStatus.PENDING, attempts=0, next_attempt_at=func.now())
             .returning(Delivery.id)
         )
         if found.first() is None:

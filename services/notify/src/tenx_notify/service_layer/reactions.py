@@ -37,6 +37,7 @@ from tenx_notify.adapters.orm import (
     Recipient,
     Webhook,
 )
+from tenx_notify.domain.deliveries import DeliveryStatus
 from tenx_notify.domain.webhooks import subscribed
 from tenx_notify.service_layer.deps import NotifyDeps
 from tenx_notify.service_layer.feed import public
@@ -44,7 +45,6 @@ from tenx_notify.service_layer.feed import public
 SERVICE = "notify"
 EMAIL = "email"
 DELIVERIES = "deliveries"  # the NOTIFY channel that wakes the delivery loop
-AWAITING = "awaiting_recipient"  # an email whose address has not arrived yet
 
 
 def handlers(
@@ -74,10 +74,12 @@ async def welcome(uow: UnitOfWork, event: UserRegistered, *, deps: NotifyDeps) -
     address = {"to": event.email, "name": event.name}
     await uow.session.execute(
         update(Delivery)
-        .where(Delivery.user_id == event.user_id, Delivery.status == AWAITING)
+        .where(
+            Delivery.user_id == event.user_id, Delivery.status == DeliveryStatus.AWAITING_RECIPIENT
+        )
         .values(
             payload=Delivery.payload.op("||")(literal(address, JSONB)),
-            status="pending",
+            status=DeliveryStatus.PENDING,
             next_attempt_at=now,
         )
     )
@@ -222,7 +224,7 @@ async def _deliver(
             user_id=user_id,
             kind=kind,
             payload=payload,
-            status=AWAITING if awaiting else "pending",
+            status=DeliveryStatus.AWAITING_RECIPIENT if awaiting else DeliveryStatus.PENDING,
             attempts=0,
             next_attempt_at=None if awaiting else now,
             created_at=now,
