@@ -45,7 +45,8 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from enum import StrEnum
+from typing import Annotated, Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -53,7 +54,7 @@ from fastapi import APIRouter, Query, Request
 from opentelemetry import propagate
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -75,7 +76,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tenx_common.data.uow import UnitOfWork
 from tenx_common.events import Event
 from tenx_common.security.dependencies import AdminUser
+from tenx_common.web.pagination import Items
 from tenx_common.web.problems import ProblemError
+from tenx_common.web.timestamps import Timestamp
 
 log = logging.getLogger(__name__)
 
@@ -685,6 +688,37 @@ async def running(*consumers: Consumer) -> Any:
                     log.exception("a consumer ended with an error")
 
 
+class DeadLetterStatus(StrEnum):
+    """A dead letter's status, as the admin routes document it: the values of
+    PARKED, REDRIVE_REQUESTED and REDRIVEN at the top of this module."""
+
+    PARKED = "parked"
+    REDRIVE_REQUESTED = "redrive_requested"
+    REDRIVEN = "redriven"
+
+
+class DeadLetter(BaseModel):
+    """A dead letter as ``list_dead_letters`` gives it (without the record's value)."""
+
+    id: uuid.UUID
+    consumer: str
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    event_id: str  # topic:partition:offset when the record was not a CloudEvent
+    event_type: str | None
+    error: str
+    attempts: int
+    status: DeadLetterStatus
+    failed_at: Timestamp
+    redriven_at: Timestamp | None
+
+
+class RedriveRequested(BaseModel):
+    requested: int  # parked dead letters marked for redrive
+
+
 def dead_letter_router(prefix: str, table: Table) -> APIRouter:
     """``GET {prefix}/dead-letters?status=`` and ``POST {prefix}/dead-letters/{id}/redrive``
     (and ``/redrive`` for all parked ones), for admins."""
@@ -700,25 +734,23 @@ def dead_letter_router(prefix: str, table: Table) -> APIRouter:
     async def dead_letters(
         request: Request,
         _: AdminUser,
-        status: Annotated[
-            Literal["parked", "redrive_requested", "redriven"] | None, Query()
-        ] = None,
+        status: Annotated[DeadLetterStatus | None, Query()] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    ) -> dict[str, Any]:
+    ) -> Items[DeadLetter]:
         found = await list_dead_letters(engine(request), table, status=status, limit=limit)
-        return {"items": found}
+        return Items[DeadLetter].model_validate({"items": found})
 
     @router.post("/dead-letters/redrive", status_code=202)
-    async def redrive_all(request: Request, _: AdminUser) -> dict[str, int]:
-        return {"requested": await request_redrive(engine(request), table, None)}
+    async def redrive_all(request: Request, _: AdminUser) -> RedriveRequested:
+        return RedriveRequested(requested=await request_redrive(engine(request), table, None))
 
     @router.post("/dead-letters/{letter_id}/redrive", status_code=202)
-    async def redrive_one(request: Request, letter_id: uuid.UUID, _: AdminUser) -> dict[str, int]:
+    async def redrive_one(request: Request, letter_id: uuid.UUID, _: AdminUser) -> RedriveRequested:
         requested = await request_redrive(engine(request), table, [letter_id])
         if not requested:
             raise ProblemError(
                 status=404, code="not_found", detail="No parked dead letter with this id."
             )
-        return {"requested": requested}
+        return RedriveRequested(requested=requested)
 
     return router

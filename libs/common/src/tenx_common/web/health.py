@@ -9,9 +9,11 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from tenx_common.web.problems import problem_response
 
@@ -38,16 +40,26 @@ async def run_checks(checks: Sequence[Check], *, timeout_s: float) -> dict[str, 
     return dict(zip((check.name for check in checks), results, strict=True))
 
 
+class Liveness(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready"]
+    checks: dict[str, Literal["up", "down"]]  # by dependency
+
+
 def health_router() -> APIRouter:
     router = APIRouter(tags=["operations"])
 
     @router.get("/healthz", summary="Liveness")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz() -> Liveness:
+        return Liveness(status="ok")
 
     @router.get(
         "/readyz",
         summary="Readiness: every dependency of the service",
+        response_model=Readiness,
         responses={503: {"description": "A dependency is down"}},
     )
     async def readyz(request: Request) -> JSONResponse:

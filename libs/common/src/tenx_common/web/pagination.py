@@ -1,14 +1,26 @@
-"""Opaque keyset cursors: the last row's sort key, base64url JSON."""
+"""Opaque keyset cursors (the last row's sort key, base64url JSON) and the
+bodies that carry lists: ``Page`` (one page and the cursor of the next) and
+``Items`` (a whole list)."""
 
 import base64
 import binascii
 import json
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
 
 from tenx_common.web.problems import ProblemError
 
 T = TypeVar("T")
+
+
+class Items(BaseModel, Generic[T]):
+    items: list[T]
+
+
+class Page(Items[T], Generic[T]):
+    next_cursor: str | None  # None on the last page
 
 
 def encode_cursor(position: dict[str, Any]) -> str:

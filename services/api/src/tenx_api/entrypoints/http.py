@@ -1,31 +1,37 @@
 """The api's HTTP routes: each builds a command or query and hands it to a handler."""
 
 import hashlib
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from opentelemetry import trace
-from pydantic import BaseModel
 
 from tenx_api.domain.catalog import Category, ProductCreate, ProductUpdate
 from tenx_api.domain.customers import ProfileUpdate
-from tenx_api.domain.orders import PlaceOrder
+from tenx_api.domain.orders import OrderStatus, PlaceOrder
+from tenx_api.entrypoints.schemas import (
+    Export,
+    OrderExported,
+    OrderPublic,
+    ProductPublic,
+    ProfilePublic,
+    SagaPublic,
+    SagaWithSteps,
+    SearchResults,
+    Suggestions,
+)
 from tenx_api.service_layer import catalog, customers, export, order_saga, orders, search
 from tenx_api.service_layer.deps import ApiDeps
 from tenx_common.runtime import handler_deps
 from tenx_common.security import AdminUser, CurrentUser, MaybeUser
-from tenx_common.web import ProblemError
+from tenx_common.web import Page, ProblemError
+from tenx_common.work import SagaStatus
 
 Deps = Annotated[ApiDeps, Depends(handler_deps)]
 
 router = APIRouter(prefix="/v1")
-
-
-class ProductPage(BaseModel):
-    items: list[dict[str, Any]]
-    next_cursor: str | None
 
 
 def cached_json(document: bytes, request: Request, *, cache_control: str) -> Response:
@@ -40,7 +46,7 @@ def cached_json(document: bytes, request: Request, *, cache_control: str) -> Res
 # The hottest route comes first: routes are matched in order. It reads the
 # handlers' dependencies straight off the app rather than through Depends,
 # which costs a fifth of a cached read.
-@router.get("/products/{product_id}", tags=["catalog"], response_model=dict[str, Any])
+@router.get("/products/{product_id}", tags=["catalog"], response_model=ProductPublic)
 async def get_product(product_id: UUID, request: Request) -> Response:
     deps: ApiDeps = request.app.state.container.deps
     anonymous = "authorization" not in request.headers
@@ -48,22 +54,17 @@ async def get_product(product_id: UUID, request: Request) -> Response:
     return cached_json(document, request, cache_control="public, max-age=30")
 
 
-@router.get("/me", tags=["customers"], response_model=dict[str, Any])
+@router.get("/me", tags=["customers"], response_model=ProfilePublic)
 async def get_profile(principal: CurrentUser, request: Request, deps: Deps) -> Response:
     """The caller's customer profile (cached; revalidate with If-None-Match)."""
     document = await customers.get_profile(principal.user_id, deps=deps)
     return cached_json(document, request, cache_control="private, no-cache")
 
 
-@router.patch("/me", tags=["customers"], response_model=dict[str, Any])
+@router.patch("/me", tags=["customers"], response_model=ProfilePublic)
 async def update_profile(body: ProfileUpdate, principal: CurrentUser, deps: Deps) -> Response:
     document = await customers.update_profile(principal.user_id, body, deps=deps)
     return Response(document, media_type="application/json")
-
-
-class OrderPage(BaseModel):
-    items: list[dict[str, Any]]
-    next_cursor: str | None
 
 
 IdempotencyKeyHeader = Annotated[
@@ -72,7 +73,10 @@ IdempotencyKeyHeader = Annotated[
 ]
 
 
-@router.post("/orders", status_code=status.HTTP_201_CREATED, tags=["orders"])
+# A JSONResponse: a replay answers with the stored body and Idempotent-Replayed.
+@router.post(
+    "/orders", status_code=status.HTTP_201_CREATED, tags=["orders"], response_model=OrderPublic
+)
 async def place_order(
     body: PlaceOrder,
     principal: CurrentUser,
@@ -96,41 +100,41 @@ async def place_order(
 
 
 @router.get("/orders/{order_id}", tags=["orders"])
-async def get_order(order_id: UUID, principal: CurrentUser, deps: Deps) -> dict[str, Any]:
-    return await orders.get_order(order_id, principal, deps=deps)
+async def get_order(order_id: UUID, principal: CurrentUser, deps: Deps) -> OrderPublic:
+    return OrderPublic.model_validate(await orders.get_order(order_id, principal, deps=deps))
 
 
 @router.post("/orders/{order_id}/cancel", tags=["orders"])
-async def cancel_order(order_id: UUID, principal: CurrentUser, deps: Deps) -> dict[str, Any]:
-    return await orders.cancel_order(order_id, principal, deps=deps)
+async def cancel_order(order_id: UUID, principal: CurrentUser, deps: Deps) -> OrderPublic:
+    return OrderPublic.model_validate(await orders.cancel_order(order_id, principal, deps=deps))
 
 
 @router.get("/orders", tags=["orders"])
 async def list_orders(
     principal: CurrentUser,
     deps: Deps,
-    order_status: Annotated[
-        Literal["pending", "confirmed", "cancelled"] | None, Query(alias="status")
-    ] = None,
+    order_status: Annotated[OrderStatus | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=400)] = None,
-) -> OrderPage:
+) -> Page[OrderPublic]:
     items, next_cursor = await orders.list_orders(
         principal, status=order_status, limit=limit, cursor=cursor, deps=deps
     )
-    return OrderPage(items=items, next_cursor=next_cursor)
+    return Page[OrderPublic].model_validate({"items": items, "next_cursor": next_cursor})
 
 
 @router.post("/products", status_code=status.HTTP_201_CREATED, tags=["catalog"])
-async def create_product(body: ProductCreate, admin: AdminUser, deps: Deps) -> dict[str, Any]:
-    return await catalog.create_product(body, client=str(admin.user_id), deps=deps)
+async def create_product(body: ProductCreate, admin: AdminUser, deps: Deps) -> ProductPublic:
+    created = await catalog.create_product(body, client=str(admin.user_id), deps=deps)
+    return ProductPublic.model_validate(created)
 
 
 @router.patch("/products/{product_id}", tags=["catalog"])
 async def update_product(
     product_id: UUID, body: ProductUpdate, admin: AdminUser, deps: Deps
-) -> dict[str, Any]:
-    return await catalog.update_product(product_id, body, client=str(admin.user_id), deps=deps)
+) -> ProductPublic:
+    updated = await catalog.update_product(product_id, body, client=str(admin.user_id), deps=deps)
+    return ProductPublic.model_validate(updated)
 
 
 @router.get("/products", tags=["catalog"])
@@ -140,7 +144,7 @@ async def list_products(
     category: Annotated[Category | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
-) -> ProductPage:
+) -> Page[ProductPublic]:
     page = await catalog.list_products(
         category=category,
         limit=limit,
@@ -148,29 +152,28 @@ async def list_products(
         client=str(principal.user_id) if principal else None,
         deps=deps,
     )
-    return ProductPage(items=page.items, next_cursor=page.next_cursor)
+    return Page[ProductPublic].model_validate(
+        {"items": page.items, "next_cursor": page.next_cursor}
+    )
 
 
 @router.get("/admin/sagas", tags=["operations"])
 async def list_sagas(
     _: AdminUser,
     deps: Deps,
-    saga_status: Annotated[
-        Literal["running", "compensating", "completed", "compensated", "failed"] | None,
-        Query(alias="status"),
-    ] = None,
+    saga_status: Annotated[SagaStatus | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=400)] = None,
-) -> dict[str, Any]:
+) -> Page[SagaPublic]:
     items, next_cursor = await order_saga.list_sagas(
         status=saga_status, limit=limit, cursor=cursor, deps=deps
     )
-    return {"items": items, "next_cursor": next_cursor}
+    return Page[SagaPublic].model_validate({"items": items, "next_cursor": next_cursor})
 
 
 @router.get("/admin/sagas/{saga_id}", tags=["operations"])
-async def get_saga(saga_id: UUID, _: AdminUser, deps: Deps) -> dict[str, Any]:
-    return await order_saga.get_saga(saga_id, deps=deps)
+async def get_saga(saga_id: UUID, _: AdminUser, deps: Deps) -> SagaWithSteps:
+    return SagaWithSteps.model_validate(await order_saga.get_saga(saga_id, deps=deps))
 
 
 @router.get("/search/products", tags=["search"])
@@ -184,8 +187,8 @@ async def search_products(
     sort: Literal["relevance", "price_asc", "price_desc", "name"] | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=600)] = None,
-) -> dict[str, Any]:
-    return await search.search_products(
+) -> SearchResults:
+    found = await search.search_products(
         deps.es,
         search.ProductSearch(
             q=q.strip() or None if q else None,
@@ -198,6 +201,7 @@ async def search_products(
             cursor=cursor,
         ),
     )
+    return SearchResults.model_validate(found)
 
 
 @router.get("/search/suggest", tags=["search"])
@@ -205,8 +209,8 @@ async def suggest(
     deps: Deps,
     q: Annotated[str, Query(min_length=1, max_length=100)],
     limit: Annotated[int, Query(ge=1, le=20)] = 5,
-) -> dict[str, Any]:
-    return await search.suggest(deps.es, q.strip(), limit=limit)
+) -> Suggestions:
+    return Suggestions.model_validate(await search.suggest(deps.es, q.strip(), limit=limit))
 
 
 @router.get("/admin/export/{kind}", tags=["operations"])
@@ -216,5 +220,8 @@ async def export_rows(
     deps: Deps,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
-) -> dict[str, Any]:
-    return await export.export(kind, limit=limit, cursor=cursor, deps=deps)
+) -> Export:
+    page = await export.export(kind, limit=limit, cursor=cursor, deps=deps)
+    if kind == "products":
+        return Page[ProductPublic].model_validate(page)
+    return Page[OrderExported].model_validate(page)

@@ -1,13 +1,19 @@
 """The auth HTTP API: each route builds a command and hands it to a handler."""
 
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request, Response, status
 
 from tenx_auth.adapters.orm import User
 from tenx_auth.domain import commands
-from tenx_auth.entrypoints.schemas import DeletionStatus, KeyRotated, TokenResponse, UserPublic
+from tenx_auth.entrypoints.schemas import (
+    DeletionStatus,
+    JwkSet,
+    KeyRotated,
+    TokenResponse,
+    UserPublic,
+)
 from tenx_auth.service_layer import erasure, handlers
 from tenx_auth.service_layer.handlers import AuthDeps, TokenPair
 from tenx_common.runtime import handler_deps
@@ -101,6 +107,6 @@ async def rotate_key(_: AdminUser, deps: Deps) -> KeyRotated:
 
 
 @jwks_router.get("/.well-known/jwks.json")
-async def jwks(deps: Deps, response: Response) -> dict[str, Any]:
+async def jwks(deps: Deps, response: Response) -> JwkSet:
     response.headers["Cache-Control"] = "public, max-age=60"
-    return await handlers.published_keys(deps=deps)
+    return JwkSet.model_validate(await handlers.published_keys(deps=deps))

@@ -1,6 +1,7 @@
 """What the auth HTTP API returns."""
 
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from pydantic import BaseModel
@@ -42,3 +43,9 @@ class DeletionStatus(BaseModel):
 class KeyRotated(BaseModel):
     kid: str
     activates_at: datetime
+
+
+class JwkSet(BaseModel):
+    """The public keys that verify auth's tokens (RFC 7517)."""
+
+    keys: list[dict[str, Any]]  # each a JWK, its members per its key type

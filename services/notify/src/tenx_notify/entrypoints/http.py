@@ -1,7 +1,7 @@
 """notify's HTTP routes: the feed and its live stream, preferences, and the
 operators' view of deliveries."""
 
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Query, Response, status
@@ -9,9 +9,19 @@ from fastapi.responses import StreamingResponse
 
 from tenx_common.runtime import handler_deps
 from tenx_common.security import AdminUser, CurrentUser
-from tenx_common.web import ProblemError, open_stream
+from tenx_common.web import Items, Page, ProblemError, open_stream
+from tenx_notify.domain.deliveries import DeliveryStatus
 from tenx_notify.domain.preferences import PreferencesIn
 from tenx_notify.domain.webhooks import WebhookIn
+from tenx_notify.entrypoints.schemas import (
+    DeliveryPublic,
+    NotificationPublic,
+    PreferencesPublic,
+    RetryScheduled,
+    WebhookCreated,
+    WebhookDelivery,
+    WebhookPublic,
+)
 from tenx_notify.service_layer import deliveries, feed, preferences, webhooks
 from tenx_notify.service_layer.deps import NotifyDeps
 
@@ -65,11 +75,11 @@ async def list_notifications(
     deps: Deps,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=400)] = None,
-) -> dict[str, Any]:
+) -> Page[NotificationPublic]:
     items, next_cursor = await feed.list_feed(
         deps.engine, principal.user_id, limit=limit, cursor=cursor
     )
-    return {"items": items, "next_cursor": next_cursor}
+    return Page[NotificationPublic].model_validate({"items": items, "next_cursor": next_cursor})
 
 
 @router.post(
@@ -83,27 +93,31 @@ async def mark_read(notification_id: UUID, principal: CurrentUser, deps: Deps) -
 
 
 @router.get("/notifications/preferences", tags=["notifications"])
-async def get_preferences(principal: CurrentUser, deps: Deps) -> dict[str, Any]:
-    return await preferences.get(principal.user_id, deps=deps)
+async def get_preferences(principal: CurrentUser, deps: Deps) -> PreferencesPublic:
+    return PreferencesPublic.model_validate(await preferences.get(principal.user_id, deps=deps))
 
 
 @router.put("/notifications/preferences", tags=["notifications"])
 async def put_preferences(
     body: PreferencesIn, principal: CurrentUser, deps: Deps
-) -> dict[str, Any]:
-    return await preferences.put(principal.user_id, body, deps=deps)
+) -> PreferencesPublic:
+    saved = await preferences.put(principal.user_id, body, deps=deps)
+    return PreferencesPublic.model_validate(saved)
 
 
 @router.post("/webhooks", status_code=status.HTTP_201_CREATED, tags=["webhooks"])
-async def register_webhook(body: WebhookIn, principal: CurrentUser, deps: Deps) -> dict[str, Any]:
+async def register_webhook(body: WebhookIn, principal: CurrentUser, deps: Deps) -> WebhookCreated:
     """Register an endpoint for order events; the answer holds its signing secret,
     which is never shown again."""
-    return await webhooks.register(principal.user_id, body, deps=deps)
+    return WebhookCreated.model_validate(
+        await webhooks.register(principal.user_id, body, deps=deps)
+    )
 
 
 @router.get("/webhooks", tags=["webhooks"])
-async def list_webhooks(principal: CurrentUser, deps: Deps) -> dict[str, Any]:
-    return {"items": await webhooks.list_own(principal.user_id, deps=deps)}
+async def list_webhooks(principal: CurrentUser, deps: Deps) -> Items[WebhookPublic]:
+    found = await webhooks.list_own(principal.user_id, deps=deps)
+    return Items[WebhookPublic].model_validate({"items": found})
 
 
 @router.delete("/webhooks/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["webhooks"])
@@ -118,9 +132,9 @@ async def webhook_deliveries(
     principal: CurrentUser,
     deps: Deps,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
-) -> dict[str, Any]:
+) -> Items[WebhookDelivery]:
     items = await webhooks.deliveries(principal.user_id, webhook_id, limit=limit, deps=deps)
-    return {"items": items}
+    return Items[WebhookDelivery].model_validate({"items": items})
 
 
 @router.get("/notifications/admin/deliveries", tags=["operations"])
@@ -129,8 +143,9 @@ async def list_deliveries(
     deps: Deps,
     delivery_status: Annotated[str | None, Query(alias="status", pattern=r"^[a-z]{1,16}$")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> dict[str, Any]:
-    return {"items": await deliveries.list_deliveries(deps, status=delivery_status, limit=limit)}
+) -> Items[DeliveryPublic]:
+    found = await deliveries.list_deliveries(deps, status=delivery_status, limit=limit)
+    return Items[DeliveryPublic].model_validate({"items": found})
 
 
 @router.post(
@@ -138,6 +153,6 @@ async def list_deliveries(
     status_code=status.HTTP_202_ACCEPTED,
     tags=["operations"],
 )
-async def retry_delivery(delivery_id: UUID, _: AdminUser, deps: Deps) -> dict[str, str]:
+async def retry_delivery(delivery_id: UUID, _: AdminUser, deps: Deps) -> RetryScheduled:
     await deliveries.retry_dead(deps, delivery_id)
-    return {"status": "pending"}
+    return RetryScheduled(status=DeliveryStatus.PENDING)
