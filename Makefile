@@ -105,16 +105,16 @@ test-security: up
 # schemathesis against every service's OpenAPI document through the edge
 # (schemathesis.toml): make fuzz runs 25 examples per operation, CI 3.
 fuzz: up
-	set -a; source .state/local.env; set +a; $(RUN) python -m tests.fuzz $(or $(EXAMPLES),25)
+	set -a; source .state/local.env; set +a; $(RUN) python -m tests.tools.fuzz $(or $(EXAMPLES),25)
 
 test-fuzz: up
-	set -a; source .state/local.env; set +a; $(RUN) python -m tests.fuzz 3
+	set -a; source .state/local.env; set +a; $(RUN) python -m tests.tools.fuzz 3
 
 # Orders through the edge while each component is killed (SIGKILL) and
-# started again, then every invariant checked (tests/chaos.py): make chaos
+# started again, then every invariant checked (tests/tools/chaos.py): make chaos
 # runs 10,000 orders and every kill, CI 500 orders and three kills.
 chaos: up
-	set -a; source .state/local.env; set +a; $(RUN) python -m tests.chaos $(or $(ORDERS),10000)
+	set -a; source .state/local.env; set +a; $(RUN) python -m tests.tools.chaos $(or $(ORDERS),10000)
 
 # Backups (pgBackRest, docs/data-tier.md): make backup [TYPE=full|diff|incr],
 # make backups (the list), make restore TIME="2026-12-02 10:00:00" (into a
@@ -129,26 +129,26 @@ restore:
 	$(STACK) restore "$(TIME)"
 
 # Orders, a noted time, more orders; the cluster restored to the noted time
-# must hold exactly the orders before it (tests/restore_drill.py): RPO, RTO.
+# must hold exactly the orders before it (tests/tools/restore_drill.py): RPO, RTO.
 restore-drill: up
-	set -a; source .state/local.env; set +a; $(RUN) python -m tests.restore_drill $(if $(RECORD),--record)
+	set -a; source .state/local.env; set +a; $(RUN) python -m tests.tools.restore_drill $(if $(RECORD),--record)
 
 test-restore: up
-	set -a; source .state/local.env; set +a; $(RUN) python -m tests.restore_drill
+	set -a; source .state/local.env; set +a; $(RUN) python -m tests.tools.restore_drill
 
-# The PostgreSQL primary lost under order load (tests/failover.py): the time
+# The PostgreSQL primary lost under order load (tests/tools/failover.py): the time
 # until writes succeed again, acknowledged orders lost (0), what clients were
 # answered meanwhile, the old primary back as a replica, and the price of
 # synchronous replication. make failover-drill runs 3,000 orders and records
 # bench/results/failover.json; CI 400.
 failover-drill: up
-	set -a; source .state/local.env; set +a; $(RUN) python -m tests.failover $(or $(ORDERS),3000) --record
+	set -a; source .state/local.env; set +a; $(RUN) python -m tests.tools.failover $(or $(ORDERS),3000) --record
 
 test-failover: up
-	set -a; source .state/local.env; set +a; $(RUN) python -m tests.failover 400
+	set -a; source .state/local.env; set +a; $(RUN) python -m tests.tools.failover 400
 
 test-chaos: up
-	set -a; source .state/local.env; set +a; $(RUN) python -m tests.chaos 500 3
+	set -a; source .state/local.env; set +a; $(RUN) python -m tests.tools.chaos 500 3
 
 test-down:
 	$(RUN) pytest tests/down -q

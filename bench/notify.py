@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
-from tests.stack import EDGE, STRONG, eventually, log_in, pid_of
+from tests.support.stack import EDGE, STRONG, eventually, log_in, pid_of
 
 from tenx_common.events import cloud_event
 from tenx_common.events.orders_orders import OrderConfirmed

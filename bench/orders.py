@@ -54,7 +54,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
-from tests.stack import STRONG
+from tests.support.stack import STRONG
 
 from bench.results import write
 from tenx_api.settings import Settings as ApiSettings

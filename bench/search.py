@@ -35,7 +35,7 @@ import httpx
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from elasticsearch import AsyncElasticsearch
-from tests.stack import EDGE, admin, product_body
+from tests.support.stack import EDGE, admin, product_body
 
 from tenx_api.service_layer.search import ProductSearch, search_products
 from tenx_common.data.elasticsearch import PRODUCTS, create_index

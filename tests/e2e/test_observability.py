@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import new_traceparent, wait_for_trace
-from tests.stack import eventually
+from tests.support.stack import eventually
 
 DIRECT_PORTS = {
     "api": 8000,

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from tests.e2e.conftest import new_traceparent, wait_for_trace
-from tests.stack import admin, eventually, new_key, new_product, new_user, order_body
+from tests.support.stack import admin, eventually, new_key, new_product, new_user, order_body
 
 
 def span_names(trace: dict[str, Any]) -> set[tuple[str, str]]:

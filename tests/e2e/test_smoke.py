@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from tenx_auth.settings import Settings as AuthSettings
-from tests.stack import EDGE
+from tests.support.stack import EDGE
 
 
 def smoke(password: str) -> subprocess.CompletedProcess[str]:

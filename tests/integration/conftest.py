@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tenx_api.settings import Settings as ApiSettings
-from tests.stack import EDGE
+from tests.support.stack import EDGE
 
 
 @pytest.fixture(scope="session")

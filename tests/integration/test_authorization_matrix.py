@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from tests.stack import EDGE, new_product, new_user
-from tests.stack import admin as log_in_admin
+from tests.support.stack import EDGE, new_product, new_user
+from tests.support.stack import admin as log_in_admin
 
 
 @pytest.fixture(scope="module")

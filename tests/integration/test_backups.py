@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.stack import STATE
+from tests.support.stack import STATE
 
 BACKUPS = (STATE / "backups").resolve()
 CONFIG = BACKUPS / "pgbackrest.conf"

@@ -12,8 +12,8 @@ from sqlalchemy import text
 from tenx_api.settings import Settings as ApiSettings
 from tenx_common.data.cache import Cache, create_redis
 from tenx_common.data.db import primary_engine
-from tests.stack import API_PORTS, EDGE, api_metric, new_user, product_body
-from tests.stack import admin as log_in_admin
+from tests.support.stack import API_PORTS, EDGE, api_metric, new_user, product_body
+from tests.support.stack import admin as log_in_admin
 
 
 @pytest.fixture

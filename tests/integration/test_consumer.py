@@ -33,9 +33,9 @@ from tenx_common.messaging.consumer import (
     request_redrive,
 )
 from tenx_common.messaging.topics import TopicSettings, ensure_topics
-from tests.integration import consumer_probe
-from tests.integration.consumer_probe import FIXED, probe_class
-from tests.stack import publish_a_batch
+from tests.support import consumer_probe
+from tests.support.consumer_probe import FIXED, probe_class
+from tests.support.stack import publish_a_batch
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -196,7 +196,7 @@ async def test_a_consumer_killed_after_its_effect_and_before_its_commit_has_one_
     crashed = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tests.integration.consumer_probe",
+        "tests.support.consumer_probe",
         unique,
         cwd=ROOT,
         stderr=asyncio.subprocess.PIPE,

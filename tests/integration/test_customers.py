@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.stack import API_PORTS, EDGE, eventually, new_user
+from tests.support.stack import API_PORTS, EDGE, eventually, new_user
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from tenx_api.adapters.orm import dead_letters
 from tenx_api.settings import Settings as ApiSettings
 from tenx_common.data.db import primary_engine
 from tenx_notify.settings import Settings as NotifySettings
-from tests.stack import ROOT, admin, eventually, new_user
+from tests.support.stack import ROOT, admin, eventually, new_user
 
 
 async def cli(*args: str) -> str:

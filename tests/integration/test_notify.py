@@ -20,8 +20,7 @@ from sqlalchemy import text
 from tenx_api.settings import Settings as ApiSettings
 from tenx_common.data.db import primary_engine
 from tenx_notify.settings import Settings as NotifySettings
-from tests.integration.webhook_receiver import receiving
-from tests.stack import (
+from tests.support.stack import (
     MAILPIT,
     STRONG,
     admin,
@@ -33,6 +32,7 @@ from tests.stack import (
     pid_of,
     stack,
 )
+from tests.support.webhook_receiver import receiving
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tenx_api.adapters.orm import SandboxPayment
 from tenx_api.settings import Settings as ApiSettings
 from tenx_common.data.db import primary_engine
-from tests.stack import (
+from tests.support.stack import (
     admin,
     eventually,
     new_key,

@@ -14,8 +14,8 @@ from sqlalchemy import text
 from tenx_api.app import create_app
 from tenx_api.settings import Settings as ApiSettings
 from tenx_common.data.db import primary_engine
-from tests.stack import EDGE, eventually, new_key, new_product, new_user, order_body
-from tests.stack import admin as log_in_admin
+from tests.support.stack import EDGE, eventually, new_key, new_product, new_user, order_body
+from tests.support.stack import admin as log_in_admin
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.stack import (
+from tests.support.stack import (
     STRONG,
     admin,
     new_key,

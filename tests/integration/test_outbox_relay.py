@@ -22,7 +22,7 @@ from tenx_common.data.uow import UnitOfWork
 from tenx_common.events.catalog_products import TOPIC, StockChangedV1
 from tenx_common.messaging import relay
 from tenx_common.messaging.relay import Relay
-from tests.stack import publish_a_batch
+from tests.support.stack import publish_a_batch
 
 KEYS = 10
 VERSIONS = 10

@@ -11,7 +11,7 @@ from sqlalchemy import URL, text
 
 from tenx_api.settings import Settings as ApiSettings
 from tenx_common.data.db import primary_engine
-from tests.stack import STATE, patroni, postgres_members
+from tests.support.stack import STATE, patroni, postgres_members
 
 POOL_SIZE = 20  # PGBOUNCER_POOL_SIZE in deploy/local/postgres.sh
 

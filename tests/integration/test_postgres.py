@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tenx_api.settings import Settings as ApiSettings
 from tenx_common.data.db import Engines, create_engines, primary_engine
-from tests.stack import postgres_members, postgres_replicas
+from tests.support.stack import postgres_members, postgres_replicas
 
 
 @pytest.fixture

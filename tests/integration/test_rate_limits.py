@@ -10,7 +10,7 @@ import httpx
 from tenx_api.settings import Settings as ApiSettings
 from tenx_common.data.cache import create_redis
 from tenx_common.security.rate_limits import Rate, TokenBuckets, lease_size
-from tests.stack import api_metric
+from tests.support.stack import api_metric
 
 STRONG = "correct horse battery staple 42"
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tenx_api.settings import Settings as ApiSettings
-from tests.stack import (
+from tests.support.stack import (
     EDGE,
     admin,
     api_metric,

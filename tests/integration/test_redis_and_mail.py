@@ -13,7 +13,7 @@ from redis.exceptions import AuthenticationError, ResponseError
 
 from tenx_api.settings import Settings as ApiSettings
 from tenx_common.data.cache import create_redis
-from tests.stack import MAILPIT
+from tests.support.stack import MAILPIT
 
 
 async def test_redis_round_trip_needs_the_password(api_settings: ApiSettings, unique: str) -> None:

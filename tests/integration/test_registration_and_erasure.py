@@ -21,7 +21,7 @@ from tenx_common.data.db import primary_engine
 from tenx_common.events import cloud_event
 from tenx_common.events.auth_users import UserRegistered
 from tenx_notify.settings import Settings as NotifySettings
-from tests.stack import (
+from tests.support.stack import (
     STRONG,
     admin,
     eventually,

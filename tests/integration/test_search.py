@@ -22,10 +22,10 @@ from tenx_common.events.catalog_products import ProductUpdated
 from tenx_search_indexer.bootstrap import bootstrap
 from tenx_search_indexer.service_layer.reindex import reindex
 from tenx_search_indexer.settings import Settings as IndexerSettings
-from tests.stack import (
+from tests.support.stack import (
     admin as log_in_admin,
 )
-from tests.stack import (
+from tests.support.stack import (
     eventually,
     index_differences,
     new_key,

@@ -15,7 +15,7 @@ from tenx_api.settings import Settings as ApiSettings
 from tenx_common.data.cache import create_redis
 from tenx_common.data.db import Engines, create_engines
 from tenx_common.data.session_router import RedisWritePositions, SessionRouter
-from tests.stack import node_sql, patroni_maintenance, postgres_replicas
+from tests.support.stack import node_sql, patroni_maintenance, postgres_replicas
 
 
 def replica_port() -> int:

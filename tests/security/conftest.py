@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from tests.stack import EDGE, admin, new_key, new_product, new_user, order_body
+from tests.support.stack import EDGE, admin, new_key, new_product, new_user, order_body
 
 
 @dataclass(frozen=True)

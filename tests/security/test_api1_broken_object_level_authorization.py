@@ -7,7 +7,7 @@ import uuid
 import httpx
 
 from tests.security.conftest import World
-from tests.stack import eventually, new_user
+from tests.support.stack import eventually, new_user
 
 
 async def test_another_users_order_is_not_found(edge: httpx.AsyncClient, world: World) -> None:

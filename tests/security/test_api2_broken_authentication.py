@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from tenx_auth.adapters.keys import Signer
 from tenx_auth.settings import Settings as AuthSettings
 from tenx_common.data.db import primary_engine
-from tests.stack import bearer, sign_up
+from tests.support.stack import bearer, sign_up
 
 # A route of each service that needs a valid access token.
 PROTECTED = ("/v1/me", "/v1/auth/me", "/v1/notifications")

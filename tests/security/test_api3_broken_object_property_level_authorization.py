@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.security.conftest import World
-from tests.stack import STRONG, bearer, new_key, order_body
+from tests.support.stack import STRONG, bearer, new_key, order_body
 
 
 def refused_field(response: httpx.Response, field: str) -> None:

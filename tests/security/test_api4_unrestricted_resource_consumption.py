@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.security.conftest import World
-from tests.stack import new_key, new_user
+from tests.support.stack import new_key, new_user
 
 DOCUMENTS = ("/_/api/openapi.json", "/_/auth/openapi.json", "/_/notify/openapi.json")
 

@@ -1,6 +1,6 @@
 """``make failover-drill``: the PostgreSQL primary lost under order load.
 
-    python -m tests.failover [ORDERS] [--record]   (default 3000 orders; make
+    python -m tests.tools.failover [ORDERS] [--record]   (default 3000 orders; make
                                                    test runs 400)
 
 First the price of synchronous replication: orders placed as fast as 16
@@ -31,8 +31,8 @@ from typing import Any
 
 import httpx
 
-from tests.chaos import CONCURRENCY, Run, check, engines, place, quiet, rows, setup, workload
-from tests.stack import EDGE, ROOT, eventually, lose_postgres_node, postgres_members
+from tests.support.stack import EDGE, ROOT, eventually, lose_postgres_node, postgres_members
+from tests.tools.chaos import CONCURRENCY, Run, check, engines, place, quiet, rows, setup, workload
 
 RATE_WINDOW_S = 10.0
 RATE_ORDERS = 600  # at most, per window

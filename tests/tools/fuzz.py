@@ -4,7 +4,7 @@ with every check and the stateful phase (its links follow the documents'
 ids from one response into the next request). The settings that are the
 project's choices live in schemathesis.toml; the run fails on any failure.
 
-    python -m tests.fuzz [EXAMPLES]     (default 25 per operation; CI runs 3)
+    python -m tests.tools.fuzz [EXAMPLES]     (default 25 per operation; CI runs 3)
 
 Reports (JUnit) go to .state/fuzz/<service>.xml.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.stack import EDGE, ROOT, admin
+from tests.support.stack import EDGE, ROOT, admin
 
 SERVICES = ("api", "auth", "notify")
 

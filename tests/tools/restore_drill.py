@@ -1,6 +1,6 @@
 """``make restore-drill``: a point-in-time restore proves itself.
 
-    python -m tests.restore_drill [--record]
+    python -m tests.tools.restore_drill [--record]
 
 Orders are placed, the time is noted (the primary's clock), more orders are
 placed; then the cluster is restored to the noted time into a scratch
@@ -31,7 +31,16 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from tenx_api.settings import Settings as ApiSettings
 from tenx_common.data.db import primary_engine
-from tests.stack import EDGE, ROOT, admin, new_key, new_product, new_user, order_body, patiently
+from tests.support.stack import (
+    EDGE,
+    ROOT,
+    admin,
+    new_key,
+    new_product,
+    new_user,
+    order_body,
+    patiently,
+)
 
 ORDERS_EACH_SIDE = 20
 SCRATCH_PORT = 5499

@@ -2,7 +2,7 @@
 
 Its effect keeps the highest version per key (so reordered events do not
 regress it) and logs one row per effect, which the tests count.
-``python -m tests.integration.consumer_probe UNIQUE`` runs it in a process that
+``python -m tests.support.consumer_probe UNIQUE`` runs it in a process that
 dies (exit 137, like SIGKILL) right after its first effect commits and before
 the offset is committed.
 """

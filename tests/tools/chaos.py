@@ -2,7 +2,7 @@
 are killed with SIGKILL and started again, then the platform's promises
 checked once it is quiet, as a table; exit 1 on any violation.
 
-    python -m tests.chaos [ORDERS] [KILLS]    (default 10000 orders, every component;
+    python -m tests.tools.chaos [ORDERS] [KILLS]    (default 10000 orders, every component;
                                                make test runs 500 orders, 3 kills)
 
 The workload: ORDERS orders from 50 customers, 16 at a time, over 20
@@ -38,7 +38,7 @@ from tenx_auth.settings import Settings as AuthSettings
 from tenx_common.data.db import primary_engine
 from tenx_notify.settings import Settings as NotifySettings
 from tenx_search_indexer.settings import Settings as IndexerSettings
-from tests.stack import (
+from tests.support.stack import (
     EDGE,
     MAILPIT,
     STRONG,

@@ -24,7 +24,7 @@ from tenx_auth.settings import Settings as AuthSettings
 from tenx_common.data.db import primary_engine
 from tenx_common.messaging import relay
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STATE = Path(os.environ.get("TENX_STATE", ROOT / ".state"))
 EDGE = "http://127.0.0.1:8080"
 PATRONI = ("http://127.0.0.1:8101", "http://127.0.0.1:8102", "http://127.0.0.1:8103")
