@@ -24,7 +24,7 @@ from tenx_common.data.db import create_engines
 from tenx_common.data.elasticsearch import create_elasticsearch
 from tenx_common.events import cloud_event
 from tenx_common.events.catalog_products import ProductUpdated
-from tenx_common.messaging.consumer import Record, process_span_options, read_envelope
+from tenx_common.messaging.records import Record, process_span_options, read_envelope
 from tenx_common.messaging.topics import TopicSettings, ensure_topics
 from tenx_common.observability.telemetry import traced_http_client
 

@@ -24,10 +24,10 @@ from tenx_common.data.db import primary_engine
 from tenx_common.data.uow import UnitOfWork
 from tenx_common.events import cloud_event
 from tenx_common.messaging import relay
-from tenx_common.messaging.consumer import (
+from tenx_common.messaging.consumer import Consumer
+from tenx_common.messaging.inbox import (
     PARKED,
     REDRIVEN,
-    Consumer,
     dead_letter_topic,
     list_dead_letters,
     request_redrive,

@@ -65,7 +65,7 @@ def create_outbox_table_v1() -> None:
 
 
 def create_consumer_tables_v1() -> None:
-    """The ``inbox`` and ``dead_letters`` tables of ``tenx_common.messaging.consumer``, as a
+    """The ``inbox`` and ``dead_letters`` tables of ``tenx_common.messaging.inbox``, as a
     service's migration creates them (version 1; a change gets a new function)."""
     op.create_table(
         "inbox",

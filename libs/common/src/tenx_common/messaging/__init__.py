@@ -1,25 +1,28 @@
 """Kafka: readiness (``kafka``), the topics (``topics``), the idempotent
-consumer with its inbox and dead letters (``consumer``) and the outbox relay
-(``relay``).
+consumer (``consumer``: the loop; ``records``: what it reads; ``errors``: what
+effects raise; ``inbox``: its inbox and dead letters; ``dead_letters``: their
+admin endpoints) and the outbox relay (``relay``).
 
 Services import from here; the modules import one another directly."""
 
-from tenx_common.messaging.consumer import (
-    Consumer,
-    Handler,
-    PermanentError,
+from tenx_common.messaging.consumer import BatchHandler, Consumer, Handler
+from tenx_common.messaging.dead_letters import dead_letter_router
+from tenx_common.messaging.errors import PermanentError, UnavailableError
+from tenx_common.messaging.inbox import dead_letter_table, inbox_table
+from tenx_common.messaging.records import (
+    Delivery,
+    Envelope,
     Record,
-    UnavailableError,
-    dead_letter_router,
-    dead_letter_table,
-    inbox_table,
     read_envelope,
     records_of,
     sampled_out,
 )
 
 __all__ = [
+    "BatchHandler",
     "Consumer",
+    "Delivery",
+    "Envelope",
     "Handler",
     "PermanentError",
     "Record",

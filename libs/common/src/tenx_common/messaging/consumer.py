@@ -28,6 +28,10 @@ keeps polling until a chunk is full or the linger is over (the search
 indexer's bulk requests flush by size and by time this way). When any of them
 fails, that transaction is rolled back and each record runs alone, as above.
 
+A consumer may also give a ``BatchHandler``: the records of its events in a
+chunk go to it as one list (the search indexer's bulk writes), alongside the
+transaction of the others, and take part in all of the above but the inbox.
+
 Dead letters are redriven on request (``request_redrive``: the admin endpoint
 and the ``dead-letters`` command): the running consumer picks each requested
 one up within a second and runs it through step 2 again. Shutdown (SIGTERM)
@@ -42,134 +46,53 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from enum import StrEnum
-from typing import Annotated, Any
+from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from fastapi import APIRouter, Query, Request
-from opentelemetry import propagate
-from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace import Status, StatusCode, Tracer
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from pydantic import BaseModel, ValidationError
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    DateTime,
-    Index,
-    Integer,
-    MetaData,
-    Table,
-    Text,
-    Uuid,
-    delete,
-    func,
-    select,
-    update,
-)
-from sqlalchemy.dialects.postgresql import JSONB, insert
+from pydantic import ValidationError
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenx_common.data.uow import UnitOfWork
 from tenx_common.events import Event
-from tenx_common.security.dependencies import AdminUser
-from tenx_common.web.pagination import Items
-from tenx_common.web.problems import ProblemError
-from tenx_common.web.timestamps import Timestamp
+from tenx_common.messaging.errors import PermanentError, UnavailableError
+from tenx_common.messaging.inbox import InboxStore, SqlInboxStore, dead_letter_topic
+from tenx_common.messaging.records import (
+    Delivery,
+    Envelope,
+    Record,
+    parse,
+    process_span_options,
+    records_of,
+)
 
 log = logging.getLogger(__name__)
 
 TRANSACTION_SIZE = 100  # records of a partition handled in one transaction, at most
-PARKED = "parked"
-REDRIVE_REQUESTED = "redrive_requested"
-REDRIVEN = "redriven"
-
-
-def inbox_table(metadata: MetaData) -> Table:
-    return Table(
-        "inbox",
-        metadata,
-        Column("consumer", Text, primary_key=True),
-        Column("event_id", Text, primary_key=True),
-        Column("processed_at", DateTime(timezone=True), nullable=False),
-        Index("ix_inbox_processed_at", "processed_at"),
-    )
-
-
-def dead_letter_table(metadata: MetaData) -> Table:
-    return Table(
-        "dead_letters",
-        metadata,
-        Column("id", Uuid, primary_key=True),
-        Column("consumer", Text, nullable=False),
-        Column("topic", Text, nullable=False),
-        Column("partition", Integer, nullable=False),
-        Column("offset", BigInteger, nullable=False),
-        Column("key", Text),
-        Column("event_id", Text, nullable=False),
-        Column("event_type", Text),
-        Column("value", Text, nullable=False),
-        Column("headers", JSONB, nullable=False),
-        Column("error", Text, nullable=False),
-        Column("attempts", Integer, nullable=False),
-        Column("status", Text, nullable=False),
-        Column("failed_at", DateTime(timezone=True), nullable=False),
-        Column("redriven_at", DateTime(timezone=True)),
-        Index("ux_dead_letters_record", "consumer", "topic", "partition", "offset", unique=True),
-        Index("ix_dead_letters_status", "status", "failed_at"),
-    )
-
-
-def dead_letter_topic(consumer: str) -> str:
-    return f"dlq.{consumer}"
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One Kafka record as the consumer handles it (also rebuilt from a dead letter)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: str | None
-    value: bytes
-    headers: dict[str, str]
-
-
-class PermanentError(Exception):
-    """A failure that retrying cannot fix: the record is dead-lettered at once."""
-
-
-class UnavailableError(Exception):
-    """A store the effect needs is down: nothing is dead-lettered; the consumer
-    stops, waits, and consumes again from its last committed offsets."""
-
-
-@dataclass(frozen=True, slots=True)
-class Envelope:
-    id: str
-    type: str
-    data: dict[str, Any]
-    time: str | None = None  # when the event occurred (RFC 3339)
-
-
-def read_envelope(record: Record) -> Envelope:
-    try:
-        document = orjson.loads(record.value)
-        return Envelope(
-            id=str(document["id"]),
-            type=str(document["type"]),
-            data=dict(document["data"]),
-            time=document.get("time"),
-        )
-    except (ValueError, KeyError, TypeError) as exc:
-        raise PermanentError(f"not a structured CloudEvent: {exc!r}") from exc
-
 
 Handler = Callable[[UnitOfWork, Any], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchHandler:
+    """The records of ``events`` in a chunk, handled as one list by ``handle``.
+
+    ``handle`` gets them in their partitions' order and returns one outcome per
+    record (a metric label, e.g. ``indexed``). It runs alongside the database
+    transaction of the chunk's other records, not in it, and writes no inbox
+    row: its effects must be idempotent on their own (a redelivered record
+    comes again). The rest holds: the chunk's offsets are committed once both
+    have succeeded; when either fails, each record runs alone (``handle``
+    then gets a list of one) with its retries, then is dead-lettered.
+    ``handle`` raises ``UnavailableError`` when its store is down and
+    ``PermanentError`` for a record that can never succeed."""
+
+    events: Collection[type[Event]]
+    handle: Callable[[list[Delivery]], Awaitable[list[str]]]
 
 
 class Consumer:
@@ -186,18 +109,25 @@ class Consumer:
         dead_letters: Table,
         handlers: Mapping[type[Event], Handler],
         tracer: Tracer,
+        batch_handler: BatchHandler | None = None,
         chunk_size: int = TRANSACTION_SIZE,
         linger_s: float = 0.0,
     ) -> None:
+        batched = set(batch_handler.events) if batch_handler else set()
+        if both := sorted(cls.TYPE for cls in batched & set(handlers)):
+            raise ValueError(f"events with a handler and a batch handler: {both}")
         self.name = name
         self.settings = settings
+        self.store: InboxStore = SqlInboxStore(
+            consumer=name, engine=engine, inbox=inbox, dead_letters=dead_letters
+        )
         self._uow = uow
-        self._engine = engine
-        self._inbox = inbox
-        self._dead_letters = dead_letters
-        self._handlers = {cls.TYPE: (cls, handler) for cls, handler in handlers.items()}
-        self.topics = sorted({cls.TOPIC for cls in handlers})
-        self._tracer = tracer
+        self._models = {cls.TYPE: cls for cls in (*handlers, *batched)}
+        self._handlers = {cls.TYPE: handler for cls, handler in handlers.items()}
+        self._batch = batch_handler
+        self._batched = {cls.TYPE for cls in batched}
+        self.topics = sorted({cls.TOPIC for cls in self._models.values()})
+        self.tracer = tracer
         self.chunk_size = chunk_size  # records handled (and committed) together, at most
         self.linger_s = linger_s  # how long a poll waits for more records to fill a chunk
         self.stopping = asyncio.Event()
@@ -245,7 +175,7 @@ class Consumer:
                         if self.stopping.is_set():
                             break  # what is not committed is redelivered
                         chunk = records[at : at + self.chunk_size]
-                        await self._consume_many(chunk, producer)
+                        await self.consume_many(chunk, producer)
                         await kafka.commit(
                             {
                                 TopicPartition(r.topic, r.partition): r.offset + 1
@@ -283,22 +213,13 @@ class Consumer:
     async def _chores(self) -> None:
         try:
             await self.redrive_requested()
-            async with self._engine.connect() as conn:
-                self._parked = int(
-                    await conn.scalar(
-                        select(func.count()).where(
-                            self._dead_letters.c.consumer == self.name,
-                            self._dead_letters.c.status == PARKED,
-                        )
-                    )
-                    or 0
-                )
+            self._parked = await self.store.parked()
         except Exception:
             log.exception("consumer %s: redriving dead letters failed", self.name)
 
     # -- records -----------------------------------------------------------------
 
-    async def _consume_many(self, records: list[Record], producer: AIOKafkaProducer) -> None:
+    async def consume_many(self, records: list[Record], producer: AIOKafkaProducer) -> None:
         """Records in their partitions' order: all in one transaction when they all
         succeed at once; otherwise each in its own, with its retries."""
         if len(records) > 1:
@@ -334,7 +255,7 @@ class Consumer:
             headers=[(k, v.encode()) for k, v in record.headers.items()]
             + [("tenx-error", error[:1000].encode())],
         )
-        await self._park(record, error=error, attempts=attempts)
+        await self.store.park(record, error=error, attempts=attempts)
 
     async def _attempts(
         self, record: Record, *, max_attempts: int | None = None
@@ -355,9 +276,10 @@ class Consumer:
                     self._outcomes["dead_lettered"] += 1
                     return attempt, _describe(exc)
                 self._outcomes["retried"] += 1
-                delay = min(
-                    settings.consumer_backoff_max_s,
-                    settings.consumer_backoff_s * 2 ** (attempt - 1),
+                delay = backoff_s(
+                    attempt,
+                    base_s=settings.consumer_backoff_s,
+                    max_s=settings.consumer_backoff_max_s,
                 )
                 log.warning(
                     "consumer %s: %s[%d]@%d failed (attempt %d), retrying in %.1fs: %r",
@@ -377,68 +299,65 @@ class Consumer:
 
     async def handle(self, record: Record) -> str:
         """One attempt at one record, in its own transaction. The outcome:
-        ``processed``, ``duplicate`` (already in the inbox) or ``skipped`` (no handler)."""
+        ``processed``, ``duplicate`` (already in the inbox), ``skipped`` (no
+        handler), or what the batch handler said."""
         [outcome] = await self._transaction([record])
         return outcome
 
     async def _transaction(self, records: list[Record]) -> list[str]:
-        """The effects of ``records`` and their inbox rows, in one transaction."""
-        parsed = [self._parse(record) for record in records]
-        ids = list(dict.fromkeys(found[0].id for found in parsed if found is not None))
+        """The effects of ``records``: the batch handler's by it, the others' with
+        their inbox rows in one transaction, at the same time; an outcome each."""
+        parsed = [parse(record, self._models) for record in records]
+        batched = [d is not None and d.envelope.type in self._batched for d in parsed]
+        batch = [d for d, b in zip(parsed, batched, strict=True) if b and d is not None]
+        alone = [d for d, b in zip(parsed, batched, strict=True) if not b]
+        task = asyncio.create_task(self._batch_effects(batch)) if batch else None
+        try:
+            apart = iter(await self._in_transaction(alone) if alone else [])
+            together = iter(await task if task else [])
+        except BaseException:
+            if task is not None:  # its writes end before the chunk is tried again
+                await asyncio.gather(task, return_exceptions=True)
+            raise
+        return [next(together if b else apart) for b in batched]
+
+    async def _batch_effects(self, batch: list[Delivery]) -> list[str]:
+        assert self._batch is not None  # there is a batch only when there is a handler
+        outcomes = await self._batch.handle(batch)
+        if len(outcomes) != len(batch):
+            raise ValueError(f"batch handler: {len(outcomes)} outcomes for {len(batch)} records")
+        return outcomes
+
+    async def _in_transaction(self, deliveries: list[Delivery | None]) -> list[str]:
+        """The effects of ``deliveries`` (None: no handler) and their inbox rows, in
+        one transaction."""
+        ids = list(dict.fromkeys(d.envelope.id for d in deliveries if d is not None))
         async with self._uow() as uow:
-            fresh: set[str] = set()
-            if ids:  # one statement for the inbox rows of the whole batch
-                inserted = await uow.session.execute(
-                    insert(self._inbox)
-                    .values(
-                        [
-                            {"consumer": self.name, "event_id": id_, "processed_at": func.now()}
-                            for id_ in ids
-                        ]
-                    )
-                    .on_conflict_do_nothing()
-                    .returning(self._inbox.c.event_id)
-                )
-                fresh = set(inserted.scalars())
+            fresh = await self.store.claim(uow, ids)
             outcomes = []
-            for record, found in zip(records, parsed, strict=True):
-                if found is None:
+            for delivery in deliveries:
+                if delivery is None:
                     outcomes.append("skipped")
                     continue
-                envelope, event, handler = found
-                first = envelope.id in fresh
-                fresh.discard(envelope.id)  # the same event twice in a batch: once
-                await self._apply(uow, record, envelope, event, handler if first else None)
+                first = delivery.envelope.id in fresh
+                fresh.discard(delivery.envelope.id)  # the same event twice in a batch: once
+                handler = self._handlers[delivery.envelope.type] if first else None
+                await self._apply(uow, delivery, handler)
                 outcomes.append("processed" if first else "duplicate")
             await uow.commit()
         return outcomes
 
-    def _parse(self, record: Record) -> tuple[Envelope, Event, Handler] | None:
-        """The record's envelope, event and handler; None when it has no handler here.
-        Raises when it cannot be read (PermanentError) or fit its model (ValidationError)."""
-        envelope = read_envelope(record)
-        registered = self._handlers.get(envelope.type)
-        if registered is None:
-            return None
-        model, handler = registered
-        return envelope, model.model_validate(envelope.data), handler
-
-    async def _apply(
-        self,
-        uow: UnitOfWork,
-        record: Record,
-        envelope: Envelope,
-        event: Event,
-        handler: Handler | None,
-    ) -> None:
+    async def _apply(self, uow: UnitOfWork, delivery: Delivery, handler: Handler | None) -> None:
         """The effect of one event (none for a duplicate), under its CONSUMER span."""
-        with self._tracer.start_as_current_span(**self.process_span(record, envelope)) as span:
+        envelope = delivery.envelope
+        span_options = self.process_span(delivery.record, envelope)
+        with self.tracer.start_as_current_span(**span_options) as span:
             if handler is None:
                 span.set_attribute("tenx.duplicate", True)
                 return
             try:
                 uow.cause = envelope.id
-                await handler(uow, event)
+                await handler(uow, delivery.event)
             except Exception as exc:
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
@@ -447,101 +366,14 @@ class Consumer:
     def process_span(self, record: Record, envelope: Envelope) -> dict[str, Any]:
         return process_span_options(self.name, record, envelope)
 
-    # -- dead letters ----------------------------------------------------------
-
-    async def _park(self, record: Record, *, error: str, attempts: int) -> None:
-        try:
-            envelope: Envelope | None = read_envelope(record)
-        except PermanentError:
-            envelope = None
-        table = self._dead_letters
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                insert(table)
-                .values(
-                    id=uuid.uuid4(),
-                    consumer=self.name,
-                    topic=record.topic,
-                    partition=record.partition,
-                    offset=record.offset,
-                    key=record.key,
-                    event_id=envelope.id
-                    if envelope
-                    else f"{record.topic}:{record.partition}:{record.offset}",
-                    event_type=envelope.type if envelope else None,
-                    value=record.value.decode(errors="replace"),
-                    headers=record.headers,
-                    error=error,
-                    attempts=attempts,
-                    status=PARKED,
-                    failed_at=func.now(),
-                )
-                .on_conflict_do_update(
-                    index_elements=[
-                        table.c.consumer,
-                        table.c.topic,
-                        table.c.partition,
-                        table.c.offset,
-                    ],
-                    set_={
-                        "error": error,
-                        "attempts": table.c.attempts + attempts,
-                        "status": PARKED,
-                        "failed_at": func.now(),
-                    },
-                )
-            )
+    # -- dead letters and the inbox -----------------------------------------------
 
     async def redrive_requested(self) -> int:
         """Run every dead letter an operator asked to redrive once more; how many succeeded."""
-        table = self._dead_letters
-        succeeded = 0
-        while True:
-            async with self._engine.begin() as conn:
-                row = (
-                    await conn.execute(
-                        select(table)
-                        .where(table.c.consumer == self.name, table.c.status == REDRIVE_REQUESTED)
-                        .order_by(table.c.failed_at)
-                        .limit(1)
-                        .with_for_update(skip_locked=True)
-                    )
-                ).first()
-                if row is None:
-                    return succeeded
-                record = Record(
-                    topic=row.topic,
-                    partition=row.partition,
-                    offset=row.offset,
-                    key=row.key,
-                    value=row.value.encode(),
-                    headers=dict(row.headers),
-                )
-                attempts, error = await self._attempts(record, max_attempts=1)
-                values: dict[str, Any] = (
-                    {"status": REDRIVEN, "redriven_at": func.now()}
-                    if error is None
-                    else {"status": PARKED, "error": error, "failed_at": func.now()}
-                )
-                await conn.execute(
-                    update(table)
-                    .where(table.c.id == row.id)
-                    .values(attempts=table.c.attempts + attempts, **values)
-                )
-                succeeded += error is None
-                log.info(
-                    "consumer %s: dead letter %s redriven: %s", self.name, row.id, error or "ok"
-                )
+        return await self.store.redrive(lambda record: self._attempts(record, max_attempts=1))
 
     async def sweep_inbox(self) -> int:
-        cutoff = datetime.now(UTC) - timedelta(seconds=self.settings.inbox_retention_s)
-        async with self._engine.begin() as conn:
-            result = await conn.execute(
-                delete(self._inbox).where(
-                    self._inbox.c.consumer == self.name, self._inbox.c.processed_at < cutoff
-                )
-            )
-        return int(getattr(result, "rowcount", 0) or 0)
+        return await self.store.sweep(retention_s=self.settings.inbox_retention_s)
 
     # -- metrics ---------------------------------------------------------------
 
@@ -567,19 +399,9 @@ class Consumer:
         yield parked
 
 
-def records_of(batches: Mapping[TopicPartition, list[Any]]) -> list[Record]:
-    return [  # each partition's in order, one partition after another
-        Record(
-            topic=raw.topic,
-            partition=raw.partition,
-            offset=raw.offset,
-            key=raw.key.decode() if raw.key is not None else None,
-            value=raw.value or b"",
-            headers={k: v.decode() for k, v in raw.headers or ()},
-        )
-        for raws in batches.values()
-        for raw in raws
-    ]
+def backoff_s(attempt: int, *, base_s: float, max_s: float) -> float:
+    """How long to wait after failed attempt ``attempt`` (from 1): doubling, capped."""
+    return min(max_s, base_s * 2.0 ** (attempt - 1))
 
 
 class _FinishBatchFirst(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -596,80 +418,12 @@ class _FinishBatchFirst(ConsumerRebalanceListener):  # type: ignore[misc]
         return None
 
 
-def process_span_options(group: str, record: Record, envelope: Envelope) -> dict[str, Any]:
-    """The CONSUMER span of one record: a child of the span that produced it
-    (the context comes from the record's own headers, record by record)."""
-    return {
-        "name": f"{record.topic} process",
-        "context": propagate.extract(record.headers),
-        "kind": SpanKind.CONSUMER,
-        "attributes": {
-            "messaging.system": "kafka",
-            "messaging.operation.type": "process",
-            "messaging.destination.name": record.topic,
-            "messaging.consumer.group.name": group,
-            "messaging.message.id": envelope.id,
-            "messaging.kafka.message.key": record.key or "",
-            "messaging.kafka.offset": record.offset,
-            "messaging.destination.partition.id": str(record.partition),
-            "cloudevents.event_type": envelope.type,
-        },
-    }
-
-
-def sampled_out(headers: Mapping[str, str]) -> bool:
-    """Whether the record's producer was in a trace that is not recorded."""
-    parent = headers.get("traceparent", "")
-    return len(parent) == 55 and parent[-2:] in ("00", "02")
-
-
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:4000]
 
 
-# -- what operators call (admin endpoint, CLI) -----------------------------------
-
-
-async def list_dead_letters(
-    engine: AsyncEngine, table: Table, *, status: str | None = None, limit: int = 100
-) -> list[dict[str, Any]]:
-    query = select(table).order_by(table.c.failed_at.desc()).limit(limit)
-    if status is not None:
-        query = query.where(table.c.status == status)
-    async with engine.connect() as conn:
-        rows = (await conn.execute(query)).mappings().all()
-    return [
-        {
-            "id": str(row["id"]),
-            "consumer": row["consumer"],
-            "topic": row["topic"],
-            "partition": row["partition"],
-            "offset": row["offset"],
-            "key": row["key"],
-            "event_id": row["event_id"],
-            "event_type": row["event_type"],
-            "error": row["error"],
-            "attempts": row["attempts"],
-            "status": row["status"],
-            "failed_at": row["failed_at"].isoformat(),
-            "redriven_at": row["redriven_at"].isoformat() if row["redriven_at"] else None,
-        }
-        for row in rows
-    ]
-
-
-async def request_redrive(engine: AsyncEngine, table: Table, ids: list[uuid.UUID] | None) -> int:
-    """Mark parked dead letters (the given ones, or all) for redrive; how many."""
-    query = update(table).where(table.c.status == PARKED).values(status=REDRIVE_REQUESTED)
-    if ids is not None:
-        query = query.where(table.c.id.in_(ids))
-    async with engine.begin() as conn:
-        result = await conn.execute(query)
-    return int(getattr(result, "rowcount", 0) or 0)
-
-
 @contextlib.asynccontextmanager
-async def running(*consumers: Consumer) -> Any:
+async def running(*consumers: Consumer) -> AsyncIterator[list[asyncio.Task[None]]]:
     """Run ``consumers`` in the background for the block; stop them gracefully after."""
     tasks = [asyncio.create_task(c.run(), name=f"consumer-{c.name}") for c in consumers]
     try:
@@ -686,71 +440,3 @@ async def running(*consumers: Consumer) -> Any:
                     task.cancel()
                 except Exception:
                     log.exception("a consumer ended with an error")
-
-
-class DeadLetterStatus(StrEnum):
-    """A dead letter's status, as the admin routes document it: the values of
-    PARKED, REDRIVE_REQUESTED and REDRIVEN at the top of this module."""
-
-    PARKED = "parked"
-    REDRIVE_REQUESTED = "redrive_requested"
-    REDRIVEN = "redriven"
-
-
-class DeadLetter(BaseModel):
-    """A dead letter as ``list_dead_letters`` gives it (without the record's value)."""
-
-    id: uuid.UUID
-    consumer: str
-    topic: str
-    partition: int
-    offset: int
-    key: str | None
-    event_id: str  # topic:partition:offset when the record was not a CloudEvent
-    event_type: str | None
-    error: str
-    attempts: int
-    status: DeadLetterStatus
-    failed_at: Timestamp
-    redriven_at: Timestamp | None
-
-
-class RedriveRequested(BaseModel):
-    requested: int  # parked dead letters marked for redrive
-
-
-def dead_letter_router(prefix: str, table: Table) -> APIRouter:
-    """``GET {prefix}/dead-letters?status=`` and ``POST {prefix}/dead-letters/{id}/redrive``
-    (and ``/redrive`` for all parked ones), for admins."""
-    router = APIRouter(prefix=prefix, tags=["operations"])
-
-    def engine(request: Request) -> AsyncEngine:
-        engines = request.app.state.container.infra.engines
-        assert engines is not None
-        primary: AsyncEngine = engines.primary
-        return primary
-
-    @router.get("/dead-letters")
-    async def dead_letters(
-        request: Request,
-        _: AdminUser,
-        status: Annotated[DeadLetterStatus | None, Query()] = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    ) -> Items[DeadLetter]:
-        found = await list_dead_letters(engine(request), table, status=status, limit=limit)
-        return Items[DeadLetter].model_validate({"items": found})
-
-    @router.post("/dead-letters/redrive", status_code=202)
-    async def redrive_all(request: Request, _: AdminUser) -> RedriveRequested:
-        return RedriveRequested(requested=await request_redrive(engine(request), table, None))
-
-    @router.post("/dead-letters/{letter_id}/redrive", status_code=202)
-    async def redrive_one(request: Request, letter_id: uuid.UUID, _: AdminUser) -> RedriveRequested:
-        requested = await request_redrive(engine(request), table, [letter_id])
-        if not requested:
-            raise ProblemError(
-                status=404, code="not_found", detail="No parked dead letter with this id."
-            )
-        return RedriveRequested(requested=requested)
-
-    return router

@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from sqlalchemy import Table
 
 from tenx_common.data.db import primary_engine
-from tenx_common.messaging.consumer import list_dead_letters, request_redrive
+from tenx_common.messaging.inbox import list_dead_letters, request_redrive
 from tenx_common.runtime.server import serve
 from tenx_common.runtime.worker import create_relay_app
 from tenx_common.settings import PostgresSettings, ServiceSettings

@@ -1,10 +1,11 @@
 """Documents into Elasticsearch: bulk writes with external versions, the erased
 users' documents kept out, and the ``search-indexer`` consumer built on them.
 
-The consumer is the platform's consumer (``tenx_common.messaging.consumer``) with its
-effect in Elasticsearch instead of its database: the records of a chunk (up to
-``consumer_batch_size``, gathered for at most ``bulk_linger_s``) become one
-bulk request, and the offsets are committed once it succeeded. No inbox is
+The consumer is the platform's consumer (``tenx_common.messaging.consumer``) with
+the document events' effect in Elasticsearch instead of its database, through
+its batch handler: the documents of a chunk (up to ``consumer_batch_size``,
+gathered for at most ``bulk_linger_s``) become bulk requests, and the offsets
+are committed once they succeeded. No inbox is
 needed: each write carries the aggregate's version as an external version, so
 a redelivered, duplicated or late event is refused by Elasticsearch (counted
 ``stale``) and never takes a document back. The account-deletion request goes
@@ -31,7 +32,10 @@ from tenx_common.events import Event
 from tenx_common.events.catalog_products import ProductCreated, ProductUpdated, StockChanged
 from tenx_common.events.orders_orders import OrderCancelled, OrderConfirmed, OrderPlaced
 from tenx_common.messaging import (
+    BatchHandler,
     Consumer,
+    Delivery,
+    Envelope,
     PermanentError,
     Record,
     UnavailableError,
@@ -166,13 +170,8 @@ async def delete_user_documents(es: AsyncElasticsearch, user_id: str) -> int:
             deleted += len(hits)
 
 
-async def _by_bulk(uow: Any, event: Any) -> None:
-    """The handler of the document events: a marker; ``Indexer`` writes them by bulk."""
-    raise AssertionError("document events are written by Indexer._write")
-
-
 class Indexer(Consumer):
-    """The ``search-indexer`` consumer: documents by bulk, the rest as usual."""
+    """The ``search-indexer`` consumer: documents by bulk (its batch handler), the rest as usual."""
 
     def __init__(
         self,
@@ -183,8 +182,10 @@ class Indexer(Consumer):
         **kwargs: Any,
     ) -> None:
         """``targets`` sends an alias's documents to another index (the benchmark's)."""
-        handlers = {**kwargs.pop("handlers"), **dict.fromkeys(DOCUMENT_EVENTS.values(), _by_bulk)}
-        super().__init__(handlers=handlers, **kwargs)
+        documents = BatchHandler(
+            events=tuple(DOCUMENT_EVENTS.values()), handle=self.write_documents
+        )
+        super().__init__(batch_handler=documents, **kwargs)
         self._targets = dict(targets or {})
         self._es = es
         self._erased = erased
@@ -196,61 +197,45 @@ class Indexer(Consumer):
             registry=None,
         )
 
-    async def _transaction(self, records: list[Record]) -> list[str]:
-        """The chunk's documents go out a slice at a time, each slice's bulk
-        request sent as soon as it is built, so Elasticsearch indexes one while
-        the next is read; the chunk is done (and its offsets committed) when all are."""
-        outcomes = [""] * len(records)
-        rest: list[int] = []
-        writes: list[tuple[list[tuple[int, Record, Any, Document]], asyncio.Task[list[str]]]] = []
-        pending: list[tuple[int, Record, Any, Document]] = []
-
-        def send() -> None:
-            write = self._write([(r, e, d) for _, r, e, d in pending])
-            writes.append((list(pending), asyncio.create_task(write)))
-            pending.clear()
-
+    async def write_documents(self, deliveries: list[Delivery]) -> list[str]:
+        """The chunk's documents as bulk requests of ``SLICE``, all sent at once, so
+        Elasticsearch indexes one while the next is built; done when all are."""
+        documents = [
+            (
+                d.record,
+                d.envelope,
+                from_event(d.event, occurred_at=d.envelope.time, data=d.envelope.data),
+            )
+            for d in deliveries
+        ]
+        writes = [
+            asyncio.create_task(self._write(documents[at : at + SLICE]))
+            for at in range(0, len(documents), SLICE)
+        ]
         try:
-            for position, record in enumerate(records):
-                found = self._parse(record)
-                if found is None or found[2] is not _by_bulk:
-                    rest.append(position)
-                    continue
-                envelope, event, _ = found
-                document = from_event(event, occurred_at=envelope.time, data=envelope.data)
-                pending.append((position, record, envelope, document))
-                if len(pending) == SLICE:
-                    send()
-            if pending:
-                send()
-            if rest:  # the erasure requests (inbox, reply) and what has no handler
-                done = await super()._transaction([records[p] for p in rest])
-                for position, outcome in zip(rest, done, strict=True):
-                    outcomes[position] = outcome
-            results = await asyncio.gather(*(task for _, task in writes))
+            results = await asyncio.gather(*writes)
         except BaseException:
-            await asyncio.gather(*(task for _, task in writes), return_exceptions=True)
+            await asyncio.gather(*writes, return_exceptions=True)
             raise
+        outcomes = [outcome for result in results for outcome in result]
         now = time.time()
-        for (written, _), result in zip(writes, results, strict=True):
-            for (position, _, envelope, _), outcome in zip(written, result, strict=True):
-                outcomes[position] = outcome
-                if outcome == "indexed" and envelope.time:
-                    occurred = datetime.fromisoformat(envelope.time).timestamp()
-                    self.freshness.observe(max(0.0, now - occurred))
+        for delivery, outcome in zip(deliveries, outcomes, strict=True):
+            if outcome == "indexed" and delivery.envelope.time:
+                occurred = datetime.fromisoformat(delivery.envelope.time).timestamp()
+                self.freshness.observe(max(0.0, now - occurred))
         return outcomes
 
-    async def _write(self, documents: list[tuple[Record, Any, Document]]) -> list[str]:
+    async def _write(self, documents: list[tuple[Record, Envelope, Document]]) -> list[str]:
         """One bulk request, under a span per record (each a child of its
         producer's; none for a trace that is not recorded) and a bulk span that
         links to them."""
         spans = [
-            self._tracer.start_span(**self.process_span(record, envelope))
+            self.tracer.start_span(**self.process_span(record, envelope))
             for record, envelope, _ in documents
             if not sampled_out(record.headers)
         ]
         try:
-            with self._tracer.start_as_current_span(
+            with self.tracer.start_as_current_span(
                 "elasticsearch bulk",
                 kind=SpanKind.CLIENT,
                 links=[Link(span.get_span_context()) for span in spans[:MAX_LINKS]],
