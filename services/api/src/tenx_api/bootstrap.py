@@ -22,10 +22,6 @@ Container = ServiceContainer[ApiDeps]
 @asynccontextmanager
 async def bootstrap(settings: Settings) -> AsyncIterator[Container]:
     async with open_infra(settings) as infra:
-        assert infra.engines is not None
-        assert infra.redis is not None
-        assert infra.router is not None
-        assert infra.elasticsearch is not None
         sessions = async_sessionmaker(infra.engines.primary, expire_on_commit=False)
         near = NearCache(channel="api:cache:invalidated", ttl_s=settings.near_cache_ttl_s)
         cache = Cache(infra.redis, prefix="api:cache", near=near)

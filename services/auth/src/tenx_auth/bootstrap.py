@@ -34,8 +34,6 @@ def key_encryption(settings: Settings) -> Fernet:
 async def bootstrap(settings: Settings) -> AsyncIterator[Container]:
     fernet = key_encryption(settings)
     async with open_infra(settings) as infra:
-        assert infra.engines is not None
-        assert infra.redis is not None
         session_factory = async_sessionmaker(infra.engines.primary, expire_on_commit=False)
         denylist = Denylist(infra.redis)
         deps = AuthDeps(

@@ -21,7 +21,6 @@ REREQUEST_CHECK_S = 5.0
 
 def loops(container: Container, tracer: Tracer) -> Sequence[Any]:
     deps = container.deps
-    assert container.infra.engines is not None
     return [
         Consumer(
             name=CONSUMER,

@@ -31,8 +31,6 @@ def secret_encryption(settings: Settings) -> Fernet:
 async def bootstrap(settings: Settings) -> AsyncIterator[Container]:
     fernet = secret_encryption(settings)
     async with open_infra(settings) as infra:
-        assert infra.engines is not None
-        assert infra.redis is not None
         sessions = async_sessionmaker(infra.engines.primary, expire_on_commit=False)
         hub = FeedHub(infra.redis)
         deps = NotifyDeps(

@@ -19,8 +19,6 @@ Container = ServiceContainer[IndexerDeps]
 @asynccontextmanager
 async def bootstrap(settings: Settings) -> AsyncIterator[Container]:
     async with open_infra(settings) as infra:
-        assert infra.engines is not None
-        assert infra.elasticsearch is not None
         await ensure_indices(
             infra.elasticsearch,
             replicas=settings.search_replicas,

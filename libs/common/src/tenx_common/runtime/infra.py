@@ -4,6 +4,10 @@ What a service uses is read from the settings mixins it is built of: a
 ``PostgresSettings`` gets engines and a postgres check, a ``RedisSettings`` a
 Redis client, both together a session router (reads to the replicas with
 read-your-writes), and so on. Everything opened is closed on the way out.
+
+A bootstrap takes what it needs through the typed accessors (``infra.engines``,
+``infra.redis``...): one its service's settings do not call for raises
+``NotConfiguredError`` naming the settings it lacks, at startup.
 """
 
 from collections.abc import AsyncIterator
@@ -37,53 +41,91 @@ if TYPE_CHECKING:  # imported where a service's settings call for it: 25 MB a pr
     from elasticsearch import AsyncElasticsearch
 
 D = TypeVar("D")
+T = TypeVar("T")
+
+
+class NotConfiguredError(RuntimeError):
+    """A bootstrap asked for a client its service's settings do not call for."""
 
 
 @dataclass
 class Infra:
+    service: str
     checks: list[Check] = field(default_factory=list)
     collectors: list[Collector] = field(default_factory=list)
-    engines: Engines | None = None
-    redis: Redis | None = None
-    elasticsearch: "AsyncElasticsearch | None" = None
-    verifier: TokenVerifier | None = None
-    router: SessionRouter | None = None
+    # Set by open_infra when the settings call for them; read through the accessors.
+    _engines: Engines | None = None
+    _redis: Redis | None = None
+    _elasticsearch: "AsyncElasticsearch | None" = None
+    _verifier: TokenVerifier | None = None
+    _router: SessionRouter | None = None
+
+    @property
+    def engines(self) -> Engines:
+        return self._required(self._engines, "database engines", "PostgresSettings (database_url)")
+
+    @property
+    def redis(self) -> Redis:
+        return self._required(self._redis, "Redis client", "RedisSettings (redis_url)")
+
+    @property
+    def router(self) -> SessionRouter:
+        return self._required(
+            self._router, "session router", "PostgresSettings and RedisSettings (both)"
+        )
+
+    @property
+    def elasticsearch(self) -> "AsyncElasticsearch":
+        return self._required(
+            self._elasticsearch, "Elasticsearch client", "ElasticsearchSettings (elasticsearch_url)"
+        )
+
+    @property
+    def verifier(self) -> TokenVerifier:
+        return self._required(self._verifier, "token verifier", "JwksSettings (jwks_url)")
+
+    def _required(self, value: T | None, what: str, settings: str) -> T:
+        if value is None:
+            raise NotConfiguredError(
+                f"{self.service} has no {what}: its settings class does not include {settings}"
+            )
+        return value
 
 
 @asynccontextmanager
 async def open_infra(settings: ServiceSettings) -> AsyncIterator[Infra]:
-    infra = Infra()
+    infra = Infra(service=settings.service_name)
     async with AsyncExitStack() as stack:
         if isinstance(settings, PostgresSettings):
-            infra.engines = create_engines(settings)
-            stack.push_async_callback(infra.engines.dispose)
-            infra.collectors.append(infra.engines)
-            infra.checks.append(postgres_check(infra.engines.primary))
+            infra._engines = create_engines(settings)
+            stack.push_async_callback(infra._engines.dispose)
+            infra.collectors.append(infra._engines)
+            infra.checks.append(postgres_check(infra._engines.primary))
         if isinstance(settings, RedisSettings):
-            infra.redis = create_redis(settings)
-            stack.push_async_callback(infra.redis.aclose)
-            infra.checks.append(redis_check(infra.redis))
-        if infra.engines is not None and infra.redis is not None:
-            infra.router = SessionRouter(
-                engines=infra.engines, positions=RedisWritePositions(infra.redis)
+            infra._redis = create_redis(settings)
+            stack.push_async_callback(infra._redis.aclose)
+            infra.checks.append(redis_check(infra._redis))
+        if infra._engines is not None and infra._redis is not None:
+            infra._router = SessionRouter(
+                engines=infra._engines, positions=RedisWritePositions(infra._redis)
             )
-            await infra.router.start()
-            stack.push_async_callback(infra.router.stop)
-            infra.collectors.append(infra.router)
+            await infra._router.start()
+            stack.push_async_callback(infra._router.stop)
+            infra.collectors.append(infra._router)
         if isinstance(settings, KafkaSettings):
             infra.checks.append(kafka_check(settings))
         if isinstance(settings, ElasticsearchSettings):
             from tenx_common.data.elasticsearch import create_elasticsearch, elasticsearch_check
 
-            infra.elasticsearch = create_elasticsearch(settings)
-            stack.push_async_callback(infra.elasticsearch.close)
-            infra.checks.append(elasticsearch_check(infra.elasticsearch))
+            infra._elasticsearch = create_elasticsearch(settings)
+            stack.push_async_callback(infra._elasticsearch.close)
+            infra.checks.append(elasticsearch_check(infra._elasticsearch))
         if isinstance(settings, SmtpSettings):
             infra.checks.append(smtp_check(settings))
         if isinstance(settings, JwksSettings):
             http = traced_http_client(timeout=3)
             stack.push_async_callback(http.aclose)
-            infra.verifier = jwks_verifier(settings, http=http, redis=infra.redis)
+            infra._verifier = jwks_verifier(settings, http=http, redis=infra._redis)
         yield infra
 
 
@@ -122,7 +164,7 @@ class ServiceContainer(Generic[D]):
 
     def __post_init__(self) -> None:
         if self.verifier is None:
-            self.verifier = self.infra.verifier
+            self.verifier = self.infra._verifier
 
     @property
     def checks(self) -> list[Check]:
@@ -134,4 +176,5 @@ class ServiceContainer(Generic[D]):
 
     @property
     def redis(self) -> Redis | None:
-        return self.infra.redis
+        """None without Redis: the rate-limit middleware then lets every request by."""
+        return self.infra._redis

@@ -60,7 +60,7 @@ def create_worker_app(
         telemetry = setup_telemetry(settings)  # the app's own (one per service)
         async with bootstrap(settings) as container:
             started = list(loops(container, telemetry.tracer("tenx.worker")))
-            if outbox is not None and container.infra.engines is not None:
+            if outbox is not None:  # a service with an outbox has a database
                 started.append(OutboxMonitor(container.infra.engines.primary, outbox))
             if relay is not None:
                 started.append(relay)
