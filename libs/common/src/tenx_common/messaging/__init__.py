@@ -1,7 +1,8 @@
 """Kafka: readiness (``kafka``), the topics (``topics``), the idempotent
 consumer (``consumer``: the loop; ``records``: what it reads; ``errors``: what
 effects raise; ``inbox``: its inbox and dead letters; ``dead_letters``: their
-admin endpoints) and the outbox relay (``relay``).
+admin endpoints), the outbox relay (``relay``), and ``tables``: the outbox,
+inbox and dead letters a service declares in one call.
 
 Services import from here; the modules import one another directly."""
 
@@ -17,6 +18,7 @@ from tenx_common.messaging.records import (
     records_of,
     sampled_out,
 )
+from tenx_common.messaging.tables import MessagingTables, messaging_tables
 
 __all__ = [
     "BatchHandler",
@@ -24,12 +26,14 @@ __all__ = [
     "Delivery",
     "Envelope",
     "Handler",
+    "MessagingTables",
     "PermanentError",
     "Record",
     "UnavailableError",
     "dead_letter_router",
     "dead_letter_table",
     "inbox_table",
+    "messaging_tables",
     "read_envelope",
     "records_of",
     "sampled_out",

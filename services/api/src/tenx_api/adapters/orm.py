@@ -20,8 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from tenx_common.data import outbox_table
-from tenx_common.messaging import dead_letter_table, inbox_table
+from tenx_common.messaging import messaging_tables
 from tenx_common.work import saga_tables
 
 
@@ -29,9 +28,7 @@ class Base(DeclarativeBase):
     metadata = MetaData()
 
 
-outbox = outbox_table(Base.metadata)
-inbox = inbox_table(Base.metadata)
-dead_letters = dead_letter_table(Base.metadata)
+outbox, inbox, dead_letters = messaging_tables(Base.metadata)
 sagas, saga_steps = saga_tables(Base.metadata)
 
 

@@ -19,17 +19,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from tenx_common.data import outbox_table
-from tenx_common.messaging import dead_letter_table, inbox_table
+from tenx_common.messaging import messaging_tables
 
 
 class Base(DeclarativeBase):
     metadata = MetaData()
 
 
-outbox = outbox_table(Base.metadata)
-inbox = inbox_table(Base.metadata)
-dead_letters = dead_letter_table(Base.metadata)
+outbox, inbox, dead_letters = messaging_tables(Base.metadata)
 
 
 class User(Base):
