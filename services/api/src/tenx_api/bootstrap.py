@@ -5,14 +5,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from sqlalchemy.ext.asyncio import async_sessionmaker
-
 from tenx_api.adapters.orm import outbox
 from tenx_api.adapters.payments import SandboxPayments
 from tenx_api.service_layer import orders
 from tenx_api.service_layer.deps import ApiDeps
 from tenx_api.settings import Settings
-from tenx_common.data import Cache, NearCache, UnitOfWork
+from tenx_common.data import Cache, NearCache
 from tenx_common.loops import every, stop_task
 from tenx_common.runtime import ServiceContainer, open_infra
 
@@ -22,16 +20,15 @@ Container = ServiceContainer[ApiDeps]
 @asynccontextmanager
 async def bootstrap(settings: Settings) -> AsyncIterator[Container]:
     async with open_infra(settings) as infra:
-        sessions = async_sessionmaker(infra.engines.primary, expire_on_commit=False)
         near = NearCache(channel="api:cache:invalidated", ttl_s=settings.near_cache_ttl_s)
         cache = Cache(infra.redis, prefix="api:cache", near=near)
         infra.collectors.append(cache)
         deps = ApiDeps(
             settings=settings,
-            uow=lambda: UnitOfWork(sessions, outbox=outbox, source="/tenx/api"),
+            uow=infra.unit_of_work(outbox=outbox, source="/tenx/api"),
             router=infra.router,
             cache=cache,
-            payments=SandboxPayments(sessions),
+            payments=SandboxPayments(infra.engines.sessions),
             es=infra.elasticsearch,
         )
         listener = asyncio.create_task(near.listen(infra.redis), name="near-cache-listener")

@@ -5,7 +5,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from cryptography.fernet import Fernet
-from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from tenx_auth.adapters.keys import Signer
 from tenx_auth.adapters.orm import outbox
@@ -13,7 +12,6 @@ from tenx_auth.domain.passwords import Passwords
 from tenx_auth.service_layer import handlers
 from tenx_auth.service_layer.handlers import AuthDeps
 from tenx_auth.settings import Settings
-from tenx_common.data import UnitOfWork
 from tenx_common.runtime import ServiceContainer, open_infra
 from tenx_common.security import Denylist, JwksCache, RateLimiter, TokenVerifier
 
@@ -34,14 +32,15 @@ def key_encryption(settings: Settings) -> Fernet:
 async def bootstrap(settings: Settings) -> AsyncIterator[Container]:
     fernet = key_encryption(settings)
     async with open_infra(settings) as infra:
-        session_factory = async_sessionmaker(infra.engines.primary, expire_on_commit=False)
         denylist = Denylist(infra.redis)
         deps = AuthDeps(
             settings=settings,
-            uow=lambda: UnitOfWork(session_factory, outbox=outbox, source="/tenx/auth"),
+            uow=infra.unit_of_work(outbox=outbox, source="/tenx/auth"),
             passwords=Passwords(),
             signer=Signer(
-                session_factory=session_factory, fernet=fernet, cache_s=settings.signing_key_cache_s
+                session_factory=infra.engines.sessions,
+                fernet=fernet,
+                cache_s=settings.signing_key_cache_s,
             ),
             fernet=fernet,
             limiter=RateLimiter(infra.redis, prefix="auth:login"),

@@ -5,9 +5,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from cryptography.fernet import Fernet
-from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from tenx_common.data import UnitOfWork
 from tenx_common.runtime import ServiceContainer, open_infra
 from tenx_notify.adapters.orm import outbox
 from tenx_notify.service_layer.deps import NotifyDeps
@@ -31,11 +29,10 @@ def secret_encryption(settings: Settings) -> Fernet:
 async def bootstrap(settings: Settings) -> AsyncIterator[Container]:
     fernet = secret_encryption(settings)
     async with open_infra(settings) as infra:
-        sessions = async_sessionmaker(infra.engines.primary, expire_on_commit=False)
         hub = FeedHub(infra.redis)
         deps = NotifyDeps(
             settings=settings,
-            uow=lambda: UnitOfWork(sessions, outbox=outbox, source="/tenx/notify"),
+            uow=infra.unit_of_work(outbox=outbox, source="/tenx/notify"),
             engine=infra.engines.primary,
             listener=infra.engines.for_listening,
             redis=infra.redis,

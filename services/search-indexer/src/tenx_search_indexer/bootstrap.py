@@ -4,9 +4,6 @@ fresh cluster has none), the handlers' dependencies; and closes them at shutdown
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from sqlalchemy.ext.asyncio import async_sessionmaker
-
-from tenx_common.data import UnitOfWork
 from tenx_common.data.elasticsearch import ensure_indices
 from tenx_common.runtime import ServiceContainer, open_infra
 from tenx_search_indexer.adapters.orm import outbox
@@ -24,10 +21,9 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Container]:
             replicas=settings.search_replicas,
             refresh_interval=settings.search_refresh_interval,
         )
-        sessions = async_sessionmaker(infra.engines.primary, expire_on_commit=False)
         deps = IndexerDeps(
             settings=settings,
-            uow=lambda: UnitOfWork(sessions, outbox=outbox, source="/tenx/search-indexer"),
+            uow=infra.unit_of_work(outbox=outbox, source="/tenx/search-indexer"),
             engine=infra.engines.primary,
             es=infra.elasticsearch,
         )

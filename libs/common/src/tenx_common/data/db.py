@@ -9,7 +9,12 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy import event
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from tenx_common.observability.telemetry import trace_engine
 from tenx_common.settings import PostgresSettings
@@ -22,6 +27,12 @@ class Engines:
     replicas: list[AsyncEngine] = field(default_factory=list)
     # Connections that LISTEN (settings.session_url); None: the primary's.
     listener: AsyncEngine | None = None
+    # The primary's sessions: the one factory that the session router's writes,
+    # every unit of work and the adapters that open sessions share.
+    sessions: async_sessionmaker[AsyncSession] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sessions = async_sessionmaker(self.primary, expire_on_commit=False)
 
     @property
     def for_listening(self) -> AsyncEngine:

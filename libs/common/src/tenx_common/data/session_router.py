@@ -102,7 +102,7 @@ class SessionRouter:
     reads: Counter[str] = field(init=False, default_factory=Counter)
 
     def __post_init__(self) -> None:
-        self._primary = async_sessionmaker(self.engines.primary, expire_on_commit=False)
+        self._primary = self.engines.sessions
         self.replicas = [
             Replica(
                 name=f"replica-{i}",

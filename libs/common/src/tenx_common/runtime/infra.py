@@ -10,7 +10,8 @@ A bootstrap takes what it needs through the typed accessors (``infra.engines``,
 ``NotConfiguredError`` naming the settings it lacks, at startup.
 """
 
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, TypeVar
@@ -18,10 +19,12 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 import httpx
 from prometheus_client.registry import Collector
 from redis.asyncio import Redis
+from sqlalchemy import Table
 
 from tenx_common.data.cache import create_redis, redis_check
 from tenx_common.data.db import Engines, create_engines, postgres_check
 from tenx_common.data.session_router import RedisWritePositions, SessionRouter
+from tenx_common.data.uow import UnitOfWork
 from tenx_common.messaging.kafka import kafka_check
 from tenx_common.observability.telemetry import traced_http_client
 from tenx_common.runtime.mail import smtp_check
@@ -83,6 +86,11 @@ class Infra:
     @property
     def verifier(self) -> TokenVerifier:
         return self._required(self._verifier, "token verifier", "JwksSettings (jwks_url)")
+
+    def unit_of_work(self, *, outbox: Table, source: str) -> Callable[[], UnitOfWork]:
+        """The handlers' unit-of-work factory, on the primary's sessions (the
+        session router's writer's), staging events in ``outbox`` from ``source``."""
+        return functools.partial(UnitOfWork, self.engines.sessions, outbox=outbox, source=source)
 
     def _required(self, value: T | None, what: str, settings: str) -> T:
         if value is None:
