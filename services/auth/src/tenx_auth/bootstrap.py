@@ -13,19 +13,13 @@ from tenx_auth.service_layer import handlers
 from tenx_auth.service_layer.handlers import AuthDeps
 from tenx_auth.settings import Settings
 from tenx_common.runtime import ServiceContainer, open_infra
-from tenx_common.security import Denylist, JwksCache, RateLimiter, TokenVerifier
+from tenx_common.security import Denylist, JwksCache, RateLimiter, TokenVerifier, load_fernet
 
 Container = ServiceContainer[AuthDeps]
 
 
 def key_encryption(settings: Settings) -> Fernet:
-    key = settings.key_encryption_key.get_secret_value()
-    if not key:
-        raise RuntimeError(
-            "TENX_AUTH_KEY_ENCRYPTION_KEY is not set: the auth service does not start without "
-            "the key that encrypts its signing keys (the local stack generates one)"
-        )
-    return Fernet(key)
+    return load_fernet(settings, "key_encryption_key", encrypts="its signing keys")
 
 
 @asynccontextmanager

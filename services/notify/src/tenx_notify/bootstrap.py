@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from cryptography.fernet import Fernet
 
 from tenx_common.runtime import ServiceContainer, open_infra
+from tenx_common.security import load_fernet
 from tenx_notify.adapters.orm import outbox
 from tenx_notify.service_layer.deps import NotifyDeps
 from tenx_notify.service_layer.feed import FeedHub
@@ -16,13 +17,7 @@ Container = ServiceContainer[NotifyDeps]
 
 
 def secret_encryption(settings: Settings) -> Fernet:
-    key = settings.secret_encryption_key.get_secret_value()
-    if not key:
-        raise RuntimeError(
-            "TENX_NOTIFY_SECRET_ENCRYPTION_KEY is not set: notify does not start without the "
-            "key that encrypts webhook secrets (the local stack generates one)"
-        )
-    return Fernet(key)
+    return load_fernet(settings, "secret_encryption_key", encrypts="webhook secrets")
 
 
 @asynccontextmanager

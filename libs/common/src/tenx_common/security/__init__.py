@@ -1,11 +1,13 @@
 """Who may call: access tokens verified offline (``tokens``), the bearer
 dependencies ``CurrentUser``/``AdminUser`` that answer 401 and 403
 (``dependencies``), Redis counters and token buckets (``rate_limits``) and the
-ASGI middleware that applies them per request (``throttle``).
+ASGI middleware that applies them per request (``throttle``), and the Fernet
+keys of secrets at rest (``encryption``).
 
 Services import from here; the modules import one another directly."""
 
 from tenx_common.security.dependencies import AdminUser, CurrentUser, MaybeUser
+from tenx_common.security.encryption import load_fernet
 from tenx_common.security.rate_limits import Limit, RateLimiter
 from tenx_common.security.tokens import (
     ALGORITHMS,
@@ -30,4 +32,5 @@ __all__ = [
     "Principal",
     "RateLimiter",
     "TokenVerifier",
+    "load_fernet",
 ]
