@@ -15,7 +15,7 @@ from tenx_common.web.health import Check
 
 
 @dataclass
-class FakeContainer:
+class FakeWiring:
     checks: list[Check] = field(default_factory=list)
     collectors: list[Collector] = field(default_factory=list)
 
@@ -36,10 +36,10 @@ async def down() -> None:
 
 def fake_bootstrap(
     checks: Sequence[Check],
-) -> Callable[[FakeSettings], AbstractAsyncContextManager[FakeContainer]]:
+) -> Callable[[FakeSettings], AbstractAsyncContextManager[FakeWiring]]:
     @asynccontextmanager
-    async def bootstrap(_: FakeSettings) -> AsyncIterator[FakeContainer]:
-        yield FakeContainer(checks=list(checks))
+    async def bootstrap(_: FakeSettings) -> AsyncIterator[FakeWiring]:
+        yield FakeWiring(checks=list(checks))
 
     return bootstrap
 

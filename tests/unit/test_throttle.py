@@ -21,7 +21,7 @@ class UnreachableRedis:
 def test_limits_that_cannot_be_checked_refuse_with_503() -> None:
     reached: list[str] = []
     app = FastAPI()
-    app.state.container = SimpleNamespace(redis=UnreachableRedis(), verifier=None)
+    app.state.wiring = SimpleNamespace(redis=UnreachableRedis(), verifier=None)
     app.add_middleware(RateLimitMiddleware, settings=RateLimitSettings())
 
     @app.post("/things")

@@ -12,13 +12,13 @@ from tenx_api.service_layer.deps import ApiDeps
 from tenx_api.settings import Settings
 from tenx_common.data import Cache, NearCache
 from tenx_common.loops import every, stop_task
-from tenx_common.runtime import ServiceContainer, open_infra
+from tenx_common.runtime import ServiceWiring, open_infra
 
-Container = ServiceContainer[ApiDeps]
+ApiWiring = ServiceWiring[ApiDeps]
 
 
 @asynccontextmanager
-async def bootstrap(settings: Settings) -> AsyncIterator[Container]:
+async def bootstrap(settings: Settings) -> AsyncIterator[ApiWiring]:
     async with open_infra(settings) as infra:
         near = NearCache(channel="api:cache:invalidated", ttl_s=settings.near_cache_ttl_s)
         cache = Cache(infra.redis, prefix="api:cache", near=near)
@@ -26,7 +26,7 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Container]:
         deps = ApiDeps(
             settings=settings,
             uow=infra.unit_of_work(outbox=outbox, source="/tenx/api"),
-            router=infra.router,
+            sessions=infra.router,
             cache=cache,
             payments=SandboxPayments(infra.engines.sessions),
             es=infra.elasticsearch,
@@ -38,7 +38,7 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Container]:
                 lambda: orders.sweep_idempotency_keys(deps=deps),
                 name="idempotency-key-sweep",
             ):
-                yield ServiceContainer(infra=infra, deps=deps)
+                yield ServiceWiring(infra=infra, deps=deps)
         finally:
             near.stopping = True
             await stop_task(listener)

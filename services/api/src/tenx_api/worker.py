@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from opentelemetry.trace import Tracer
 
 from tenx_api.adapters.orm import dead_letters, inbox, outbox, saga_steps, sagas
-from tenx_api.bootstrap import Container, bootstrap
+from tenx_api.bootstrap import ApiWiring, bootstrap
 from tenx_api.service_layer import order_saga, reactions
 from tenx_api.settings import Settings
 from tenx_common.messaging import Consumer
@@ -18,9 +18,9 @@ from tenx_common.work import SagaRunner
 CONSUMER = "api"
 
 
-def loops(container: Container, tracer: Tracer) -> Sequence[Any]:
-    deps = container.deps
-    engine = deps.router.engines.primary
+def loops(wiring: ApiWiring, tracer: Tracer) -> Sequence[Any]:
+    deps = wiring.deps
+    engine = deps.sessions.engines.primary
     return [
         Consumer(
             name=CONSUMER,
@@ -41,7 +41,7 @@ def loops(container: Container, tracer: Tracer) -> Sequence[Any]:
             lease_s=order_saga.lease_s(deps),
             tracer=tracer,
             poll_interval_s=deps.settings.saga_poll_interval_s,
-            listener=deps.router.engines.for_listening,
+            listener=deps.sessions.engines.for_listening,
         ),
     ]
 

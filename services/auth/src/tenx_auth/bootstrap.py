@@ -10,12 +10,12 @@ from tenx_auth.adapters.keys import Signer
 from tenx_auth.adapters.orm import outbox
 from tenx_auth.domain.passwords import Passwords
 from tenx_auth.service_layer import handlers
-from tenx_auth.service_layer.handlers import AuthDeps
+from tenx_auth.service_layer.deps import AuthDeps
 from tenx_auth.settings import Settings
-from tenx_common.runtime import ServiceContainer, open_infra
+from tenx_common.runtime import ServiceWiring, open_infra
 from tenx_common.security import Denylist, JwksCache, RateLimiter, TokenVerifier, load_fernet
 
-Container = ServiceContainer[AuthDeps]
+AuthWiring = ServiceWiring[AuthDeps]
 
 
 def key_encryption(settings: Settings) -> Fernet:
@@ -23,7 +23,7 @@ def key_encryption(settings: Settings) -> Fernet:
 
 
 @asynccontextmanager
-async def bootstrap(settings: Settings) -> AsyncIterator[Container]:
+async def bootstrap(settings: Settings) -> AsyncIterator[AuthWiring]:
     fernet = key_encryption(settings)
     async with open_infra(settings) as infra:
         denylist = Denylist(infra.redis)
@@ -53,4 +53,4 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Container]:
             denylist=denylist,
             leeway_s=settings.jwt_leeway_s,
         )
-        yield ServiceContainer(infra=infra, deps=deps, verifier=verifier)
+        yield ServiceWiring(infra=infra, deps=deps, verifier=verifier)

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from opentelemetry.trace import Tracer
 
 from tenx_auth.adapters.orm import dead_letters, inbox, outbox
-from tenx_auth.bootstrap import Container, bootstrap
+from tenx_auth.bootstrap import AuthWiring, bootstrap
 from tenx_auth.service_layer import erasure
 from tenx_auth.settings import Settings
 from tenx_common.events.privacy_erasure import AccountDataErased
@@ -19,14 +19,14 @@ CONSUMER = "auth"
 REREQUEST_CHECK_S = 5.0
 
 
-def loops(container: Container, tracer: Tracer) -> Sequence[Any]:
-    deps = container.deps
+def loops(wiring: AuthWiring, tracer: Tracer) -> Sequence[Any]:
+    deps = wiring.deps
     return [
         Consumer(
             name=CONSUMER,
             settings=deps.settings,
             uow=deps.uow,
-            engine=container.infra.engines.primary,
+            engine=wiring.infra.engines.primary,
             inbox=inbox,
             dead_letters=dead_letters,
             handlers={

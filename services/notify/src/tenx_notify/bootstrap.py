@@ -6,14 +6,14 @@ from contextlib import asynccontextmanager
 
 from cryptography.fernet import Fernet
 
-from tenx_common.runtime import ServiceContainer, open_infra
+from tenx_common.runtime import ServiceWiring, open_infra
 from tenx_common.security import load_fernet
 from tenx_notify.adapters.orm import outbox
 from tenx_notify.service_layer.deps import NotifyDeps
 from tenx_notify.service_layer.feed import FeedHub
 from tenx_notify.settings import Settings
 
-Container = ServiceContainer[NotifyDeps]
+NotifyWiring = ServiceWiring[NotifyDeps]
 
 
 def secret_encryption(settings: Settings) -> Fernet:
@@ -21,7 +21,7 @@ def secret_encryption(settings: Settings) -> Fernet:
 
 
 @asynccontextmanager
-async def bootstrap(settings: Settings) -> AsyncIterator[Container]:
+async def bootstrap(settings: Settings) -> AsyncIterator[NotifyWiring]:
     fernet = secret_encryption(settings)
     async with open_infra(settings) as infra:
         hub = FeedHub(infra.redis)
@@ -35,6 +35,6 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Container]:
             fernet=fernet,
         )
         try:
-            yield ServiceContainer(infra=infra, deps=deps)
+            yield ServiceWiring(infra=infra, deps=deps)
         finally:
             await hub.close()

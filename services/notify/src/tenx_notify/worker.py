@@ -10,7 +10,7 @@ from opentelemetry.trace import Tracer
 from tenx_common.messaging import Consumer
 from tenx_common.runtime import create_worker_app
 from tenx_notify.adapters.orm import dead_letters, inbox, outbox
-from tenx_notify.bootstrap import Container, bootstrap
+from tenx_notify.bootstrap import NotifyWiring, bootstrap
 from tenx_notify.service_layer import reactions
 from tenx_notify.service_layer.deliveries import DeliveryRunner
 from tenx_notify.settings import Settings
@@ -18,8 +18,8 @@ from tenx_notify.settings import Settings
 CONSUMER = "notify"
 
 
-def loops(container: Container, tracer: Tracer) -> Sequence[Any]:
-    deps = container.deps
+def loops(wiring: NotifyWiring, tracer: Tracer) -> Sequence[Any]:
+    deps = wiring.deps
     return [
         Consumer(
             name=CONSUMER,

@@ -5,16 +5,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from tenx_common.data.elasticsearch import ensure_indices
-from tenx_common.runtime import ServiceContainer, open_infra
+from tenx_common.runtime import ServiceWiring, open_infra
 from tenx_search_indexer.adapters.orm import outbox
 from tenx_search_indexer.service_layer.deps import IndexerDeps
 from tenx_search_indexer.settings import Settings
 
-Container = ServiceContainer[IndexerDeps]
+IndexerWiring = ServiceWiring[IndexerDeps]
 
 
 @asynccontextmanager
-async def bootstrap(settings: Settings) -> AsyncIterator[Container]:
+async def bootstrap(settings: Settings) -> AsyncIterator[IndexerWiring]:
     async with open_infra(settings) as infra:
         await ensure_indices(
             infra.elasticsearch,
@@ -27,4 +27,4 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Container]:
             engine=infra.engines.primary,
             es=infra.elasticsearch,
         )
-        yield ServiceContainer(infra=infra, deps=deps)
+        yield ServiceWiring(infra=infra, deps=deps)

@@ -10,7 +10,7 @@ from opentelemetry.trace import Tracer
 
 from tenx_common.runtime import create_worker_app
 from tenx_search_indexer.adapters.orm import dead_letters, inbox, outbox
-from tenx_search_indexer.bootstrap import Container, bootstrap
+from tenx_search_indexer.bootstrap import IndexerWiring, bootstrap
 from tenx_search_indexer.service_layer import reactions
 from tenx_search_indexer.service_layer.indexing import Indexer
 from tenx_search_indexer.settings import Settings
@@ -18,8 +18,8 @@ from tenx_search_indexer.settings import Settings
 CONSUMER = "search-indexer"
 
 
-def loops(container: Container, tracer: Tracer) -> Sequence[Any]:
-    deps = container.deps
+def loops(wiring: IndexerWiring, tracer: Tracer) -> Sequence[Any]:
+    deps = wiring.deps
     return [
         Indexer(
             es=deps.es,

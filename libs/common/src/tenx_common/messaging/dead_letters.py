@@ -55,7 +55,7 @@ def dead_letter_router(prefix: str, table: Table) -> APIRouter:
 
     def engine(request: Request) -> AsyncEngine:
         # Infra's accessor: a service without a database fails here with its name.
-        engines: Engines = request.app.state.container.infra.engines
+        engines: Engines = request.app.state.wiring.infra.engines
         return engines.primary
 
     @router.get("/dead-letters")

@@ -6,17 +6,17 @@ server (``server``).
 Services import from here; the modules import one another directly."""
 
 from tenx_common.runtime.app import create_service_app, handler_deps
-from tenx_common.runtime.cli import container_command, run_service_cli
-from tenx_common.runtime.infra import ServiceContainer, open_infra
+from tenx_common.runtime.cli import run_service_cli, wiring_command
+from tenx_common.runtime.infra import ServiceWiring, open_infra
 from tenx_common.runtime.worker import Every, create_worker_app
 
 __all__ = [
     "Every",
-    "ServiceContainer",
-    "container_command",
+    "ServiceWiring",
     "create_service_app",
     "create_worker_app",
     "handler_deps",
     "open_infra",
     "run_service_cli",
+    "wiring_command",
 ]

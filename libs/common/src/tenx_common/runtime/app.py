@@ -23,7 +23,7 @@ from tenx_common.web.middleware import RequestContextMiddleware
 from tenx_common.web.problems import install_problem_handlers
 
 
-class Container(Protocol):
+class Bootstrapped(Protocol):
     """What a bootstrap yields: the readiness checks of the service, and the
     Prometheus collectors of its clients."""
 
@@ -40,14 +40,14 @@ S = TypeVar("S", bound=ServiceSettings)
 async def handler_deps(request: Request) -> Any:
     """The handlers' dependencies the bootstrap built, for ``Depends``. (Async:
     FastAPI would run a plain function in a worker thread on every request.)"""
-    return request.app.state.container.deps
+    return request.app.state.wiring.deps
 
 
 def create_service_app(
     settings: S,
     *,
     title: str,
-    bootstrap: Callable[[S], AbstractAsyncContextManager[Container]],
+    bootstrap: Callable[[S], AbstractAsyncContextManager[Bootstrapped]],
     routers: Sequence[APIRouter] = (),
 ) -> FastAPI:
     configure_logging(service=settings.service_name, level=settings.log_level)
@@ -55,14 +55,14 @@ def create_service_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with bootstrap(settings) as container:
-            app.state.container = container
-            app.state.checks = container.checks
+        async with bootstrap(settings) as wiring:
+            app.state.wiring = wiring
+            app.state.checks = wiring.checks
             registry = app.state.metrics.registry
-            for collector in container.collectors:
+            for collector in wiring.collectors:
                 registry.register(collector)
             yield
-            for collector in container.collectors:
+            for collector in wiring.collectors:
                 registry.unregister(collector)
         telemetry.flush()
 

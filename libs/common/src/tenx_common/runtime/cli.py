@@ -71,7 +71,7 @@ def run_service_cli(
         serve(create_app(settings), settings)
 
 
-def container_command(
+def wiring_command(
     bootstrap: Callable[[S], AbstractAsyncContextManager[C]],
     job: Callable[[C], Awaitable[str]],
 ) -> Command[S]:
@@ -80,8 +80,8 @@ def container_command(
 
     def run(settings: S, _: list[str]) -> None:
         async def main() -> str:
-            async with bootstrap(settings) as container:
-                return await job(container)
+            async with bootstrap(settings) as wiring:
+                return await job(wiring)
 
         sys.stdout.write(asyncio.run(main()) + "\n")
 

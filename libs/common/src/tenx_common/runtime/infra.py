@@ -162,9 +162,9 @@ def jwks_verifier(
 
 
 @dataclass
-class ServiceContainer(Generic[D]):
-    """What a service's bootstrap yields: its infrastructure and its handlers'
-    dependencies. The verifier is the infrastructure's unless one is given."""
+class ServiceWiring(Generic[D]):
+    """A service's wiring, what its bootstrap yields: its infrastructure and its
+    handlers' dependencies. The verifier is the infrastructure's unless one is given."""
 
     infra: Infra
     deps: D

@@ -23,7 +23,7 @@ from tenx_common.messaging.consumer import Consumer
 from tenx_common.messaging.relay import Relay
 from tenx_common.observability.telemetry import setup_telemetry
 from tenx_common.runtime.app import create_service_app
-from tenx_common.runtime.infra import ServiceContainer
+from tenx_common.runtime.infra import ServiceWiring
 from tenx_common.settings import ServiceSettings
 from tenx_common.web.health import Check
 
@@ -33,14 +33,14 @@ S = TypeVar("S", bound=ServiceSettings)
 D = TypeVar("D")
 
 # The loops of a worker, each with run(), stopping and collect() (its metrics).
-Loops = Callable[[ServiceContainer[D], Tracer], Sequence[Any]]
+Loops = Callable[[ServiceWiring[D], Tracer], Sequence[Any]]
 
 
 def create_worker_app(
     settings: S,
     *,
     title: str,
-    bootstrap: Callable[[S], AbstractAsyncContextManager[ServiceContainer[D]]],
+    bootstrap: Callable[[S], AbstractAsyncContextManager[ServiceWiring[D]]],
     loops: Loops[D],
     outbox: Table | None = None,
     suffix: str = "-worker",
@@ -56,21 +56,21 @@ def create_worker_app(
     settings = settings.model_copy(update={"service_name": f"{settings.service_name}{suffix}"})
 
     @asynccontextmanager
-    async def worker(settings: S) -> AsyncIterator[ServiceContainer[D]]:
+    async def worker(settings: S) -> AsyncIterator[ServiceWiring[D]]:
         telemetry = setup_telemetry(settings)  # the app's own (one per service)
-        async with bootstrap(settings) as container:
-            started = list(loops(container, telemetry.tracer("tenx.worker")))
+        async with bootstrap(settings) as wiring:
+            started = list(loops(wiring, telemetry.tracer("tenx.worker")))
             if outbox is not None:  # a service with an outbox has a database
-                started.append(OutboxMonitor(container.infra.engines.primary, outbox))
+                started.append(OutboxMonitor(wiring.infra.engines.primary, outbox))
             if relay is not None:
                 started.append(relay)
-                container.infra.checks.append(Check("relay", relay.check))
-            container.infra.collectors.extend(started)
+                wiring.infra.checks.append(Check("relay", relay.check))
+            wiring.infra.collectors.extend(started)
             tasks = [asyncio.create_task(_keep_running(loop)) for loop in started]
             consumers = [loop for loop in started if isinstance(loop, Consumer)]
             try:
                 async with every(3600.0, lambda: _sweep(consumers), name="inbox-sweep"):
-                    yield container
+                    yield wiring
             finally:
                 for loop in started:
                     loop.stopping.set()
@@ -121,7 +121,9 @@ class Every:
 
 
 @dataclass
-class RelayContainer:
+class RelayWiring:
+    """The relay process's wiring: its readiness check and its metrics."""
+
     relay: Relay
 
     @property
@@ -145,11 +147,11 @@ def create_relay_app(settings: ServiceSettings, table: Table) -> FastAPI:
     settings = relay_settings(settings)
 
     @asynccontextmanager
-    async def bootstrap(settings: ServiceSettings) -> AsyncIterator[RelayContainer]:
+    async def bootstrap(settings: ServiceSettings) -> AsyncIterator[RelayWiring]:
         relay = Relay(settings, table)
         task = asyncio.create_task(relay.run(), name=f"relay-{table.name}")
         try:
-            yield RelayContainer(relay)
+            yield RelayWiring(relay)
         finally:
             relay.stopping.set()
             await stop_task(task, timeout_s=20)

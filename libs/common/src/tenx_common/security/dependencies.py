@@ -38,7 +38,7 @@ async def current_principal(
     checked = request.scope.get("state", {}).get(PRINCIPAL_STATE)
     if isinstance(checked, Principal):  # the rate limiter verified this request's token
         return checked
-    verifier: TokenVerifier = request.app.state.container.verifier
+    verifier: TokenVerifier = request.app.state.wiring.verifier
     try:
         return await verifier.verify(credentials.credentials)
     except KeysUnavailableError as exc:

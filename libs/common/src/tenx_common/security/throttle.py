@@ -49,9 +49,9 @@ class RateLimitMiddleware:
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        container = getattr(scope.get("app"), "state", None)
-        container = getattr(container, "container", None)
-        redis = getattr(container, "redis", None)
+        state = getattr(scope.get("app"), "state", None)
+        wiring = getattr(state, "wiring", None)
+        redis = getattr(wiring, "redis", None)
         if scope["type"] != "http" or not self.enabled or redis is None or scope["path"] in EXEMPT:
             await self.app(scope, receive, send)
             return
@@ -61,7 +61,7 @@ class RateLimitMiddleware:
         buckets = self._buckets
         client = scope.get("client")
         subjects = [("ip", client[0] if client else "unknown")]
-        user = await _user(scope, getattr(container, "verifier", None))
+        user = await _user(scope, getattr(wiring, "verifier", None))
         if user is not None:
             subjects.append(("user", user))
         try:

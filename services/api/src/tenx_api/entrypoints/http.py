@@ -48,7 +48,7 @@ def cached_json(document: bytes, request: Request, *, cache_control: str) -> Res
 # which costs a fifth of a cached read.
 @router.get("/products/{product_id}", tags=["catalog"], response_model=ProductPublic)
 async def get_product(product_id: UUID, request: Request) -> Response:
-    deps: ApiDeps = request.app.state.container.deps
+    deps: ApiDeps = request.app.state.wiring.deps
     anonymous = "authorization" not in request.headers
     document = await catalog.get_product(product_id, deps=deps, anonymous=anonymous)
     return cached_json(document, request, cache_control="public, max-age=30")

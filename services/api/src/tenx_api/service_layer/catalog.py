@@ -112,7 +112,7 @@ async def get_product(product_id: uuid.UUID, *, deps: ApiDeps, anonymous: bool) 
 
     document = await deps.cache.get_or_load(
         cache_key(product_id),
-        lambda: deps.router.read(query, client=cache_key(product_id)),
+        lambda: deps.sessions.read(query, client=cache_key(product_id)),
         ttl_s=deps.settings.product_cache_ttl_s,
         near=anonymous,
     )
@@ -133,7 +133,7 @@ async def list_products(
     async def run(session: AsyncSession) -> list[Product]:
         return list((await session.execute(query)).scalars())
 
-    products = await deps.router.read(run, client=client)
+    products = await deps.sessions.read(run, client=client)
     more = len(products) > limit
     products = products[:limit]
     next_cursor = _encode_cursor(products[-1].id) if more else None

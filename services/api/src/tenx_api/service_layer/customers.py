@@ -48,7 +48,7 @@ async def get_profile(user_id: uuid.UUID, *, deps: ApiDeps) -> bytes:
 
     document = await deps.cache.get_or_load(
         cache_key(user_id),
-        lambda: deps.router.read(query, client=cache_key(user_id)),
+        lambda: deps.sessions.read(query, client=cache_key(user_id)),
         ttl_s=deps.settings.profile_cache_ttl_s,
     )
     assert document is not None  # an absent profile is an empty one

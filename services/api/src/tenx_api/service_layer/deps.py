@@ -14,7 +14,7 @@ from tenx_common.data import Cache, SessionRouter, UnitOfWork
 class ApiDeps:
     settings: Settings
     uow: Callable[[], UnitOfWork]
-    router: SessionRouter
+    sessions: SessionRouter  # writes to the primary, reads to the replicas (read-your-writes)
     cache: Cache
     payments: PaymentProvider
     es: AsyncElasticsearch
@@ -23,6 +23,6 @@ class ApiDeps:
         """After a commit: the writing client, and every cached copy rebuilt from
         now on, read the change (never a replica that has not replayed it); then
         the cached copies go."""
-        await self.router.record_write(client, *cache_keys)
+        await self.sessions.record_write(client, *cache_keys)
         if cache_keys:
             await self.cache.invalidate(*cache_keys)

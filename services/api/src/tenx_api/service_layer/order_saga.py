@@ -190,7 +190,7 @@ async def list_sagas(
     async def run(session: AsyncSession) -> list[Any]:
         return list((await session.execute(query)).all())
 
-    rows = await deps.router.read(run)
+    rows = await deps.sessions.read(run)
     more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = (
@@ -211,7 +211,7 @@ async def get_saga(saga_id: uuid.UUID, *, deps: ApiDeps) -> dict[str, Any]:
         )
         return {**saga_view(row), "steps": [step_view(step) for step in logged]}
 
-    found = await deps.router.read(run)
+    found = await deps.sessions.read(run)
     if found is None:
         raise ProblemError(status=404, code="not_found", detail="No such saga.")
     return found

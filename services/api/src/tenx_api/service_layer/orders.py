@@ -287,7 +287,7 @@ async def get_order(order_id: uuid.UUID, principal: Principal, *, deps: ApiDeps)
         items = await session.execute(select(OrderItem).where(OrderItem.order_id == order_id))
         return public(order, list(items.scalars()))
 
-    found = await deps.router.read(query, client=str(principal.user_id))
+    found = await deps.sessions.read(query, client=str(principal.user_id))
     if found is None:
         raise ProblemError(status=404, code="not_found", detail="No such order.")
     return found
@@ -320,7 +320,7 @@ async def list_orders(
         items = await session.execute(select(OrderItem).where(OrderItem.order_id.in_(ids)))
         return orders, list(items.scalars())
 
-    orders, items = await deps.router.read(run, client=str(principal.user_id))
+    orders, items = await deps.sessions.read(run, client=str(principal.user_id))
     by_order: dict[uuid.UUID, list[OrderItem]] = {}
     for item in items:
         by_order.setdefault(item.order_id, []).append(item)

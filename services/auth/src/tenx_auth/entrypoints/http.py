@@ -15,7 +15,8 @@ from tenx_auth.entrypoints.schemas import (
     UserPublic,
 )
 from tenx_auth.service_layer import erasure, handlers
-from tenx_auth.service_layer.handlers import AuthDeps, TokenPair
+from tenx_auth.service_layer.deps import AuthDeps
+from tenx_auth.service_layer.handlers import TokenPair
 from tenx_common.runtime import handler_deps
 from tenx_common.security import AdminUser, CurrentUser
 

@@ -21,7 +21,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 
 from tenx_auth.adapters.orm import AccountDeletion, DeletionReply, User
-from tenx_auth.service_layer.handlers import AuthDeps
+from tenx_auth.service_layer.deps import AuthDeps
 from tenx_common.data import UnitOfWork
 from tenx_common.events.auth_users import AccountDeleted, AccountDeletionRequested
 from tenx_common.events.privacy_erasure import AccountDataErased

@@ -2,21 +2,19 @@
 
 import asyncio
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from cryptography.fernet import Fernet
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from tenx_auth.adapters import keys
-from tenx_auth.adapters.keys import Signer
 from tenx_auth.adapters.orm import AccountDeletion, OneTimeToken, RefreshToken, SigningKey, User
 from tenx_auth.domain import commands, errors
-from tenx_auth.domain.passwords import Passwords, check_policy
+from tenx_auth.domain.passwords import check_policy
 from tenx_auth.domain.secrets import new_token, token_hash
+from tenx_auth.service_layer.deps import AuthDeps
 from tenx_auth.settings import Settings
 from tenx_common.data import UnitOfWork
 from tenx_common.events.auth_users import (
@@ -25,25 +23,12 @@ from tenx_common.events.auth_users import (
     PasswordResetRequested,
     UserRegistered,
 )
-from tenx_common.security import Denylist, Jwks, Limit, Principal, RateLimiter
+from tenx_common.security import Jwks, Limit, Principal
 from tenx_common.web import ProblemError
 
 VERIFY_EMAIL = "verify_email"
 PASSWORD_RESET = "password_reset"  # noqa: S105 (a purpose, not a secret)
 REQUESTED = "requested"  # the first status of an account deletion
-
-
-@dataclass
-class AuthDeps:
-    """What the handlers need; built once by the bootstrap."""
-
-    settings: Settings
-    uow: Callable[[], UnitOfWork]
-    passwords: Passwords
-    signer: Signer
-    fernet: Fernet
-    limiter: RateLimiter
-    denylist: Denylist
 
 
 @dataclass(frozen=True, slots=True)

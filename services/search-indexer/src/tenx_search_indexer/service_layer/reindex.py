@@ -188,7 +188,7 @@ def reindex_command(settings: Settings, args: list[str]) -> None:
 
     async def main() -> None:
         async with (
-            bootstrap(settings) as container,
+            bootstrap(settings) as wiring,
             httpx.AsyncClient(
                 base_url=settings.api_url,
                 headers={"Authorization": f"Bearer {token}"},
@@ -196,7 +196,7 @@ def reindex_command(settings: Settings, args: list[str]) -> None:
             ) as api,
         ):
             for alias in aliases:
-                report = await reindex(container.deps, alias, api=api)
+                report = await reindex(wiring.deps, alias, api=api)
                 sys.stdout.write(json.dumps(report) + "\n")
 
     asyncio.run(main())
