@@ -55,13 +55,7 @@ async def stream(
                 status=400, code="invalid_last_event_id", detail="Last-Event-ID is a feed seq."
             )
         after = int(last_event_id)
-    events = feed.stream(
-        deps.hub,
-        deps.engine,
-        principal.user_id,
-        last_event_id=after,
-        heartbeat_s=deps.settings.sse_heartbeat_s,
-    )
+    events = feed.live_feed(principal.user_id, last_event_id=after, deps=deps)
     return StreamingResponse(
         await open_stream(events),  # subscribed and the backlog read: else a problem, not a 200
         media_type="text/event-stream",
@@ -77,7 +71,7 @@ async def list_notifications(
     cursor: Annotated[str | None, Query(max_length=400)] = None,
 ) -> Page[NotificationPublic]:
     items, next_cursor = await feed.list_feed(
-        deps.engine, principal.user_id, limit=limit, cursor=cursor
+        principal.user_id, limit=limit, cursor=cursor, deps=deps
     )
     return Page[NotificationPublic].model_validate({"items": items, "next_cursor": next_cursor})
 
@@ -88,7 +82,7 @@ async def list_notifications(
     tags=["notifications"],
 )
 async def mark_read(notification_id: UUID, principal: CurrentUser, deps: Deps) -> Response:
-    await feed.mark_read(deps.engine, principal.user_id, notification_id)
+    await feed.mark_read(principal.user_id, notification_id, deps=deps)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -18,7 +18,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 from sqlalchemy import func, select, update
@@ -27,6 +27,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tenx_common.loops import stop_task
 from tenx_common.web import ProblemError, decode_cursor, encode_cursor, unavailable
 from tenx_notify.adapters.orm import Notification
+
+if TYPE_CHECKING:  # the deps hold this module's FeedHub: imported for the annotations only
+    from tenx_notify.service_layer.deps import NotifyDeps
 
 log = logging.getLogger(__name__)
 
@@ -181,8 +184,21 @@ async def stream(
                     yield sse(document)
 
 
+def live_feed(
+    user_id: uuid.UUID, *, last_event_id: int | None, deps: "NotifyDeps"
+) -> AsyncIterator[str]:
+    """The user's stream (``stream``) on this process's hub and the primary."""
+    return stream(
+        deps.hub,
+        deps.engine,
+        user_id,
+        last_event_id=last_event_id,
+        heartbeat_s=deps.settings.sse_heartbeat_s,
+    )
+
+
 async def list_feed(
-    engine: AsyncEngine, user_id: uuid.UUID, *, limit: int, cursor: str | None
+    user_id: uuid.UUID, *, limit: int, cursor: str | None, deps: "NotifyDeps"
 ) -> tuple[list[dict[str, Any]], str | None]:
     """The user's notifications, newest first (keyset on seq)."""
     query = (
@@ -194,15 +210,15 @@ async def list_feed(
     if cursor is not None:
         before = decode_cursor(cursor, lambda p: int(p["seq"]))
         query = query.where(Notification.seq < before)
-    async with engine.connect() as conn:
+    async with deps.engine.connect() as conn:
         rows = [Notification(**row._mapping) for row in await conn.execute(query)]
     more = len(rows) > limit
     rows = rows[:limit]
     return [public(n) for n in rows], (encode_cursor({"seq": str(rows[-1].seq)}) if more else None)
 
 
-async def mark_read(engine: AsyncEngine, user_id: uuid.UUID, notification_id: uuid.UUID) -> None:
-    async with engine.begin() as conn:
+async def mark_read(user_id: uuid.UUID, notification_id: uuid.UUID, *, deps: "NotifyDeps") -> None:
+    async with deps.engine.begin() as conn:
         found = await conn.execute(
             update(Notification)
             .where(Notification.id == notification_id, Notification.user_id == user_id)

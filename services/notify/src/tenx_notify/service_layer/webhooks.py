@@ -46,7 +46,7 @@ async def register(user_id: uuid.UUID, cmd: WebhookIn, *, deps: NotifyDeps) -> d
     return {**public(webhook), "secret": secret}
 
 
-async def _own(user_id: uuid.UUID, webhook_id: uuid.UUID, deps: NotifyDeps) -> Webhook:
+async def _own(user_id: uuid.UUID, webhook_id: uuid.UUID, *, deps: NotifyDeps) -> Webhook:
     async with deps.uow() as uow:
         webhook = await uow.session.get(Webhook, webhook_id)
     if webhook is None or webhook.user_id != user_id:
@@ -63,7 +63,7 @@ async def list_own(user_id: uuid.UUID, *, deps: NotifyDeps) -> list[dict[str, An
 
 
 async def remove(user_id: uuid.UUID, webhook_id: uuid.UUID, *, deps: NotifyDeps) -> None:
-    await _own(user_id, webhook_id, deps)
+    await _own(user_id, webhook_id, deps=deps)
     async with deps.uow() as uow:
         await uow.session.execute(delete(Webhook).where(Webhook.id == webhook_id))
         await uow.commit()
@@ -73,7 +73,7 @@ async def deliveries(
     user_id: uuid.UUID, webhook_id: uuid.UUID, *, limit: int, deps: NotifyDeps
 ) -> list[dict[str, Any]]:
     """The webhook's deliveries, newest first, each with its attempts."""
-    await _own(user_id, webhook_id, deps)
+    await _own(user_id, webhook_id, deps=deps)
     async with deps.uow() as uow:
         rows = (
             await uow.session.scalars(
