@@ -29,7 +29,6 @@ from tenx_common.messaging import (
     dead_letter_table,
     inbox_table,
 )
-from tenx_common.messaging.consumer import backoff_s
 from tenx_common.messaging.inbox import Attempt
 from tenx_common.settings import ConsumerSettings
 from tenx_search_indexer.service_layer.indexing import Indexer
@@ -360,11 +359,6 @@ async def test_a_redriven_dead_letter_gets_one_attempt(engine: AsyncEngine) -> N
     assert await consumer.redrive_requested() == 1
     assert world.timeline == ["noted p", "noted a"]
     assert world.effects == ["a"]
-
-
-def test_the_backoff_doubles_up_to_its_cap() -> None:
-    delays = [backoff_s(attempt, base_s=0.2, max_s=1.0) for attempt in range(1, 6)]
-    assert delays == pytest.approx([0.2, 0.4, 0.8, 1.0, 1.0])
 
 
 async def test_the_metrics_keep_their_names_and_labels(engine: AsyncEngine) -> None:

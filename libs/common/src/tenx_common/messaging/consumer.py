@@ -59,6 +59,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenx_common.data.uow import UnitOfWork
 from tenx_common.events import Event
+from tenx_common.loops.backoff import backoff_s
 from tenx_common.messaging.errors import PermanentError, UnavailableError
 from tenx_common.messaging.inbox import InboxStore, SqlInboxStore, dead_letter_topic
 from tenx_common.messaging.records import (
@@ -397,11 +398,6 @@ class Consumer:
         )
         parked.add_metric([self.name], self._parked)
         yield parked
-
-
-def backoff_s(attempt: int, *, base_s: float, max_s: float) -> float:
-    """How long to wait after failed attempt ``attempt`` (from 1): doubling, capped."""
-    return min(max_s, base_s * 2.0 ** (attempt - 1))
 
 
 class _FinishBatchFirst(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tenx_common.data.db import bounded_waits
 from tenx_common.data.outbox import CHANNEL
+from tenx_common.loops.backoff import backoff_s
 from tenx_common.loops.wakeup import listening, nap
 from tenx_common.observability.telemetry import setup_telemetry
 from tenx_common.settings import KafkaSettings, PostgresSettings, RelaySettings
@@ -158,17 +159,19 @@ class Relay:
         the relay is publishing now, its last batch included (its readiness)."""
         telemetry = setup_telemetry(self.settings)
         tracer = telemetry.tracer("tenx.outbox")
-        backoff_s = 0.5
+        # Failed sessions in a row: a relay that had connected starts over after
+        # the shortest wait; one that never connects waits twice as long each time.
+        failures = 1
         try:
             while not self.stopping.is_set():
                 try:
                     await self._session(tracer)
                 except Exception as exc:
                     _log_failure(exc, f"outbox relay for {self.table.name} failed; starting over")
-                backoff_s = 0.5 if self.connected else min(backoff_s * 2, 10.0)
+                failures = 1 if self.connected else failures + 1
                 self.connected = False
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(backoff_s):
+                    async with asyncio.timeout(backoff_s(failures, base_s=0.5, max_s=10.0)):
                         await self.stopping.wait()
         finally:
             telemetry.flush()

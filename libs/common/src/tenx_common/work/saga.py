@@ -53,6 +53,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenx_common.data.uow import UnitOfWork
+from tenx_common.loops.backoff import backoff_s
 from tenx_common.loops.wakeup import listening, nap
 
 log = logging.getLogger(__name__)
@@ -320,7 +321,7 @@ class SagaRunner:
                         outcome="error",
                         status=saga.status,
                         step=saga.step,
-                        retry_in_s=min(30.0, 0.5 * 2**saga.attempts),
+                        retry_in_s=backoff_s(saga.attempts, base_s=1.0, max_s=30.0),
                         detail=f"{type(exc).__name__}: {exc}"[:2000],
                     )
             span.set_attribute("tenx.saga.outcome", transition.outcome)

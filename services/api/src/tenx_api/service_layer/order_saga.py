@@ -32,6 +32,7 @@ from tenx_api.service_layer.deps import ApiDeps
 from tenx_api.service_layer.orders import release_order
 from tenx_common.data import UnitOfWork
 from tenx_common.events.orders_orders import OrderConfirmed
+from tenx_common.loops import backoff_s
 from tenx_common.web import ProblemError, decode_cursor, encode_cursor
 from tenx_common.work import (
     Saga,
@@ -114,12 +115,11 @@ async def authorize_payment(saga: Saga, deps: ApiDeps) -> Transition:
             apply=_confirm(order.id, authorization.id, deps),
         )
     if saga.attempts < settings.payment_max_attempts:
-        retry_in = settings.payment_retry_backoff_s * 2 ** (saga.attempts - 1)
         return Transition(
             outcome=outcome,
             status=SagaStatus.RUNNING,
             step=AUTHORIZE,
-            retry_in_s=retry_in,
+            retry_in_s=backoff_s(saga.attempts, base_s=settings.payment_retry_backoff_s),
             detail=detail,
         )
     reason = "payment_timeout" if outcome == "timeout" else "payment_failed"

@@ -25,6 +25,7 @@ from tenx_auth.service_layer.deps import AuthDeps
 from tenx_common.data import UnitOfWork
 from tenx_common.events.auth_users import AccountDeleted, AccountDeletionRequested
 from tenx_common.events.privacy_erasure import AccountDataErased
+from tenx_common.loops import backoff_s
 
 COMPLETED = "completed"
 
@@ -76,8 +77,10 @@ async def rerequest_missing(*, deps: AuthDeps) -> int:
             )
             deletion.requests += 1
             # Backing off: each wait is twice the one before, at most an hour.
-            wait = settings.deletion_rerequest_after_s * 2 ** (deletion.requests - 1)
-            deletion.next_request_at = now + timedelta(seconds=min(3600.0, wait))
+            wait = backoff_s(
+                deletion.requests, base_s=settings.deletion_rerequest_after_s, max_s=3600.0
+            )
+            deletion.next_request_at = now + timedelta(seconds=wait)
         await uow.commit()
     return len(overdue)
 

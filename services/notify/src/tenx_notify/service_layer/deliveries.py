@@ -23,7 +23,6 @@ mail system can drop it.
 import asyncio
 import json
 import logging
-import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -39,7 +38,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from prometheus_client.core import CounterMetricFamily
 from sqlalchemy import func, insert, select, update
 
-from tenx_common.loops import listening, nap
+from tenx_common.loops import backoff_s, listening, nap
 from tenx_common.observability import traced_http_client
 from tenx_common.web import ProblemError
 from tenx_notify.adapters.orm import Delivery, DeliveryAttempt, Webhook
@@ -271,11 +270,14 @@ class DeliveryRunner:
                     }
                     log.error("delivery %s is dead: %s", delivery.id, error)
                 else:
-                    ceiling = min(
-                        settings.delivery_backoff_max_s,
-                        settings.delivery_backoff_s * 2 ** (delivery.attempts - 1),
+                    wait = timedelta(
+                        seconds=backoff_s(
+                            delivery.attempts,
+                            base_s=settings.delivery_backoff_s,
+                            max_s=settings.delivery_backoff_max_s,
+                            jitter=True,
+                        )
                     )
-                    wait = timedelta(seconds=random.uniform(0, ceiling))  # noqa: S311 (jitter)
                     values = {"last_error": error, "next_attempt_at": func.now() + wait}
             else:
                 values = {
