@@ -6,7 +6,6 @@ request that caused it, so the publish joins the request's trace.
 """
 
 import asyncio
-import contextlib
 import functools
 import logging
 import uuid
@@ -33,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.sql.dml import Insert
 
 from tenx_common.events import Event, cloud_event
+from tenx_common.loops.periodic import repeat
 
 log = logging.getLogger(__name__)
 
@@ -110,14 +110,13 @@ class OutboxMonitor:
         self.depth, self.oldest = int(row[0]), row[1]
 
     async def run(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                await self.measure()
-            except Exception:
-                log.exception("outbox monitor: measuring %s failed", self.table.name)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.interval_s):
-                    await self.stopping.wait()
+        await repeat(
+            self.measure,
+            interval_s=self.interval_s,
+            stopping=self.stopping,
+            what=f"outbox monitor: measuring {self.table.name} failed",
+            logger=log,
+        )
 
     def collect(self) -> Iterator[Metric]:
         depth = GaugeMetricFamily(

@@ -6,6 +6,8 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from tenx_common.loops.supervised import log_failure, pause
+
 log = logging.getLogger(__name__)
 
 
@@ -21,14 +23,33 @@ async def every(
             await asyncio.sleep(interval_s)
             try:
                 await job()
-            except Exception:
-                log.exception("periodic job %s failed", name)
+            except Exception as exc:
+                log_failure(exc, f"periodic job {name} failed", logger=log)
 
     task = asyncio.create_task(loop(), name=name)
     try:
         yield
     finally:
         await stop_task(task)
+
+
+async def repeat(
+    job: Callable[[], Awaitable[object]],
+    *,
+    interval_s: float,
+    stopping: asyncio.Event,
+    what: str,
+    logger: logging.Logger = log,
+) -> None:
+    """Run ``job`` now and every ``interval_s`` seconds after, until ``stopping``
+    is set; a failing run is logged (``what`` says what failed) and the next
+    one runs on time."""
+    while not stopping.is_set():
+        try:
+            await job()
+        except Exception as exc:
+            log_failure(exc, what, logger=logger)
+        await pause(stopping, interval_s)
 
 
 async def stop_task(task: "asyncio.Task[Any]", *, timeout_s: float = 5.0) -> None:

@@ -60,6 +60,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tenx_common.data.uow import UnitOfWork
 from tenx_common.events import Event
 from tenx_common.loops.backoff import backoff_s
+from tenx_common.loops.supervised import supervised
 from tenx_common.messaging.errors import PermanentError, UnavailableError
 from tenx_common.messaging.inbox import InboxStore, SqlInboxStore, dead_letter_topic
 from tenx_common.messaging.records import (
@@ -141,14 +142,13 @@ class Consumer:
 
     async def run(self) -> None:
         """Consume until ``stopping`` is set; a lost broker or database is retried."""
-        while not self.stopping.is_set():
-            try:
-                await self._run()
-            except Exception:
-                log.exception("consumer %s failed; restarting in 2 s", self.name)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(2):
-                        await self.stopping.wait()
+        await supervised(
+            self._run,
+            stopping=self.stopping,
+            what=f"consumer {self.name} failed; restarting in 2 s",
+            pause_s=lambda: 2.0,
+            logger=log,
+        )
 
     async def _run(self) -> None:
         settings = self.settings

@@ -20,7 +20,6 @@ as the fallback. Published rows are deleted after ``outbox_retention_s``.
 """
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Iterator
@@ -37,10 +36,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from tenx_common.data.db import bounded_waits
 from tenx_common.data.outbox import CHANNEL
 from tenx_common.loops.backoff import backoff_s
+from tenx_common.loops.supervised import log_failure, pause, supervised
 from tenx_common.loops.wakeup import listening, nap
 from tenx_common.observability.telemetry import setup_telemetry
 from tenx_common.settings import KafkaSettings, PostgresSettings, RelaySettings
-from tenx_common.web.outages import find_outage
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +151,9 @@ class Relay:
         self.stopping: asyncio.Event = asyncio.Event()
         self.connected = False
         self.published_total = 0
+        # Failed sessions in a row; from 1, so a relay that never connected
+        # waits a second before its first restart, as it always has.
+        self._failures = 1
 
     async def run(self) -> None:
         """Publish until stopped. A broker or database that fails is retried
@@ -159,22 +161,24 @@ class Relay:
         the relay is publishing now, its last batch included (its readiness)."""
         telemetry = setup_telemetry(self.settings)
         tracer = telemetry.tracer("tenx.outbox")
-        # Failed sessions in a row: a relay that had connected starts over after
-        # the shortest wait; one that never connects waits twice as long each time.
-        failures = 1
         try:
-            while not self.stopping.is_set():
-                try:
-                    await self._session(tracer)
-                except Exception as exc:
-                    _log_failure(exc, f"outbox relay for {self.table.name} failed; starting over")
-                failures = 1 if self.connected else failures + 1
-                self.connected = False
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(backoff_s(failures, base_s=0.5, max_s=10.0)):
-                        await self.stopping.wait()
+            await supervised(
+                lambda: self._session(tracer),
+                stopping=self.stopping,
+                what=f"outbox relay for {self.table.name} failed; starting over",
+                pause_s=self._pause_s,
+                logger=log,
+            )
         finally:
+            self.connected = False
             telemetry.flush()
+
+    def _pause_s(self) -> float:
+        """The wait after a failed session: the shortest when the relay had been
+        publishing, twice the last one while it cannot connect."""
+        self._failures = 1 if self.connected else self._failures + 1
+        self.connected = False
+        return backoff_s(self._failures, base_s=0.5, max_s=10.0)
 
     async def _session(self, tracer: Tracer) -> None:
         settings = self.settings
@@ -219,9 +223,9 @@ class Relay:
                     next_sweep = time.monotonic() + 60
             except Exception as exc:
                 self.connected = False  # not ready while PostgreSQL or Kafka fails it
-                _log_failure(exc, "outbox relay: a batch failed; retrying")
+                log_failure(exc, "outbox relay: a batch failed; retrying", logger=log)
                 published = 0
-                await asyncio.sleep(1.0)
+                await pause(self.stopping, 1.0)
             if published >= settings.outbox_batch_size:
                 continue  # more are waiting
             await nap(self.wake, self.stopping, timeout_s=settings.outbox_poll_interval_s)
@@ -236,12 +240,3 @@ class Relay:
     async def check(self) -> None:
         if not self.connected:
             raise ConnectionError("the relay is not connected to PostgreSQL and Kafka")
-
-
-def _log_failure(exc: Exception, what: str) -> None:
-    """A dependency that is down in one warning line; anything else with its trace."""
-    outage = find_outage(exc)
-    if outage is None:
-        log.exception(what)
-    else:
-        log.warning("%s: %s unavailable: %s", what, outage.dependency, outage.summary())

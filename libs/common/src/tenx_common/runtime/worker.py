@@ -18,7 +18,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Table
 
 from tenx_common.data.outbox import OutboxMonitor
-from tenx_common.loops.periodic import every, stop_task
+from tenx_common.loops.periodic import every, repeat, stop_task
 from tenx_common.messaging.consumer import Consumer
 from tenx_common.messaging.relay import Relay
 from tenx_common.observability.telemetry import setup_telemetry
@@ -107,14 +107,13 @@ class Every:
         self.stopping = asyncio.Event()
 
     async def run(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                await self.job()
-            except Exception:
-                log.exception("worker job %s failed", self.name)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.interval_s):
-                    await self.stopping.wait()
+        await repeat(
+            self.job,
+            interval_s=self.interval_s,
+            stopping=self.stopping,
+            what=f"worker job {self.name} failed",
+            logger=log,
+        )
 
     def collect(self) -> Iterator[Metric]:
         return iter(())

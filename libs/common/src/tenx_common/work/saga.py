@@ -54,6 +54,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenx_common.data.uow import UnitOfWork
 from tenx_common.loops.backoff import backoff_s
+from tenx_common.loops.supervised import supervised
 from tenx_common.loops.wakeup import listening, nap
 
 log = logging.getLogger(__name__)
@@ -240,21 +241,25 @@ class SagaRunner:
     async def run(self) -> None:
         """Run due sagas until ``stopping``; woken by NOTIFY, polling as a fallback."""
         in_flight: set[asyncio.Task[None]] = set()
-        while not self.stopping.is_set():
-            try:
-                async with listening(self.listener or self.engine, CHANNEL, self._wake):
-                    while not self.stopping.is_set():
-                        self._wake.clear()
-                        free = self.concurrency - len(in_flight)
-                        for saga in await self.claim(free) if free > 0 else []:
-                            task = asyncio.create_task(self.attempt(saga))
-                            in_flight.add(task)
-                            task.add_done_callback(in_flight.discard)
-                            task.add_done_callback(lambda _: self._wake.set())
-                        await nap(self._wake, self.stopping, timeout_s=self.poll_interval_s)
-            except Exception:
-                log.exception("saga runner: claiming failed; retrying in 1 s")
-                await asyncio.sleep(1.0)
+
+        async def claiming() -> None:
+            async with listening(self.listener or self.engine, CHANNEL, self._wake):
+                while not self.stopping.is_set():
+                    self._wake.clear()
+                    free = self.concurrency - len(in_flight)
+                    for saga in await self.claim(free) if free > 0 else []:
+                        task = asyncio.create_task(self.attempt(saga))
+                        in_flight.add(task)
+                        task.add_done_callback(in_flight.discard)
+                        task.add_done_callback(lambda _: self._wake.set())
+                    await nap(self._wake, self.stopping, timeout_s=self.poll_interval_s)
+
+        await supervised(
+            claiming,
+            stopping=self.stopping,
+            what="saga runner: claiming failed; retrying in 1 s",
+            logger=log,
+        )
         if in_flight:  # a step cut short here is resumed when its lease ends
             await asyncio.wait(in_flight, timeout=10)
 

@@ -38,7 +38,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from prometheus_client.core import CounterMetricFamily
 from sqlalchemy import func, insert, select, update
 
-from tenx_common.loops import backoff_s, listening, nap
+from tenx_common.loops import backoff_s, listening, nap, supervised
 from tenx_common.observability import traced_http_client
 from tenx_common.web import ProblemError
 from tenx_notify.adapters.orm import Delivery, DeliveryAttempt, Webhook
@@ -172,26 +172,25 @@ class DeliveryRunner:
             await self._smtp.close()
 
     async def _run(self) -> None:
+        await supervised(
+            self._deliver,
+            stopping=self.stopping,
+            what="delivery loop failed; retrying in 1 s",
+            logger=log,
+        )
+
+    async def _deliver(self) -> None:
         settings = self.deps.settings
-        while not self.stopping.is_set():
-            try:
-                async with listening(self.deps.listener, DELIVERIES, self._wake):
-                    while not self.stopping.is_set():
-                        self._wake.clear()
-                        claimed = await self.claim(20)
-                        if claimed:
-                            await self.record(
-                                await asyncio.gather(*(self.attempt(d) for d in claimed))
-                            )
-                        if len(claimed) < 20:
-                            await nap(
-                                self._wake,
-                                self.stopping,
-                                timeout_s=settings.delivery_poll_interval_s,
-                            )
-            except Exception:
-                log.exception("delivery loop failed; retrying in 1 s")
-                await asyncio.sleep(1.0)
+        async with listening(self.deps.listener, DELIVERIES, self._wake):
+            while not self.stopping.is_set():
+                self._wake.clear()
+                claimed = await self.claim(20)
+                if claimed:
+                    await self.record(await asyncio.gather(*(self.attempt(d) for d in claimed)))
+                if len(claimed) < 20:
+                    await nap(
+                        self._wake, self.stopping, timeout_s=settings.delivery_poll_interval_s
+                    )
 
     async def claim(self, limit: int) -> list[Claimed]:
         # Longer than an attempt can take (its timeout), so no two runners send at once.
