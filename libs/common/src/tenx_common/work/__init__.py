@@ -1,8 +1,17 @@
-"""Work persisted in PostgreSQL and done by leased loops: orchestrated sagas
-(``saga``).
+"""Work persisted in PostgreSQL and done by leased loops: the engine every
+leased job is built on (``leased``) and orchestrated sagas (``saga``).
 
 Services import from here; the modules import one another directly."""
 
+from tenx_common.work.leased import (
+    GroupCommit,
+    LeasedLoop,
+    Tally,
+    Wakeups,
+    claim_due,
+    fenced,
+    tally_counter,
+)
 from tenx_common.work.saga import (
     Saga,
     SagaRunner,
@@ -17,14 +26,21 @@ from tenx_common.work.saga import (
 )
 
 __all__ = [
+    "GroupCommit",
+    "LeasedLoop",
     "Saga",
     "SagaRunner",
     "SagaStatus",
     "Step",
+    "Tally",
     "Transition",
+    "Wakeups",
+    "claim_due",
     "divert",
+    "fenced",
     "saga_tables",
     "saga_view",
     "start_saga",
     "step_view",
+    "tally_counter",
 ]

@@ -22,7 +22,7 @@ any runner, which is how every unfinished saga resumes after a restart.
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -31,7 +31,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
 from opentelemetry.trace import Status, StatusCode, Tracer
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import Metric
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -45,7 +45,6 @@ from sqlalchemy import (
     Uuid,
     func,
     insert,
-    select,
     text,
     update,
 )
@@ -54,8 +53,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenx_common.data.uow import UnitOfWork
 from tenx_common.loops.backoff import backoff_s
-from tenx_common.loops.supervised import supervised
-from tenx_common.loops.wakeup import listening, nap
+from tenx_common.loops.wakeup import listening
+from tenx_common.work.leased import LeasedLoop, Tally, claim_due, fenced, tally_counter
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +69,6 @@ class SagaStatus(StrEnum):
 
 ACTIVE = (SagaStatus.RUNNING, SagaStatus.COMPENSATING)
 CHANNEL = "sagas"
-RECORD_BATCH = 64  # transitions recorded in one transaction, at most
 
 
 def saga_tables(metadata: MetaData) -> tuple[Table, Table]:
@@ -217,11 +215,13 @@ class _Pending:
     transition: Transition
     started: datetime
     context: otel_context.Context  # the attempt's span, for the events it writes
-    done: "asyncio.Future[bool]"
 
 
 @dataclass(eq=False)
 class SagaRunner:
+    """Sagas as leased work (``tenx_common.work.leased``): a claim is a saga at
+    its step and attempt, an outcome the step's ``Transition``."""
+
     engine: AsyncEngine
     uow: Callable[[], UnitOfWork]
     sagas: Table
@@ -233,58 +233,47 @@ class SagaRunner:
     concurrency: int = 16
     listener: AsyncEngine | None = None  # LISTEN's connection (Engines.for_listening)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
-    _wake: asyncio.Event = field(default_factory=asyncio.Event)
-    _outcomes: dict[tuple[str, str], int] = field(default_factory=dict)
-    _to_record: list[_Pending] = field(default_factory=list)
-    _recorder: asyncio.Task[None] | None = None
+    _loop: LeasedLoop[Saga, _Pending] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._loop = LeasedLoop(
+            name="saga runner",
+            claim=self.claim,
+            attempt=self.attempt,
+            record_batch=self._record_together,
+            wakeups=lambda wake: listening(self.listener or self.engine, CHANNEL, wake),
+            concurrency=self.concurrency,
+            poll_interval_s=self.poll_interval_s,
+            tally=Tally(
+                tally_counter(
+                    "tenx_saga_transitions",
+                    "Saga step results recorded, by kind and new status",
+                    ["kind", "status"],
+                ),
+                labels=lambda pending: (pending.saga.kind, pending.transition.status),
+            ),
+            stopping=self.stopping,
+        )
 
     async def run(self) -> None:
         """Run due sagas until ``stopping``; woken by NOTIFY, polling as a fallback."""
-        in_flight: set[asyncio.Task[None]] = set()
-
-        async def claiming() -> None:
-            async with listening(self.listener or self.engine, CHANNEL, self._wake):
-                while not self.stopping.is_set():
-                    self._wake.clear()
-                    free = self.concurrency - len(in_flight)
-                    for saga in await self.claim(free) if free > 0 else []:
-                        task = asyncio.create_task(self.attempt(saga))
-                        in_flight.add(task)
-                        task.add_done_callback(in_flight.discard)
-                        task.add_done_callback(lambda _: self._wake.set())
-                    await nap(self._wake, self.stopping, timeout_s=self.poll_interval_s)
-
-        await supervised(
-            claiming,
-            stopping=self.stopping,
-            what="saga runner: claiming failed; retrying in 1 s",
-            logger=log,
-        )
-        if in_flight:  # a step cut short here is resumed when its lease ends
-            await asyncio.wait(in_flight, timeout=10)
+        await self._loop.run()
 
     async def claim(self, limit: int) -> list[Saga]:
         """Lease up to ``limit`` due sagas to this runner, in one statement."""
         table = self.sagas
-        due = (
-            select(table.c.id)
-            .where(table.c.status.in_(ACTIVE), table.c.next_attempt_at <= func.now())
-            .order_by(table.c.next_attempt_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-            .cte("due")
+        statement = claim_due(
+            table,
+            due=[table.c.status.in_(ACTIVE), table.c.next_attempt_at <= func.now()],
+            order_by=table.c.next_attempt_at,
+            limit=limit,
+            lease={
+                "attempts": table.c.attempts + 1,
+                "next_attempt_at": func.now() + timedelta(seconds=self.lease_s),
+                "updated_at": func.now(),
+            },
         )
         async with self.engine.begin() as conn:
-            rows = await conn.execute(
-                update(table)
-                .where(table.c.id == due.c.id)
-                .values(
-                    attempts=table.c.attempts + 1,
-                    next_attempt_at=func.now() + timedelta(seconds=self.lease_s),
-                    updated_at=func.now(),
-                )
-                .returning(table)
-            )
             return [
                 Saga(
                     id=row.id,
@@ -295,7 +284,7 @@ class SagaRunner:
                     reason=row.reason,
                     trace=row.trace,
                 )
-                for row in rows
+                for row in await conn.execute(statement)
             ]
 
     async def attempt(self, saga: Saga) -> None:
@@ -322,56 +311,23 @@ class SagaRunner:
                     transition = await step(saga)
                 except Exception as exc:  # a bug or an outage: the step runs again later
                     log.exception("saga %s step %s failed", saga.id, saga.step)
-                    transition = Transition(
-                        outcome="error",
-                        status=saga.status,
-                        step=saga.step,
-                        retry_in_s=backoff_s(saga.attempts, base_s=1.0, max_s=30.0),
-                        detail=f"{type(exc).__name__}: {exc}"[:2000],
-                    )
+                    transition = failed_step(saga, exc)
             span.set_attribute("tenx.saga.outcome", transition.outcome)
             if transition.outcome == "error":
                 span.set_status(Status(StatusCode.ERROR, transition.detail))
             try:
-                recorded = await self.record(saga, transition, started=started)
+                await self.record(saga, transition, started=started)
             except Exception:
                 log.exception("saga %s: recording step %s failed", saga.id, saga.step)
-                return
-        if recorded:
-            key = (saga.kind, transition.status)
-            self._outcomes[key] = self._outcomes.get(key, 0) + 1
 
     async def record(self, saga: Saga, transition: Transition, *, started: datetime) -> bool:
-        """Record ``transition``; False when the saga had moved on (the result is dropped).
-
-        Group commit: the transitions that finish while a recording
-        transaction runs are recorded together in the next one, so a busy
-        runner commits once per batch and an idle one at once."""
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._to_record.append(
-            _Pending(saga, transition, started, otel_context.get_current(), future)
+        """Record ``transition`` (group-committed, under the current trace
+        context); False when the saga had moved on (the result is dropped)."""
+        return await self._loop.record(
+            _Pending(saga, transition, started, otel_context.get_current())
         )
-        if self._recorder is None or self._recorder.done():
-            self._recorder = asyncio.create_task(self._record_queued())
-        return await future
 
-    async def _record_queued(self) -> None:
-        while self._to_record:
-            batch = self._to_record[:RECORD_BATCH]
-            del self._to_record[:RECORD_BATCH]
-            try:
-                results = await self._record_together(batch)
-            except Exception:  # one transition's state change failed: each on its own
-                for pending in batch:
-                    try:
-                        pending.done.set_result((await self._record_together([pending]))[0])
-                    except Exception as exc:
-                        pending.done.set_exception(exc)
-            else:
-                for pending, result in zip(batch, results, strict=True):
-                    pending.done.set_result(result)
-
-    async def _record_together(self, batch: list[_Pending]) -> list[bool]:
+    async def _record_together(self, batch: Sequence[_Pending]) -> list[bool]:
         """The transitions of ``batch`` in one transaction, each fenced on the
         status, step and attempt its runner claimed, each under its attempt's
         trace (so its events carry that trace on)."""
@@ -394,34 +350,13 @@ class SagaRunner:
         return results
 
     async def _record_one(self, uow: UnitOfWork, pending: _Pending) -> bool:
-        table = self.sagas
         saga, transition = pending.saga, pending.transition
-        same_step = transition.step == saga.step and transition.status == saga.status
-        values: dict[str, Any] = {
-            "status": transition.status,
-            "step": transition.step,
-            "attempts": saga.attempts if same_step else 0,
-            "updated_at": func.now(),
-            "next_attempt_at": (
-                None
-                if transition.status not in ACTIVE
-                else func.now() + timedelta(seconds=transition.retry_in_s or 0)
-            ),
-        }
-        if transition.reason is not None:
-            values["reason"] = transition.reason
-        if transition.outcome == "error" or transition.retry_in_s is not None:
-            values["last_error"] = transition.detail
         moved = await uow.session.execute(
-            update(table)
-            .where(
-                table.c.id == saga.id,
-                table.c.status == saga.status,
-                table.c.step == saga.step,
-                table.c.attempts == saga.attempts,
-            )
-            .values(**values)
-            .returning(table.c.id)
+            fenced(
+                self.sagas,
+                row_id=saga.id,
+                claimed={"status": saga.status, "step": saga.step, "attempts": saga.attempts},
+            ).values(**transition_values(saga, transition))
         )
         if moved.first() is None:
             log.info("saga %s moved on while step %s ran; result dropped", saga.id, saga.step)
@@ -443,16 +378,41 @@ class SagaRunner:
             uow.wake(CHANNEL)
         return True
 
-    def collect(self) -> Any:
-        outcomes = CounterMetricFamily(
-            "tenx_saga_transitions",
-            "Saga step results recorded, by kind and new status",
-            labels=["kind", "status"],
-        )
-        for (kind, status), count in sorted(self._outcomes.items()):
-            outcomes.add_metric([kind, status], count)
-        metrics: list[Metric] = [outcomes]
-        return iter(metrics)
+    def collect(self) -> Iterator[Metric]:
+        return self._loop.collect()
+
+
+def failed_step(saga: Saga, exc: Exception) -> Transition:
+    """A step that raised (a bug or an outage) runs again, later each time."""
+    return Transition(
+        outcome="error",
+        status=saga.status,
+        step=saga.step,
+        retry_in_s=backoff_s(saga.attempts, base_s=1.0, max_s=30.0),
+        detail=f"{type(exc).__name__}: {exc}"[:2000],
+    )
+
+
+def transition_values(saga: Saga, transition: Transition) -> dict[str, Any]:
+    """The saga row's new values: the step's attempts go on counting while it
+    repeats; a saga that ends is never due again."""
+    same_step = transition.step == saga.step and transition.status == saga.status
+    values: dict[str, Any] = {
+        "status": transition.status,
+        "step": transition.step,
+        "attempts": saga.attempts if same_step else 0,
+        "updated_at": func.now(),
+        "next_attempt_at": (
+            None
+            if transition.status not in ACTIVE
+            else func.now() + timedelta(seconds=transition.retry_in_s or 0)
+        ),
+    }
+    if transition.reason is not None:
+        values["reason"] = transition.reason
+    if transition.outcome == "error" or transition.retry_in_s is not None:
+        values["last_error"] = transition.detail
+    return values
 
 
 # -- what operators see ----------------------------------------------------------

@@ -1,0 +1,284 @@
+"""The leased-work engine's decisions on fakes at its ports: what a claim and a
+fence say in SQL, how outcomes are group-committed (and recorded one by one
+when their batch fails), how many attempts run at once, what is counted; and
+the saga runner's pure decisions built on it."""
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from datetime import timedelta
+
+from sqlalchemy import Column, Integer, MetaData, Table, Text, Uuid, func
+from sqlalchemy.dialects.postgresql.base import PGDialect
+from sqlalchemy.sql.elements import BindParameter, ClauseElement
+
+from tenx_common.work import (
+    GroupCommit,
+    LeasedLoop,
+    Saga,
+    SagaStatus,
+    Tally,
+    Transition,
+    claim_due,
+    fenced,
+    tally_counter,
+)
+from tenx_common.work.saga import failed_step, transition_values
+
+jobs = Table(
+    "jobs",
+    MetaData(),
+    Column("id", Uuid, primary_key=True),
+    Column("status", Text),
+    Column("attempts", Integer),
+)
+
+
+def sql(statement: ClauseElement) -> str:
+    return str(statement.compile(dialect=PGDialect()))  # type: ignore[no-untyped-call]
+
+
+def test_a_claim_is_one_statement_that_skips_rows_other_loops_hold() -> None:
+    statement = claim_due(
+        jobs,
+        due=[jobs.c.status == "pending"],
+        order_by=jobs.c.id,
+        limit=20,
+        lease={"attempts": jobs.c.attempts + 1},
+    )
+
+    text = sql(statement)
+    assert text.startswith("WITH due AS")
+    assert "FOR UPDATE SKIP LOCKED" in text
+    assert "UPDATE jobs SET attempts=(jobs.attempts + " in text
+    assert "RETURNING jobs.id, jobs.status, jobs.attempts" in text
+
+
+def test_an_outcome_is_fenced_on_every_value_its_claim_holds() -> None:
+    statement = fenced(
+        jobs, row_id=uuid.uuid4(), claimed={"status": "pending", "attempts": 3}
+    ).values(status="done")
+
+    text = sql(statement)
+    assert "WHERE jobs.id = " in text
+    assert "jobs.status = " in text
+    assert "jobs.attempts = " in text
+    assert text.endswith("RETURNING jobs.id")
+
+
+class Ledger:
+    """A fake recording transaction: each call is one transaction."""
+
+    def __init__(
+        self, *, fenced_off: frozenset[str] = frozenset(), broken: frozenset[str] = frozenset()
+    ) -> None:
+        self.fenced_off = fenced_off
+        self.broken = broken
+        self.transactions: list[list[str]] = []
+        self.seen: list[str] = []  # every item a transaction was given
+        self.expected = 0
+        self.all_seen = asyncio.Event()
+
+    async def record(self, batch: Sequence[str]) -> list[bool]:
+        self.transactions.append(list(batch))
+        self.seen.extend(batch)
+        if len(self.seen) >= self.expected:
+            self.all_seen.set()
+        if self.broken & set(batch):
+            raise RuntimeError("the state change failed")
+        return [item not in self.fenced_off for item in batch]
+
+
+async def test_outcomes_that_finish_together_are_recorded_in_one_transaction() -> None:
+    ledger = Ledger(fenced_off=frozenset("b"))
+    commits = GroupCommit(ledger.record)
+
+    recorded = await asyncio.gather(*(commits.submit(item) for item in "abc"))
+
+    assert recorded == [True, False, True]
+    assert ledger.transactions == [["a", "b", "c"]]
+
+
+async def test_a_batch_holds_at_most_its_size() -> None:
+    ledger = Ledger()
+    commits = GroupCommit(ledger.record, batch_size=2)
+
+    await asyncio.gather(*(commits.submit(item) for item in "abcde"))
+
+    assert ledger.transactions == [["a", "b"], ["c", "d"], ["e"]]
+
+
+async def test_a_failing_batch_is_recorded_item_by_item() -> None:
+    ledger = Ledger(broken=frozenset("b"))
+    commits = GroupCommit(ledger.record)
+
+    recorded = await asyncio.gather(
+        *(commits.submit(item) for item in "abc"), return_exceptions=True
+    )
+
+    assert recorded[0] is True
+    assert isinstance(recorded[1], RuntimeError)
+    assert recorded[2] is True
+    assert ledger.transactions == [["a", "b", "c"], ["a"], ["b"], ["c"]]
+
+
+@contextlib.asynccontextmanager
+async def no_wakeups(wake: asyncio.Event) -> AsyncIterator[None]:
+    yield
+
+
+class Queue:
+    """Due work as a list, claimed in order; attempts wait for a gate."""
+
+    def __init__(self, items: Sequence[str]) -> None:
+        self.due = list(items)
+        self.running = 0
+        self.most_at_once = 0
+        self.limits: list[int] = []
+        self.gate = asyncio.Event()
+        self.full = asyncio.Event()  # as many attempts run as may
+
+    async def claim(self, limit: int) -> list[str]:
+        self.limits.append(limit)
+        claimed, self.due = self.due[:limit], self.due[limit:]
+        return claimed
+
+
+def loop_over(queue: Queue, ledger: Ledger, *, counts: str = "recorded") -> LeasedLoop[str, str]:
+    async def attempt(item: str) -> None:
+        queue.running += 1
+        queue.most_at_once = max(queue.most_at_once, queue.running)
+        if queue.running == loop.concurrency:
+            queue.full.set()
+        await queue.gate.wait()
+        queue.running -= 1
+        await loop.record(item)
+
+    loop: LeasedLoop[str, str] = LeasedLoop(
+        name="test loop",
+        claim=queue.claim,
+        attempt=attempt,
+        record_batch=ledger.record,
+        wakeups=no_wakeups,
+        concurrency=3,
+        poll_interval_s=0.01,
+        tally=Tally(
+            tally_counter("tenx_test_outcomes", "Test outcomes", ["item"]),
+            labels=lambda item: (item,),
+            counts=counts,  # type: ignore[arg-type]
+        ),
+    )
+    return loop
+
+
+async def settled(ledger: Ledger, count: int) -> None:
+    ledger.expected = count
+    async with asyncio.timeout(3):
+        await ledger.all_seen.wait()
+
+
+def counted(loop: LeasedLoop[str, str]) -> dict[str, float]:
+    [metric] = loop.collect()
+    return {s.labels["item"]: s.value for s in metric.samples if s.name.endswith("_total")}
+
+
+async def test_no_more_attempts_run_at_once_than_the_concurrency() -> None:
+    queue, ledger = Queue("abcdefg"), Ledger()
+    loop = loop_over(queue, ledger)
+    task = asyncio.create_task(loop.run())
+
+    async with asyncio.timeout(3):
+        await queue.full.wait()
+    assert queue.limits[0] == 3
+    queue.gate.set()
+    await settled(ledger, 7)
+    loop.stopping.set()
+    await task
+
+    assert queue.most_at_once == 3
+    assert sorted(ledger.seen) == list("abcdefg")
+
+
+async def test_the_tally_counts_recorded_outcomes_or_every_attempt() -> None:
+    for counts, expected in (("recorded", {"a": 1.0}), ("attempts", {"a": 1.0, "b": 1.0})):
+        queue, ledger = Queue("ab"), Ledger(fenced_off=frozenset("b"))
+        queue.gate.set()
+        loop = loop_over(queue, ledger, counts=counts)
+        task = asyncio.create_task(loop.run())
+        await settled(ledger, 2)
+        loop.stopping.set()
+        await task
+
+        assert counted(loop) == expected
+
+
+async def test_a_claim_that_fails_restarts_the_loop() -> None:
+    queue, ledger = Queue("a"), Ledger()
+    queue.gate.set()
+    failures = [RuntimeError("the database went away")]
+    claim = queue.claim
+
+    async def flaky(limit: int) -> list[str]:
+        if failures:
+            raise failures.pop()
+        return await claim(limit)
+
+    loop = loop_over(queue, ledger)
+    loop.claim = flaky
+    task = asyncio.create_task(loop.run())
+    await settled(ledger, 1)
+    loop.stopping.set()
+    await task
+
+    assert ledger.seen == ["a"]
+
+
+def saga(*, attempts: int = 1) -> Saga:
+    return Saga(
+        id=uuid.uuid4(),
+        kind="order",
+        status=SagaStatus.RUNNING,
+        step="pay",
+        attempts=attempts,
+        reason=None,
+    )
+
+
+def test_a_step_that_raised_runs_again_later_each_time() -> None:
+    delays = [failed_step(saga(attempts=n), RuntimeError("boom")).retry_in_s for n in range(1, 8)]
+
+    assert delays == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    transition = failed_step(saga(), RuntimeError("boom"))
+    assert (transition.outcome, transition.status, transition.step) == ("error", "running", "pay")
+    assert transition.detail == "RuntimeError: boom"
+
+
+def test_a_repeated_step_keeps_counting_its_attempts_and_a_new_one_starts_at_zero() -> None:
+    claimed = saga(attempts=3)
+    again = Transition(outcome="timeout", status=SagaStatus.RUNNING, step="pay", retry_in_s=2.0)
+    onwards = Transition(outcome="declined", status=SagaStatus.COMPENSATING, step="void")
+
+    assert transition_values(claimed, again)["attempts"] == 3
+    assert transition_values(claimed, again)["last_error"] is None
+    assert transition_values(claimed, onwards)["attempts"] == 0
+    assert "last_error" not in transition_values(claimed, onwards)
+
+
+def test_a_saga_that_ends_is_never_due_again() -> None:
+    done = Transition(outcome="approved", status=SagaStatus.COMPLETED, step="done", reason="ok")
+
+    values = transition_values(saga(), done)
+
+    assert values["next_attempt_at"] is None
+    assert values["reason"] == "ok"
+
+
+def test_a_retry_is_due_after_its_delay() -> None:
+    again = Transition(outcome="timeout", status=SagaStatus.RUNNING, step="pay", retry_in_s=2.5)
+
+    due = transition_values(saga(), again)["next_attempt_at"]
+
+    assert isinstance(due.left, type(func.now()))
+    assert isinstance(due.right, BindParameter)
+    assert due.right.value == timedelta(seconds=2.5)
