@@ -25,22 +25,23 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import aiosmtplib
 import httpx
 from cryptography.fernet import InvalidToken
 from opentelemetry import propagate
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
-from prometheus_client.core import CounterMetricFamily
-from sqlalchemy import func, insert, select, update
+from prometheus_client.core import Metric
+from sqlalchemy import Table, func, insert, select, update
 
-from tenx_common.loops import backoff_s, listening, nap, supervised
+from tenx_common.loops import backoff_s, listening
 from tenx_common.observability import traced_http_client
 from tenx_common.web import ProblemError
+from tenx_common.work import LeasedLoop, Tally, claim_due, fenced, tally_counter
 from tenx_notify.adapters.orm import Delivery, DeliveryAttempt, Webhook
 from tenx_notify.adapters.smtp import SmtpSessions
 from tenx_notify.domain.deliveries import AttemptOutcome, DeliveryStatus
@@ -48,6 +49,7 @@ from tenx_notify.domain.messages import mime, render
 from tenx_notify.domain.webhooks import TargetNotAllowedError, check_target, sign
 from tenx_notify.service_layer.deps import NotifyDeps
 from tenx_notify.service_layer.reactions import DELIVERIES
+from tenx_notify.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -144,17 +146,23 @@ class Attempt:
     log: dict[str, Any]  # its delivery_attempts row
 
 
+CONCURRENCY = 20  # sends under way at once, at most
+_deliveries = cast("Table", Delivery.__table__)
+
+
 class DeliveryRunner:
+    """Deliveries as leased work (``tenx_common.work.leased``): a claim is a
+    pending delivery at its attempt, an outcome that attempt's ``Attempt``."""
+
     def __init__(self, deps: NotifyDeps, tracer: Tracer) -> None:
         self.deps = deps
         self.tracer = tracer
         self.stopping = asyncio.Event()
-        self._wake = asyncio.Event()
-        # Redirects are not followed: a webhook's target is the URL it registered.
-        self._http = traced_http_client(
-            timeout=deps.settings.delivery_timeout_s, follow_redirects=False
-        )
         settings = deps.settings
+        # Longer than an attempt can take (its timeout), so no two runners send at once.
+        self.lease_s = settings.delivery_timeout_s + 5
+        # Redirects are not followed: a webhook's target is the URL it registered.
+        self._http = traced_http_client(timeout=settings.delivery_timeout_s, follow_redirects=False)
         self._smtp = SmtpSessions(
             settings.smtp_host, settings.smtp_port, timeout_s=settings.delivery_timeout_s
         )
@@ -162,69 +170,60 @@ class DeliveryRunner:
             "email": lambda d: send_email(deps, self._smtp, d),
             "webhook": lambda d: send_webhook(deps, self._http, d),
         }
-        self._outcomes: dict[str, int] = {}
+        self._loop: LeasedLoop[Claimed, Attempt] = LeasedLoop(
+            name="delivery loop",
+            claim=self.claim,
+            attempt=self._deliver,
+            record_batch=self.record,
+            wakeups=lambda wake: listening(deps.listener, DELIVERIES, wake),
+            concurrency=CONCURRENCY,
+            poll_interval_s=settings.delivery_poll_interval_s,
+            # Every attempt counts, recorded or not: a send that happened happened.
+            tally=Tally(
+                tally_counter("tenx_deliveries", "Delivery attempts, by outcome", ["outcome"]),
+                labels=lambda attempt: (attempt.log["outcome"],),
+                counts="attempts",
+            ),
+            drain_s=self.lease_s,
+            stopping=self.stopping,
+        )
 
     async def run(self) -> None:
         try:
-            await self._run()
+            await self._loop.run()
         finally:
             await self._http.aclose()
             await self._smtp.close()
 
-    async def _run(self) -> None:
-        await supervised(
-            self._deliver,
-            stopping=self.stopping,
-            what="delivery loop failed; retrying in 1 s",
-            logger=log,
-        )
-
-    async def _deliver(self) -> None:
-        settings = self.deps.settings
-        async with listening(self.deps.listener, DELIVERIES, self._wake):
-            while not self.stopping.is_set():
-                self._wake.clear()
-                claimed = await self.claim(20)
-                if claimed:
-                    await self.record(await asyncio.gather(*(self.attempt(d) for d in claimed)))
-                if len(claimed) < 20:
-                    await nap(
-                        self._wake, self.stopping, timeout_s=settings.delivery_poll_interval_s
-                    )
-
     async def claim(self, limit: int) -> list[Claimed]:
-        # Longer than an attempt can take (its timeout), so no two runners send at once.
-        lease = timedelta(seconds=self.deps.settings.delivery_timeout_s + 5)
+        """Lease up to ``limit`` due deliveries to this runner, in one statement."""
+        table = _deliveries
+        statement = claim_due(
+            table,
+            due=[table.c.status == DeliveryStatus.PENDING, table.c.next_attempt_at <= func.now()],
+            order_by=table.c.next_attempt_at,
+            limit=limit,
+            lease={
+                "attempts": table.c.attempts + 1,
+                "next_attempt_at": func.now() + timedelta(seconds=self.lease_s),
+            },
+        )
         async with self.deps.engine.begin() as conn:
-            rows = (
-                await conn.execute(
-                    select(Delivery.__table__)
-                    .where(
-                        Delivery.status == DeliveryStatus.PENDING,
-                        Delivery.next_attempt_at <= func.now(),
-                    )
-                    .order_by(Delivery.next_attempt_at)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
-            if rows:
-                await conn.execute(
-                    update(Delivery)
-                    .where(Delivery.id.in_([row.id for row in rows]))
-                    .values(attempts=Delivery.attempts + 1, next_attempt_at=func.now() + lease)
-                )
+            rows = (await conn.execute(statement)).all()
         return [
             Claimed(
                 id=row.id,
                 kind=row.kind,
                 channel=row.channel,
                 payload=row.payload or {},
-                attempts=row.attempts + 1,
+                attempts=row.attempts,  # this one's, counted by the claim
                 trace_headers=dict(row.trace_headers or {}),
             )
             for row in rows
         ]
+
+    async def _deliver(self, delivery: Claimed) -> None:
+        await self._loop.record(await self.attempt(delivery))
 
     async def attempt(self, delivery: Claimed) -> Attempt:
         """Send ``delivery`` once; what became of it, for ``record``."""
@@ -257,27 +256,10 @@ class DeliveryRunner:
                     status_code = await self._senders[channel](delivery)
             except Exception as exc:
                 status_code = getattr(exc, "status_code", None)
-                error = f"{type(exc).__name__}: {exc}"[:2000]
-                span.set_status(Status(StatusCode.ERROR, error))
-                if isinstance(exc, PermanentDeliveryError | KeyError) or (
-                    delivery.attempts >= settings.delivery_max_attempts
-                ):
-                    values = {
-                        "status": DeliveryStatus.DEAD,
-                        "last_error": error,
-                        "next_attempt_at": None,
-                    }
-                    log.error("delivery %s is dead: %s", delivery.id, error)
-                else:
-                    wait = timedelta(
-                        seconds=backoff_s(
-                            delivery.attempts,
-                            base_s=settings.delivery_backoff_s,
-                            max_s=settings.delivery_backoff_max_s,
-                            jitter=True,
-                        )
-                    )
-                    values = {"last_error": error, "next_attempt_at": func.now() + wait}
+                values = after_failure(exc, attempts=delivery.attempts, settings=settings)
+                span.set_status(Status(StatusCode.ERROR, values["last_error"]))
+                if values.get("status") == DeliveryStatus.DEAD:
+                    log.error("delivery %s is dead: %s", delivery.id, values["last_error"])
             else:
                 values = {
                     "status": DeliveryStatus.SENT,
@@ -285,15 +267,13 @@ class DeliveryRunner:
                     "payload": None,
                     "next_attempt_at": None,
                 }
-        outcome = values.get("status", AttemptOutcome.RETRIED)
-        self._outcomes[outcome] = self._outcomes.get(outcome, 0) + 1
         return Attempt(
             delivery=delivery,
             values=values,
             log={
                 "delivery_id": delivery.id,
                 "attempt": delivery.attempts,
-                "outcome": outcome,
+                "outcome": values.get("status", AttemptOutcome.RETRIED),
                 "status_code": status_code,
                 "error": values.get("last_error"),
                 "duration_ms": int((time.perf_counter() - started) * 1000),
@@ -301,36 +281,51 @@ class DeliveryRunner:
             },
         )
 
-    async def record(self, attempts: list[Attempt]) -> None:
-        """The outcomes of a batch's attempts in one transaction, each fenced on
-        its attempt (a delivery whose lease ran out and was claimed again is
-        left to the newer attempt). A crash before this commit sends the batch
-        again when its leases end: delivery is at least once."""
-        logged = []
+    async def record(self, attempts: Sequence[Attempt]) -> list[bool]:
+        """The outcomes of ``attempts`` in one transaction, each fenced on its
+        attempt (a delivery whose lease ran out and was claimed again is left to
+        the newer attempt); whether each was recorded. A crash before this
+        commit sends them again when their leases end: delivery is at least once."""
+        recorded = []
         async with self.deps.engine.begin() as conn:
             for attempt in attempts:
-                recorded = await conn.execute(
-                    update(Delivery)
-                    .where(
-                        Delivery.id == attempt.delivery.id,
-                        Delivery.status == DeliveryStatus.PENDING,
-                        Delivery.attempts == attempt.delivery.attempts,
-                    )
-                    .values(**attempt.values)
-                    .returning(Delivery.id)
+                moved = await conn.execute(
+                    fenced(
+                        _deliveries,
+                        row_id=attempt.delivery.id,
+                        claimed={
+                            "status": DeliveryStatus.PENDING,
+                            "attempts": attempt.delivery.attempts,
+                        },
+                    ).values(**attempt.values)
                 )
-                if recorded.first() is not None:
-                    logged.append(attempt.log)
+                recorded.append(moved.first() is not None)
+            logged = [a.log for a, done in zip(attempts, recorded, strict=True) if done]
             if logged:
                 await conn.execute(insert(DeliveryAttempt), logged)
+        return recorded
 
-    def collect(self) -> Any:
-        family = CounterMetricFamily(
-            "tenx_deliveries", "Delivery attempts, by outcome", labels=["outcome"]
-        )
-        for outcome, count in sorted(self._outcomes.items()):
-            family.add_metric([outcome], count)
-        return iter([family])
+    def collect(self) -> Iterator[Metric]:
+        return self._loop.collect()
+
+
+def after_failure(exc: Exception, *, attempts: int, settings: Settings) -> dict[str, Any]:
+    """A delivery's new state after failed attempt ``attempts``: dead at once
+    when sending again cannot help (a permanent refusal, a channel no sender
+    knows), or after the last attempt; else due again after a backoff with
+    full jitter (receivers that failed together are not hit together again)."""
+    error = f"{type(exc).__name__}: {exc}"[:2000]
+    if isinstance(exc, PermanentDeliveryError | KeyError) or (
+        attempts >= settings.delivery_max_attempts
+    ):
+        return {"status": DeliveryStatus.DEAD, "last_error": error, "next_attempt_at": None}
+    wait = backoff_s(
+        attempts,
+        base_s=settings.delivery_backoff_s,
+        max_s=settings.delivery_backoff_max_s,
+        jitter=True,
+    )
+    return {"last_error": error, "next_attempt_at": func.now() + timedelta(seconds=wait)}
 
 
 # -- operators ---------------------------------------------------------------------
