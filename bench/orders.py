@@ -54,6 +54,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+from tests.support import processes
 from tests.support.stack import STRONG
 
 from bench.results import write
@@ -63,9 +64,9 @@ from tenx_notify.settings import Settings as NotifySettings
 ROOT = Path(__file__).resolve().parents[1]
 STACK = ROOT / "deploy" / "local" / "stack"
 OVERRIDE = ROOT / ".state" / "override.env"
-AUTH = "http://127.0.0.1:8001"
-API_PORTS = (8000, 8010)
-ES = "http://127.0.0.1:9200"
+AUTH = f"http://127.0.0.1:{processes.port('auth')}"
+API_PORTS = (processes.port("api-1"), processes.port("api-2"))
+ES = f"http://127.0.0.1:{processes.port('elasticsearch')}"
 SECONDS = int(os.environ.get("TENX_BENCH_SECONDS", "60"))
 CUSTOMERS = 160
 PRODUCTS = 200
@@ -74,10 +75,8 @@ OPEN_CAP = 512
 POLL_S = 0.2
 DRAIN_TIMEOUT_S = 240
 TRACE_RATIO = "0.1"
-PYTHON = (
-    *("api-1", "api-2", "auth", "notify", "search-indexer"),
-    *("api-worker", "auth-worker", "notify-worker"),  # each with its service's relay
-)
+# Every Python process (the workers each with its service's relay).
+PYTHON = processes.names(kind="service")
 # Stopped for "the api alone": everything an order reaches after its commit.
 DOWNSTREAM = (*("api-worker", "auth-worker", "notify-worker", "notify", "search-indexer"),)
 TERMINAL = ("confirmed", "cancelled")

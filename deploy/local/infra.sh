@@ -6,18 +6,18 @@ install_redis() { apt_install redis-server; }
 
 up_redis() {
   if ! is_up redis; then
-    require_free_port redis 6379
+    require_free_ports redis
     mkdir -p "$TENX_STATE/redis"
-    spawn redis --stop TERM 20 -- /usr/bin/redis-server --bind 127.0.0.1 --port 6379 --save '' \
+    spawn redis --stop TERM 20 -- /usr/bin/redis-server --bind 127.0.0.1 --port "$(port_of redis)" --save '' \
       --appendonly no --dir "$TENX_STATE/redis" --requirepass "$(secret REDIS_PASSWORD)" \
       --maxmemory 256mb --maxmemory-policy allkeys-lru
   fi
   wait_for redis 20 ready_redis
 }
 
-ready_redis() { REDISCLI_AUTH="$(secret REDIS_PASSWORD)" redis-cli -p 6379 ping | grep -q PONG; }
+ready_redis() { REDISCLI_AUTH="$(secret REDIS_PASSWORD)" redis-cli -p "$(port_of redis)" ping | grep -q PONG; }
 
-status_redis() { status_line redis 6379 "$(redis-server --version | grep -o 'v=[0-9.]*' | cut -c3-)"; }
+status_redis() { status_line redis "$(port_of redis)" "$(redis-server --version | grep -o 'v=[0-9.]*' | cut -c3-)"; }
 
 # --- Kafka (KRaft, one broker+controller) ------------------------------------
 
@@ -45,8 +45,7 @@ KAFKA_JAVA=(java -Xms128m -Xmx384m -XX:+UseSerialGC -cp "$KAFKA_LIBS/*"
 up_kafka() {
   local dir="$TENX_STATE/kafka"
   if ! is_up kafka; then
-    require_free_port kafka 9092
-    require_free_port kafka-controller 9093
+    require_free_ports kafka
     mkdir -p "$dir"
     sed "s#@LOG_DIR@#$dir/data#" "$LOCAL_DIR/kafka/server.properties" >"$dir/server.properties"
     if [[ ! -f $dir/data/meta.properties ]]; then
@@ -66,7 +65,7 @@ up_kafka() {
 # within $1 seconds.
 ready_kafka() { "$PY" -m tenx_common.messaging.kafka "${1:-1}" >/dev/null 2>&1; }
 
-status_kafka() { status_line kafka 9092 "$KAFKA_VERSION (KRaft)"; }
+status_kafka() { status_line kafka "$(port_of kafka)" "$KAFKA_VERSION (KRaft)"; }
 
 # --- Elasticsearch (integ-test-zip from Maven Central, as user tenx-es) ------
 
@@ -96,7 +95,7 @@ install_elasticsearch() {
 up_elasticsearch() {
   local dir
   if ! is_up elasticsearch; then
-    require_free_port elasticsearch 9200
+    require_free_ports elasticsearch
     dir=$(user_dir "$ES_USER" elasticsearch)
     mkdir -p "$dir"/{data,logs,tmp}
     rm -rf "$dir/config"; cp -r "$ES_HOME/config" "$dir/config"
@@ -108,10 +107,8 @@ up_elasticsearch() {
     spawn elasticsearch --user "$ES_USER" --stop TERM 60 -- env ES_JAVA_HOME="$ES_JAVA_HOME" \
       ES_PATH_CONF="$dir/config" ES_TMPDIR="$dir/tmp" "$ES_HOME/bin/elasticsearch"
   fi
-  wait_for elasticsearch 90 ready_elasticsearch
+  wait_for elasticsearch 90 ready_http elasticsearch
 }
-
-ready_elasticsearch() { http_ok "http://127.0.0.1:9200/_cluster/health?wait_for_status=yellow&timeout=1s"; }
 
 # The server itself (the supervised pid is its launcher).
 server_pid_elasticsearch() {
@@ -120,7 +117,7 @@ server_pid_elasticsearch() {
   return 0
 }
 
-status_elasticsearch() { status_line elasticsearch 9200 "$ELASTICSEARCH_VERSION"; }
+status_elasticsearch() { status_line elasticsearch "$(port_of elasticsearch)" "$ELASTICSEARCH_VERSION"; }
 
 # --- Jaeger v2 (built from the Go module proxy) ------------------------------
 
@@ -130,16 +127,13 @@ install_jaeger() { go_build_tool github.com/jaegertracing/jaeger/cmd/jaeger jaeg
 
 up_jaeger() {
   if ! is_up jaeger; then
-    require_free_port jaeger 16686
-    require_free_port jaeger-otlp 4318
+    require_free_ports jaeger
     spawn jaeger --stop TERM 20 -- "$JAEGER_BIN" --config "$LOCAL_DIR/jaeger/config.yaml"
   fi
-  wait_for jaeger 60 ready_jaeger
+  wait_for jaeger 60 ready_http jaeger
 }
 
-ready_jaeger() { http_ok http://127.0.0.1:16686/api/services; }
-
-status_jaeger() { status_line jaeger 16686 "$JAEGER_VERSION (OTLP 4317/4318)"; }
+status_jaeger() { status_line jaeger "$(port_of jaeger)" "$JAEGER_VERSION (OTLP $(port_of jaeger 2)/$(port_of jaeger 3))"; }
 
 # --- promtool (checks and unit-tests the SLO alert rules; no server) ------------
 
@@ -161,16 +155,14 @@ install_mailpit() { go_build_tool github.com/axllent/mailpit mailpit "$MAILPIT_B
 
 up_mailpit() {
   if ! is_up mailpit; then
-    require_free_port mailpit 8025
-    require_free_port mailpit-smtp 1025
+    require_free_ports mailpit
     mkdir -p "$TENX_STATE/mailpit"
-    spawn mailpit --stop TERM 20 -- "$MAILPIT_BIN" --listen 127.0.0.1:8025 --smtp 127.0.0.1:1025 \
+    spawn mailpit --stop TERM 20 -- "$MAILPIT_BIN" --listen "127.0.0.1:$(port_of mailpit)" \
+      --smtp "127.0.0.1:$(port_of mailpit 2)" \
       --database "$TENX_STATE/mailpit/mailpit.db" --max 50000 --smtp-auth-accept-any \
       --smtp-auth-allow-insecure --disable-version-check  # it calls out to GitHub otherwise
   fi
-  wait_for mailpit 30 ready_mailpit
+  wait_for mailpit 30 ready_http mailpit
 }
 
-ready_mailpit() { http_ok http://127.0.0.1:8025/api/v1/info; }
-
-status_mailpit() { status_line mailpit 8025 "$MAILPIT_VERSION (SMTP 1025)"; }
+status_mailpit() { status_line mailpit "$(port_of mailpit)" "$MAILPIT_VERSION (SMTP $(port_of mailpit 2))"; }

@@ -26,6 +26,65 @@ die() { printf '\033[31merror:\033[0m %s\n' "$*" >&2; exit 1; }
 
 mkdir -p "$RUN_DIR" "$LOG_DIR" "$TENX_CACHE/bin"
 
+# --- the process table -------------------------------------------------------
+#
+# deploy/local/processes.conf: every supervised program in start order, with
+# its kind, ports, readiness and (a service) what it runs. Loaded once, here.
+
+PROCESS_TABLE="$LOCAL_DIR/processes.conf"
+PROGRAMS=()
+declare -gA PROGRAM_KIND=() PROGRAM_PORTS=() PROGRAM_READY=() PROGRAM_RUNS=()
+
+load_process_table() {
+  local file=$1 name kind ports ready runs about
+  [[ -r $file ]] || die "the process table $file is missing"
+  PROGRAMS=()
+  PROGRAM_KIND=() PROGRAM_PORTS=() PROGRAM_READY=() PROGRAM_RUNS=()
+  while read -r name kind ports ready runs about || [[ -n $name ]]; do
+    [[ -z $name || $name == \#* ]] && continue
+    [[ -n $about ]] || die "$file: $name: expected the columns name kind ports ready runs about"
+    [[ $kind =~ ^(data|infra|service|edge)$ ]] || die "$file: $name: unknown kind '$kind'"
+    [[ $ports =~ ^(-|[0-9]+(,[0-9]+)*)$ ]] || die "$file: $name: ports '$ports' are not PORT,PORT... or -"
+    [[ -z ${PROGRAM_KIND[$name]+set} ]] || die "$file: $name is listed twice"
+    PROGRAMS+=("$name")
+    PROGRAM_KIND[$name]=$kind PROGRAM_PORTS[$name]=$ports PROGRAM_READY[$name]=$ready PROGRAM_RUNS[$name]=$runs
+  done <"$file"
+  ((${#PROGRAMS[@]})) || die "$file lists no program"
+}
+
+load_process_table "$PROCESS_TABLE"
+
+# The programs of kind $1 (every program when none is given), one a line, in start order.
+program_names() {
+  local name
+  for name in "${PROGRAMS[@]}"; do
+    [[ -z ${1:-} || ${PROGRAM_KIND[$name]} == "$1" ]] && echo "$name"
+  done
+  return 0
+}
+
+# Refuse a name that is not in the table.
+known_program() {
+  [[ -n ${1:-} && -n ${PROGRAM_KIND[$1]:-} ]] || die "no program '${1:-}' in $PROCESS_TABLE"
+}
+
+# Every port of program $1, one a line (nothing for a program without one).
+ports_of() {
+  local -a ports
+  known_program "${1:-}"
+  [[ ${PROGRAM_PORTS[$1]} == - ]] && return 0
+  IFS=, read -r -a ports <<<"${PROGRAM_PORTS[$1]}"
+  printf '%s\n' "${ports[@]}"
+}
+
+# Port $2 of program $1 (1, its main one, by default), or - when it has none.
+port_of() {
+  local -a ports
+  known_program "${1:-}"
+  IFS=, read -r -a ports <<<"${PROGRAM_PORTS[$1]}"
+  echo "${ports[${2:-1} - 1]:--}"
+}
+
 # --- the supervisor ------------------------------------------------------
 #
 # Every long-lived process of the stack runs under one supervisord of this
@@ -218,6 +277,13 @@ require_free_port() {
   fi
 }
 
+# Refuse to start program $1 while any of its ports (the process table's) is taken.
+require_free_ports() {
+  local port
+  known_program "${1:-}"
+  for port in $(ports_of "$1"); do require_free_port "$1" "$port"; done
+}
+
 # Wait up to $2 seconds for command "${@:3}" to succeed; $1 names what we wait for.
 wait_for() {
   local what=$1 timeout=$2 i; shift 2
@@ -229,6 +295,16 @@ wait_for() {
 }
 
 http_ok() { curl -fsS -o /dev/null --max-time 2 "$1"; }
+
+# Program $1 answers its readiness URL: the process table's http:PATH, on its main port.
+ready_http() {
+  local ready=${PROGRAM_READY[${1:-?}]:-}
+  if [[ $ready != http:/* ]]; then
+    warn "${1:-}: its readiness in $PROCESS_TABLE is not http:PATH"
+    return 1
+  fi
+  http_ok "http://127.0.0.1:$(port_of "$1")${ready#http:}"
+}
 
 # --- folders a non-root service user must own ----------------------------
 

@@ -9,11 +9,9 @@
 
 PG_BIN=/usr/lib/postgresql/$POSTGRES_MAJOR/bin
 PG_SCOPE=tenx
-# name:postgres port:Patroni REST port
-PG_NODES=(postgres-1:5432:8101 postgres-2:5433:8102 postgres-3:5434:8103)
 PG_DATABASES=(tenx_api tenx_auth tenx_notify tenx_search_indexer)
-ETCD_CLIENT_PORT=2379
-ETCD_PEER_PORT=2380
+ETCD_CLIENT_PORT=$(port_of etcd 1)
+ETCD_PEER_PORT=$(port_of etcd 2)
 
 install_postgres() {
   apt_install_quietly "postgresql-$POSTGRES_MAJOR" "postgresql-client-$POSTGRES_MAJOR" \
@@ -25,14 +23,17 @@ pg_dir() { user_dir postgres postgres; }
 # From /, which the postgres user can always enter (a clone under /root it cannot).
 as_postgres() { (cd / && runuser -u postgres -- "$@"); }
 
+# The nodes are the process table's postgres-N programs: their first port
+# PostgreSQL's, their second Patroni's REST API.
 node_field() {  # node_field NAME FIELD(2: pg port, 3: REST port)
-  local entry
-  for entry in "${PG_NODES[@]}"; do
-    [[ ${entry%%:*} == "$1" ]] && { cut -d: -f"$2" <<<"$entry"; return 0; }
-  done
-  return 1
+  [[ $1 == postgres-[0-9] && -n ${PROGRAM_KIND[$1]:-} ]] || return 1
+  port_of "$1" "$(($2 - 1))"
 }
-pg_nodes() { local entry; for entry in "${PG_NODES[@]}"; do echo "${entry%%:*}"; done; }
+pg_nodes() {
+  local name
+  for name in $(program_names data); do [[ $name == postgres-[0-9] ]] && echo "$name"; done
+  return 0
+}
 
 # The node that holds the leader key and runs as primary (Patroni's /primary
 # answers 200 there only), or nothing.
@@ -60,7 +61,7 @@ psql_node() {
 up_etcd() {
   local data
   if ! is_up etcd; then
-    require_free_port etcd "$ETCD_CLIENT_PORT"
+    require_free_ports etcd
     ensure_user etcd
     data=$(user_dir etcd etcd)
     spawn etcd --user etcd --stop TERM 20 -- /usr/bin/etcd --name tenx --data-dir "$data" \
@@ -71,10 +72,8 @@ up_etcd() {
       --initial-cluster "tenx=http://127.0.0.1:$ETCD_PEER_PORT" \
       --auto-compaction-mode=periodic --auto-compaction-retention=1h --snapshot-count=10000
   fi
-  wait_for etcd 30 ready_etcd
+  wait_for etcd 30 ready_http etcd
 }
-
-ready_etcd() { http_ok "http://127.0.0.1:$ETCD_CLIENT_PORT/health"; }
 
 status_etcd() { status_line etcd "$ETCD_CLIENT_PORT" "$(/usr/bin/etcd --version | awk 'NR == 1 {print $3}')"; }
 
@@ -177,7 +176,7 @@ hold_file() { echo "$RUN_DIR/$1.hold"; }
 pg_start_node() {
   local node=$1 dir config
   is_up "$node" && return 0
-  require_free_port "$node" "$(node_field "$node" 2)"
+  require_free_ports "$node"
   dir=$(pg_dir); config="$dir/$node.yml"
   pg_node_config "$node" >"$config.partial"
   chown postgres "$config.partial" && chmod 600 "$config.partial" && mv "$config.partial" "$config"
@@ -331,7 +330,7 @@ pg_postmaster_pid() {
 # the rest for the replicas' reads (on a node that becomes primary), Patroni,
 # pgBackRest, replication and the superuser's reserve.
 
-PGBOUNCER_PORT=6432
+PGBOUNCER_PORT=$(port_of pgbouncer)
 PGBOUNCER_POOL_SIZE=20
 PGBOUNCER_SESSION_POOL=12
 PGBOUNCER_MAX_CLIENTS=2000
@@ -407,7 +406,7 @@ ROUTE
 up_pgbouncer() {
   local leader
   if ! is_up pgbouncer; then
-    require_free_port pgbouncer "$PGBOUNCER_PORT"
+    require_free_ports pgbouncer
     write_pgbouncer_conf
     leader=$(pg_leader)
     [[ -n $leader ]] || die "pgbouncer: no node is the primary (make status)"

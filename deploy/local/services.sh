@@ -3,13 +3,11 @@
 PY="$TENX_ROOT/.venv/bin/python"
 # Niceness of a Python process until it serves: a boost needs root.
 STARTUP_NICE=$([[ $EUID == 0 ]] && echo -10 || echo 0)
-# name:package:port:command. Two api instances stand behind the edge's one
-# upstream; a worker runs its service's consumer and background loops, with
-# /healthz, /readyz and /metrics on its own port.
-SERVICES=(api-1:tenx_api:8000:serve api-2:tenx_api:8010:serve auth:tenx_auth:8001:serve
-  notify:tenx_notify:8002:serve search-indexer:tenx_search_indexer:8003:serve
-  api-worker:tenx_api:8004:worker auth-worker:tenx_auth:8005:worker
-  notify-worker:tenx_notify:8006:worker)
+# The services: the process table's programs of kind service, in start order,
+# each with its port and PACKAGE:COMMAND there. Two api instances stand behind
+# the edge's one upstream; a worker runs its service's consumer and background
+# loops, with /healthz, /readyz and /metrics on its own port.
+mapfile -t SERVICES < <(program_names service)
 MIGRATED=(tenx_api tenx_auth tenx_notify tenx_search_indexer)
 # Each service's outbox relay runs in its worker process (RELAY_IN_WORKER in
 # local.env; the search-indexer's in its one process): four Python processes
@@ -46,16 +44,14 @@ create_topics() {
 }
 
 up_services() {
-  local entry name pkg port cmd
-  for entry in "${SERVICES[@]}"; do
-    IFS=: read -r name pkg port cmd <<<"$entry"
-    up_python "$name" "$port" "$pkg" "$cmd"
-  done
-  for entry in "${SERVICES[@]}"; do wait_for "${entry%%:*}" 60 ready_http "$(cut -d: -f3 <<<"$entry")"; done
+  local name
+  for name in "${SERVICES[@]}"; do up_python "$name"; done
+  for name in "${SERVICES[@]}"; do wait_for "$name" 60 ready_http "$name"; done
 }
 
-# Python process $1 on port $2: `python -m PACKAGE COMMAND --port PORT`, with
-# the stack's environment (local.env, which `make up` writes).
+# Service $1 (the process table's PACKAGE:COMMAND and port):
+# `python -m PACKAGE COMMAND --port PORT`, with the stack's environment
+# (local.env, which `make up` writes).
 #
 # It starts boosted (niceness -10) and drops to the normal 0 once it serves
 # (tenx_common.runtime.server): on two busy cores a process restarted under load got
@@ -67,20 +63,21 @@ up_services() {
 # their pages return on free, and two arenas serve the threads. After 160
 # sign-ups each auth process kept 25 MB more without it.
 up_python() {
-  local name=$1 port=$2 pkg=$3 cmd=$4
+  local name=$1 port pkg cmd
   is_up "$name" && return 0
-  require_free_port "$name" "$port"
+  [[ ${PROGRAM_KIND[$name]:-} == service ]] || die "$name is not a service in $PROCESS_TABLE"
+  port=$(port_of "$name")
+  IFS=: read -r pkg cmd <<<"${PROGRAM_RUNS[$name]}"
+  [[ -n $pkg && -n $cmd ]] || die "$name: runs '${PROGRAM_RUNS[$name]}' in $PROCESS_TABLE is not PACKAGE:COMMAND"
+  require_free_ports "$name"
   spawn "$name" --env "$LOCAL_ENV" --stop TERM 20 --nice "$STARTUP_NICE" -- \
     env MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=1048576 "$PY" -m "$pkg" "$cmd" --port "$port"
 }
 
-ready_http() { http_ok "http://127.0.0.1:$1/readyz"; }
-
 status_services() {
-  local entry name pkg port cmd
-  for entry in "${SERVICES[@]}"; do
-    IFS=: read -r name pkg port cmd <<<"$entry"
-    status_line "$name" "$port" "$pkg $cmd"
+  local name
+  for name in "${SERVICES[@]}"; do
+    status_line "$name" "$(port_of "$name")" "${PROGRAM_RUNS[$name]/:/ }"
   done
 }
 
@@ -93,7 +90,7 @@ edge_conf() { echo "$TENX_STATE/edge/nginx.conf"; }
 up_edge() {
   local temp
   if ! is_up edge; then
-    require_free_port edge 8080
+    require_free_ports edge
     ensure_user www-data
     temp=$(user_dir www-data edge-temp)
     mkdir -p "$TENX_STATE/edge"
@@ -103,18 +100,17 @@ up_edge() {
     spawn edge --stop QUIT 20 --before "$EDGE_ORPHANS" -- \
       nginx -c "$(edge_conf)" -e "$LOG_DIR/edge-error.log" -g "daemon off;"
   fi
-  wait_for edge 20 ready_edge
+  wait_for edge 20 ready_http edge
 }
 
 # A master killed with SIGKILL leaves its workers serving on the port (they
 # do not watch their parent): before a new master starts, the edge's own
-# orphaned workers (parent 1, nginx workers, listening on 8080) are ended.
-EDGE_ORPHANS='for pid in $(ss -ltnpH "sport = :8080" | grep -o "pid=[0-9]*" | cut -d= -f2 | sort -u); do
+# orphaned workers (parent 1, nginx workers, listening on its port) are ended.
+EDGE_ORPHANS="port=$(port_of edge)"'
+for pid in $(ss -ltnpH "sport = :$port" | grep -o "pid=[0-9]*" | cut -d= -f2 | sort -u); do
   [[ $(ps -o ppid= -p "$pid" | tr -d " ") == 1 && $(ps -o args= -p "$pid") == "nginx: worker process" ]] \
     && kill -TERM "$pid"
 done
-for i in $(seq 50); do ss -ltnH "sport = :8080" | grep -q . || break; sleep 0.1; done'
+for i in $(seq 50); do ss -ltnH "sport = :$port" | grep -q . || break; sleep 0.1; done'
 
-ready_edge() { http_ok http://127.0.0.1:8080/healthz; }
-
-status_edge() { status_line edge 8080 "nginx $(nginx -v 2>&1 | cut -d/ -f2)"; }
+status_edge() { status_line edge "$(port_of edge)" "nginx $(nginx -v 2>&1 | cut -d/ -f2)"; }

@@ -24,6 +24,7 @@ from tests.deploy.conftest import (
     render,
     versions,
 )
+from tests.support import processes
 
 # The operators' custom resources, production only (their CRDs are not in
 # kubernetes-validate's schemas; their shape is checked below instead).
@@ -159,16 +160,13 @@ def test_the_infrastructure_runs_the_versions_of_the_local_stack() -> None:
 
 
 def test_every_process_of_the_local_stack_is_a_deployment(objects: tuple[Object, ...]) -> None:
-    """The local stack's processes (deploy/local/services.sh), each its own
-    Deployment: the servers (api's two instances are replicas) and the
+    """The local stack's Python processes (deploy/local/processes.conf), each
+    its own Deployment: the servers (api's two instances are replicas) and the
     consumers; and each service's relay, which locally runs in its worker."""
-    script = (ROOT / "deploy" / "local" / "services.sh").read_text()
-    body = re.search(r"^SERVICES=\((.*?)\)", script, re.S | re.M)
-    assert body is not None
-    entries = [entry.split(":") for entry in body.group(1).split()]
-    local = {re.sub(r"-\d+$", "", name) for name, *_ in entries}
+    runs = {p.name: p.runs for p in processes.programs() if p.runs is not None}
+    local = {re.sub(r"-\d+$", "", name) for name in runs}
     local |= {
-        f"{package.removeprefix('tenx_').replace('_', '-')}-relay" for _, package, *_ in entries
+        f"{package.removeprefix('tenx_').replace('_', '-')}-relay" for package, _ in runs.values()
     }
     deployments = {
         d["metadata"]["name"]

@@ -8,36 +8,9 @@ import os
 import subprocess
 from pathlib import Path
 
+from tests.support import processes
+
 ROOT = Path(__file__).resolve().parents[2]
-PORTS = (
-    5432,
-    5433,
-    5434,
-    8101,
-    8102,
-    8103,
-    2379,
-    2380,
-    6432,
-    6379,
-    9092,
-    9093,
-    9200,
-    4317,
-    4318,
-    16686,
-    1025,
-    8025,
-    8000,
-    8010,
-    8001,
-    8002,
-    8003,
-    8004,
-    8005,
-    8006,
-    8080,
-)
 
 
 def _alive(pid: int) -> bool:
@@ -90,9 +63,8 @@ def _up() -> dict[str, int]:
 
 def test_down_stops_every_process_and_frees_every_port() -> None:
     pids = _up()
-    # 20 programs (etcd, three PostgreSQL nodes, PgBouncer and the backup
-    # schedule; the relays run in the workers) and supervisord itself.
-    assert len(pids) == 21, f"the stack was not fully up: {sorted(pids)}"
+    # Every program of the process table, and supervisord itself.
+    assert sorted(pids) == sorted([*processes.names(), "supervisord"]), "the stack was not fully up"
     children = {name: _descendants(pid) for name, pid in pids.items()}
 
     subprocess.run([str(ROOT / "deploy/local/stack"), "down"], check=True, timeout=400)
@@ -101,5 +73,5 @@ def test_down_stops_every_process_and_frees_every_port() -> None:
     assert still == {}
     orphans = {name: [c for c in kids if _alive(c)] for name, kids in children.items()}
     assert {name: kids for name, kids in orphans.items() if kids} == {}
-    assert [port for port in PORTS if _listening(port)] == []
+    assert [port for port in processes.ports() if _listening(port)] == []
     assert _up() == {}

@@ -1,4 +1,4 @@
-"""End-to-end tests: the running stack, through the edge on 8080."""
+"""End-to-end tests: the running stack, through the edge."""
 
 import asyncio
 import secrets
@@ -8,8 +8,10 @@ from typing import Any
 import httpx
 import pytest
 
-EDGE = "http://127.0.0.1:8080"
-JAEGER = "http://127.0.0.1:16686"
+from tests.support import processes
+
+EDGE = f"http://127.0.0.1:{processes.port('edge')}"
+JAEGER = f"http://127.0.0.1:{processes.port('jaeger')}"  # its query API
 
 
 @pytest.fixture

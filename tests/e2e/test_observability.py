@@ -8,18 +8,19 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import new_traceparent, wait_for_trace
+from tests.support import processes
 from tests.support.stack import eventually
 
+# Every Python process (one api instance of the two) and its port.
 DIRECT_PORTS = {
-    "api": 8000,
-    "auth": 8001,
-    "notify": 8002,
-    "search-indexer": 8003,
-    "api-worker": 8004,
-    "auth-worker": 8005,
-    "notify-worker": 8006,
+    name: processes.port(name) for name in processes.names(kind="service") if name != "api-2"
 }
-WORKERS = {"api": 8004, "auth": 8005, "notify": 8006}
+# Each worker's consumer and the worker's port.
+WORKERS = {
+    name.removesuffix("-worker"): port
+    for name, port in DIRECT_PORTS.items()
+    if name.endswith("-worker")
+}
 
 
 async def test_span_of_a_request_is_returned_by_jaeger(
@@ -70,7 +71,7 @@ async def test_a_worker_exposes_its_consumer_lag_and_dead_letters(consumer: str)
 # What each process's /metrics must carry (issue: RED, pool, outbox, lag, dead
 # letters, sagas, cache, rate limits, freshness, dropped spans).
 FAMILIES = {
-    8000: (  # api
+    processes.port("api-1"): (
         "http_requests_total",
         "http_request_duration_seconds_bucket",
         'tenx_db_pool_connections{engine="primary",state="checked_out"}',
@@ -79,7 +80,7 @@ FAMILIES = {
         "tenx_spans_dropped_total",
         "tenx_span_queue_size",
     ),
-    8004: (  # api-worker
+    processes.port("api-worker"): (
         'tenx_outbox_depth{table="outbox"}',
         'tenx_outbox_oldest_age_seconds{table="outbox"}',
         'tenx_consumer_lag{consumer="api"',
@@ -87,7 +88,7 @@ FAMILIES = {
         "tenx_saga_transitions_total",
         "tenx_db_pool_connections",
     ),
-    8003: (  # search-indexer
+    processes.port("search-indexer"): (
         "tenx_search_index_freshness_seconds_bucket",
         'tenx_consumer_lag{consumer="search-indexer"',
         'tenx_outbox_depth{table="outbox"}',

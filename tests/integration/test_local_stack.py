@@ -9,6 +9,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.support import processes
+
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL = ROOT / "deploy/local"
 REAL_CACHE = Path(os.environ.get("TENX_CACHE", "/var/cache/tenx"))
@@ -81,7 +83,7 @@ def test_an_unknown_component_is_refused_with_the_list() -> None:
     stack = str(LOCAL / "stack")
     result = subprocess.run([stack, "stop", "nosuch"], capture_output=True, text=True, check=False)
     assert result.returncode == 1
-    assert "one of: etcd postgres-1 postgres-2 postgres-3 pgbouncer backups redis" in result.stderr
+    assert f"one of: {' '.join(processes.names())} postgres-primary" in result.stderr
 
 
 def test_half_finished_download_is_detected_and_redone(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support import processes
 from tests.support.stack import (
     STRONG,
     admin,
@@ -29,16 +30,11 @@ from tests.support.stack import (
 )
 
 API, AUTH, NOTIFY, INDEXER = (
-    "http://127.0.0.1:8000",
-    "http://127.0.0.1:8001",
-    "http://127.0.0.1:8002",
-    "http://127.0.0.1:8003",
+    f"http://127.0.0.1:{processes.port(name)}"
+    for name in ("api-1", "auth", "notify", "search-indexer")
 )
-# Every HTTP process of the stack and its port: ready again after each test.
-PROCESSES = {
-    "api-1": 8000, "api-2": 8010, "auth": 8001, "notify": 8002, "search-indexer": 8003,
-    "api-worker": 8004, "auth-worker": 8005, "notify-worker": 8006,
-}  # fmt: skip
+# Every Python process of the stack and its port: ready again after each test.
+PROCESSES = {name: processes.port(name) for name in processes.names(kind="service")}
 # No answer may take longer than this while its dependency is down: the
 # connect and pool timeouts (a few seconds) plus slack for a busy machine.
 DEADLINE_S = 15.0
@@ -131,17 +127,18 @@ EXPECTED: dict[str, dict[str, tuple[int, str | None]]] = {
 }
 # dependency -> the readiness check that names it, and the processes whose
 # /readyz must then be 503 with that check down.
-READINESS: dict[str, tuple[str, list[int]]] = {
-    "postgres": ("postgres", [8000, 8010, 8001, 8002, 8003, 8004, 8005, 8006]),
-    "redis": ("redis", [8000, 8010, 8001, 8002, 8004, 8005, 8006]),
-    "kafka": ("kafka", [8000, 8010, 8001, 8002, 8003, 8004, 8005, 8006]),
-    "elasticsearch": ("elasticsearch", [8000, 8010, 8003, 8004]),
+READINESS: dict[str, tuple[str, list[str]]] = {
+    "postgres": ("postgres", list(PROCESSES)),
+    "redis": ("redis", [name for name in PROCESSES if name != "search-indexer"]),
+    "kafka": ("kafka", list(PROCESSES)),
+    "elasticsearch": ("elasticsearch", ["api-1", "api-2", "search-indexer", "api-worker"]),
 }
 
 
 @pytest.fixture(scope="module")
 async def shop() -> AsyncIterator[Fixture]:
-    async with httpx.AsyncClient(base_url="http://127.0.0.1:8080", timeout=30) as edge:
+    edge_url = f"http://127.0.0.1:{processes.port('edge')}"
+    async with httpx.AsyncClient(base_url=edge_url, timeout=30) as edge:
         operator = await admin(edge)
         product = await new_product(edge, operator, stock=1000)
         email, pair = await sign_up(edge, "outage")
@@ -215,14 +212,14 @@ async def test_requests_while_a_dependency_is_down(dependency: str, shop: Fixtur
                 )
                 if wrong:
                     failures.append(f"{call.name}: {wrong}")
-            check, ports = READINESS[dependency]
-            for port in ports:
-                ready = await client.get(f"http://127.0.0.1:{port}/readyz")
+            check, names = READINESS[dependency]
+            for name in names:
+                ready = await client.get(f"http://127.0.0.1:{PROCESSES[name]}/readyz")
                 checks = ready.json().get("checks", {})
                 state = f"{check}={checks.get(check)}"
-                table.append(f"{dependency} | :{port} /readyz | {ready.status_code} {state}")
+                table.append(f"{dependency} | {name} /readyz | {ready.status_code} {state}")
                 if ready.status_code != 503 or checks.get(check) != "down":
-                    failures.append(f":{port} /readyz answered {ready.status_code} {checks}")
+                    failures.append(f"{name} /readyz answered {ready.status_code} {checks}")
     finally:
         await stack("start", dependency)
         await all_ready()

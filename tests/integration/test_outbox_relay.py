@@ -22,6 +22,7 @@ from tenx_common.data.uow import UnitOfWork
 from tenx_common.events.catalog_products import TOPIC, StockChangedV1
 from tenx_common.messaging import relay
 from tenx_common.messaging.relay import Relay
+from tests.support import processes
 from tests.support.stack import publish_a_batch
 
 KEYS = 10
@@ -187,7 +188,13 @@ async def test_a_relay_whose_broker_is_down_keeps_trying_and_is_not_ready(
 
 # The local stack runs each service's relay in its worker (relay_in_worker):
 # api-worker, auth-worker, notify-worker, and the search-indexer's one process.
-@pytest.mark.parametrize("port", [8004, 8005, 8006, 8003])
+@pytest.mark.parametrize(
+    "port",
+    [
+        processes.port(name)
+        for name in ("api-worker", "auth-worker", "notify-worker", "search-indexer")
+    ],
+)
 async def test_each_relay_of_the_stack_is_ready_and_counts_what_it_publishes(port: int) -> None:
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
         ready = await client.get("/readyz")

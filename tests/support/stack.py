@@ -23,13 +23,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tenx_auth.settings import Settings as AuthSettings
 from tenx_common.data.db import primary_engine
 from tenx_common.messaging import relay
+from tests.support import processes
 
 ROOT = Path(__file__).resolve().parents[2]
 STATE = Path(os.environ.get("TENX_STATE", ROOT / ".state"))
-EDGE = "http://127.0.0.1:8080"
-PATRONI = ("http://127.0.0.1:8101", "http://127.0.0.1:8102", "http://127.0.0.1:8103")
-MAILPIT = "http://127.0.0.1:8025"  # the mail catcher's HTTP API
-API_PORTS = (8000, 8010)  # the two api instances behind the edge
+EDGE = f"http://127.0.0.1:{processes.port('edge')}"
+# Each PostgreSQL node's Patroni REST API (its second port).
+PATRONI = tuple(
+    f"http://127.0.0.1:{processes.port(node, index=1)}"
+    for node in processes.names(kind="data")
+    if node.startswith("postgres-")
+)
+MAILPIT = f"http://127.0.0.1:{processes.port('mailpit')}"  # the mail catcher's HTTP API
+API_PORTS = (processes.port("api-1"), processes.port("api-2"))  # behind the edge's one upstream
 STRONG = "correct horse battery staple 42"
 T = TypeVar("T")
 
