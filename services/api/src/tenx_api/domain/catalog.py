@@ -3,6 +3,7 @@
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 Sku = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
@@ -29,15 +30,21 @@ class ProductCreate(BaseModel):
 class ProductUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"minProperties": 1})
 
-    name: Name | None = None
-    description: Description | None = None
-    category: Category | None = None
-    price_cents: PriceCents | None = None
-    currency: Currency | None = None
-    stock: Stock | None = None
+    # Absent means unchanged; null is no value any product field can take.
+    name: Name | SkipJsonSchema[None] = None
+    description: Description | SkipJsonSchema[None] = None
+    category: Category | SkipJsonSchema[None] = None
+    price_cents: PriceCents | SkipJsonSchema[None] = None
+    currency: Currency | SkipJsonSchema[None] = None
+    stock: Stock | SkipJsonSchema[None] = None
 
     @model_validator(mode="after")
     def _something_to_change(self) -> "ProductUpdate":
         if not self.model_fields_set:
             raise ValueError("send at least one field to change")
+        nulls = sorted(name for name in self.model_fields_set if getattr(self, name) is None)
+        if nulls:
+            raise ValueError(
+                f"{', '.join(nulls)}: null is not a value; leave a field out to keep it"
+            )
         return self
