@@ -236,9 +236,10 @@ async def rows(engine: AsyncEngine, sql: str, **params: Any) -> list[Any]:
         return list((await conn.execute(text(sql), params)).all())
 
 
-async def quiet(api: AsyncEngine, run: Run, timeout_s: float) -> None:
+async def quiet(databases: dict[str, AsyncEngine], run: Run, timeout_s: float) -> None:
     """Every accepted order terminal, every outbox row published, every
-    delivery sent or dead."""
+    delivery sent or dead (one a killed worker held waits for its lease)."""
+    api, notify = databases["api"], databases["notify"]
     ids = [str(i) for i in run.placed]
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -249,7 +250,8 @@ async def quiet(api: AsyncEngine, run: Run, timeout_s: float) -> None:
             ids=ids,
         )
         [(unpublished,)] = await rows(api, "SELECT count(*) FROM outbox WHERE published_at IS NULL")
-        if open_orders == 0 and unpublished == 0:
+        [(unsent,)] = await rows(notify, "SELECT count(*) FROM deliveries WHERE status = 'pending'")
+        if open_orders == 0 and unpublished == 0 and unsent == 0:
             return
         await asyncio.sleep(2)
     raise SystemExit(f"chaos: not quiet within {timeout_s:.0f} s")
@@ -506,7 +508,7 @@ async def main(orders: int, kills: int) -> int:
             f"({run.retries} retries; refused: {dict(run.refused)}); killed {', '.join(run.kills)}",
             flush=True,
         )
-        await quiet(databases["api"], run, timeout_s=600)
+        await quiet(databases, run, timeout_s=600)
         results = await check(run, databases, dead_before)
         results.append(("the search index equals the databases", *(await search_matches())))
     finally:

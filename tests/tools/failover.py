@@ -161,7 +161,7 @@ async def main(orders: int, record: bool) -> int:
     after = postgres_members()
     new = next(m for m in after if m["role"] == "leader")
     back = await eventually(lambda: rejoined(node, int(old["timeline"])), timeout_s=180)
-    await quiet(databases["api"], run, timeout_s=600)
+    await quiet(databases, run, timeout_s=600)
     results = await check(run, databases, dead_before)
     for engine in databases.values():
         await engine.dispose()

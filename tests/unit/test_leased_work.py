@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import Column, Integer, MetaData, Table, Text, Uuid, func
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.sql.elements import BindParameter, ClauseElement
@@ -22,6 +23,7 @@ from tenx_common.work import (
     Transition,
     claim_due,
     fenced,
+    leased,
     tally_counter,
 )
 from tenx_common.work.saga import failed_step, transition_values
@@ -232,6 +234,59 @@ async def test_a_claim_that_fails_restarts_the_loop() -> None:
     await task
 
     assert ledger.seen == ["a"]
+
+
+class Outage:
+    """A database that refuses every transaction for its first ``refusals``."""
+
+    def __init__(self, refusals: int) -> None:
+        self.refusals = refusals
+        self.transactions = 0
+
+    async def record(self, batch: Sequence[str]) -> list[bool]:
+        self.transactions += 1
+        if self.transactions <= self.refusals:
+            raise ConnectionError("no primary")
+        return [True for _ in batch]
+
+
+def recording_loop(outage: Outage, *, record_retry_s: float) -> LeasedLoop[str, str]:
+    return LeasedLoop(
+        name="test loop",
+        claim=Queue("").claim,
+        attempt=lambda item: asyncio.sleep(0),
+        record_batch=outage.record,
+        wakeups=no_wakeups,
+        concurrency=1,
+        poll_interval_s=0.01,
+        record_retry_s=record_retry_s,
+    )
+
+
+async def test_an_outcome_the_database_refuses_is_recorded_once_it_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(leased, "RECORD_RETRY_PAUSE_S", 0.01)
+    outage = Outage(refusals=6)  # three tries: each a batch and its item alone
+
+    assert await recording_loop(outage, record_retry_s=5).record("sent") is True
+    assert outage.transactions == 7
+
+
+async def test_an_outcome_is_tried_again_no_longer_than_record_retry_s(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(leased, "RECORD_RETRY_PAUSE_S", 0.01)
+    outage = Outage(refusals=1000)
+    with pytest.raises(ConnectionError):
+        await recording_loop(outage, record_retry_s=0).record("sent")
+    assert outage.transactions == 2  # the batch and its item alone, once
+
+    outage = Outage(refusals=1000)
+    with pytest.raises(ConnectionError):
+        async with asyncio.timeout(2):
+            await recording_loop(outage, record_retry_s=0.1).record("sent")
+    assert outage.transactions > 2
 
 
 def saga(*, attempts: int = 1) -> Saga:

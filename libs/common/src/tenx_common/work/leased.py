@@ -14,7 +14,11 @@ Recording is a group commit: the outcomes that finish while a recording
 transaction runs are recorded together in the next one, so a busy loop commits
 once per batch and an idle one at once; when a batch fails, each of its
 outcomes is recorded on its own, so one that cannot be recorded does not hold
-the others back.
+the others back. An outcome the database refuses outright (a failover: no
+primary for some seconds) is tried again for ``record_retry_s``: the claim's
+lease outlasts that, so the outcome lands before another loop could claim the
+row and act on it a second time (a second email, say), and the fence drops it
+if one did.
 
 The loop wakes on a NOTIFY (``wakeups``), when an attempt ends, or after
 ``poll_interval_s`` as a fallback; a claim that fails restarts it after a pause.
@@ -22,6 +26,7 @@ The loop wakes on a NOTIFY (``wakeups``), when an attempt ends, or after
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -40,6 +45,7 @@ C = TypeVar("C")  # a claim: a leased row as its attempt holds it (its fence inc
 D = TypeVar("D")  # a finished attempt, waiting to be recorded
 
 RECORD_BATCH = 64  # outcomes recorded in one transaction, at most
+RECORD_RETRY_PAUSE_S = 0.25  # the first pause before a refused recording is tried again
 
 # Sets the event on every wake-up while the block runs (``tenx_common.loops.listening``).
 Wakeups = Callable[[asyncio.Event], AbstractAsyncContextManager[None]]
@@ -154,6 +160,7 @@ class LeasedLoop(Generic[C, D]):
     tally: Tally[D] | None = None
     batch_size: int = RECORD_BATCH
     drain_s: float = 10.0  # how long a stopping loop waits for its attempts
+    record_retry_s: float = 0.0  # how long a refused recording is tried again
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _commits: GroupCommit[D] = field(init=False)
@@ -192,10 +199,23 @@ class LeasedLoop(Generic[C, D]):
         tally = self.tally
         if tally is not None and tally.counts == "attempts":
             tally.counter.labels(*tally.labels(outcome)).inc()
-        recorded = await self._commits.submit(outcome)
+        recorded = await self._record_retrying(outcome)
         if recorded and tally is not None and tally.counts == "recorded":
             tally.counter.labels(*tally.labels(outcome)).inc()
         return recorded
+
+    async def _record_retrying(self, outcome: D) -> bool:
+        deadline = time.monotonic() + self.record_retry_s
+        pause = RECORD_RETRY_PAUSE_S
+        while True:
+            try:
+                return await self._commits.submit(outcome)
+            except Exception:
+                if time.monotonic() + pause > deadline:
+                    raise
+                log.warning("%s: recording an outcome failed; retrying in %.2f s", self.name, pause)
+                await asyncio.sleep(pause)
+                pause = min(2 * pause, 2.0)
 
     def collect(self) -> Iterator[Metric]:
         if self.tally is not None:

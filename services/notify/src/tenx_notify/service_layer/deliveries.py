@@ -17,7 +17,8 @@ a row that is ``sent`` is never sent again. What remains is at-least-once: an
 SMTP server that accepted the message just before the worker died (before the
 outcome committed) gets it again when the lease runs out. The window is one
 SMTP transaction plus one commit; the copy carries the same Message-ID, so a
-mail system can drop it.
+mail system can drop it. A database that is away (a failover) does not widen
+it: the outcome is tried again within the lease until a primary takes it.
 """
 
 import asyncio
@@ -147,6 +148,10 @@ class Attempt:
 
 
 CONCURRENCY = 20  # sends under way at once, at most
+# How long a sent delivery's outcome is tried again while the database refuses
+# it: longer than a failover (its target is 15 s), so a message sent just before
+# the primary died is not sent again when its lease ends.
+RECORD_RETRY_S = 20.0
 _deliveries = cast("Table", Delivery.__table__)
 
 
@@ -159,8 +164,9 @@ class DeliveryRunner:
         self.tracer = tracer
         self.stopping = asyncio.Event()
         settings = deps.settings
-        # Longer than an attempt can take (its timeout), so no two runners send at once.
-        self.lease_s = settings.delivery_timeout_s + 5
+        # Longer than an attempt can take (its timeout) and its recording (tried
+        # again through a failover), so no two runners send one delivery.
+        self.lease_s = settings.delivery_timeout_s + RECORD_RETRY_S + 5
         # Redirects are not followed: a webhook's target is the URL it registered.
         self._http = traced_http_client(timeout=settings.delivery_timeout_s, follow_redirects=False)
         self._smtp = SmtpSessions(
@@ -185,6 +191,7 @@ class DeliveryRunner:
                 counts="attempts",
             ),
             drain_s=self.lease_s,
+            record_retry_s=RECORD_RETRY_S,
             stopping=self.stopping,
         )
 
