@@ -169,9 +169,10 @@ bench: up
 	$(RUN) python -m bench.report
 
 # The whole order pipeline under load with its same-run limits (bench/orders.py;
-# about 12 minutes): bench/results/orders.json.
+# about 12 minutes): bench/results/orders.json. QUICK=1: a few minutes, for
+# iterating (bench/results/orders-quick.json).
 bench-orders: up
-	$(BENCH) bench.orders
+	$(BENCH) bench.orders $(if $(QUICK),--quick)
 
 # pgbench of one placement's SQL, direct and through PgBouncer, at 64 and 500
 # clients (bench/pooler.py; about 2 minutes): bench/results/pooler.json.

@@ -363,11 +363,10 @@ server_login_retry = 1
 ; (the services answer 503) instead of hanging through a failover.
 query_wait_timeout = 10
 server_connect_timeout = 3
-; After every transaction, not only in session mode: 1.18 does not track
-; prepared statements, and the services' (named, one per statement) would
-; pile up on a server connection that clients share.
+; In session mode only (the _session entries): transaction-mode clients leave
+; nothing on a server connection (unnamed statements, transaction-scoped
+; locks), and a reset after every transaction cost two statements each.
 server_reset_query = DISCARD ALL
-server_reset_query_always = 1
 ignore_startup_parameters = extra_float_digits
 log_connections = 0
 log_disconnections = 0

@@ -3,7 +3,6 @@
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from uuid import uuid4
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy import event
@@ -67,19 +66,19 @@ def bounded_waits(settings: PostgresSettings, *, pooled: bool = True) -> dict[st
     connection to ``database_url``), the statement cache of the settings."""
     connect_args: dict[str, Any] = {"timeout": settings.database_connect_timeout_s}
     if pooled and settings.database_statement_cache_size == 0:
-        # asyncpg's and SQLAlchemy's caches both off; SQLAlchemy still
-        # prepares each statement under a name, made unique here: PgBouncer
-        # hands the server connection to another client after the
-        # transaction, and asyncpg's own names (__asyncpg_stmt_1__, ...)
-        # repeat from client to client.
+        # asyncpg's and SQLAlchemy's caches both off: asyncpg then prepares
+        # each statement unnamed, which the next statement's Parse replaces,
+        # so a server connection PgBouncer hands to another client after the
+        # transaction holds nothing of this one's (no named statements to
+        # pile up, no reset query to run after every transaction).
         connect_args["statement_cache_size"] = 0
         connect_args["prepared_statement_cache_size"] = 0
-        connect_args["prepared_statement_name_func"] = _unique_statement_name
+        # asyncpg asks for client_encoding 'utf-8' (quoted), which PgBouncer
+        # never finds equal to the server's UTF8, so it sent a SET before
+        # every transaction; named the server's way (the later value of the
+        # startup packet wins), the two match.
+        connect_args["server_settings"] = {"client_encoding": "UTF8"}
     return {"pool_timeout": settings.database_pool_timeout_s, "connect_args": connect_args}
-
-
-def _unique_statement_name() -> str:
-    return f"__tenx_{uuid4().hex}__"
 
 
 def primary_engine(settings: PostgresSettings, **options: Any) -> AsyncEngine:
