@@ -95,7 +95,7 @@ EXPECTED: dict[str, dict[str, tuple[int, str | None]]] = {
         "notify: liveness": (200, None),
     },
     # Rate limits cannot be checked without Redis: every limited route is
-    # refused (they fail closed, docs/ARCHITECTURE.md); liveness answers.
+    # refused (they fail closed: tenx_common.security.throttle); liveness answers.
     "redis": {
         "api: place an order": (503, "redis_unavailable"),
         "api: cached product read": (503, "redis_unavailable"),

@@ -1,4 +1,10 @@
-"""Events of the ``orders.orders`` topic, keyed by order id."""
+"""Events of the ``orders.orders`` topic, keyed by order id.
+
+Every order event carries the order's owner, and its total and currency (the
+event's type says the status), so that a consumer (the search indexer) can
+rebuild the order's document whole from any one of them, whatever order they
+arrive in.
+"""
 
 from typing import ClassVar
 from uuid import UUID

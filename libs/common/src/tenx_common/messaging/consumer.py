@@ -9,12 +9,13 @@ class. For each record, in partition order:
    events through the unit of work it is given). A redelivered event finds its
    id in the inbox and has no second effect; two consumers racing on one event
    serialize on the inbox row.
-3. A failure is retried with exponential backoff, ``consumer_max_attempts`` in
-   all; a record that cannot be read, or whose data does not fit its model, is
-   not retried. ``UnavailableError`` (a store the effect needs is down) is not the
-   record's fault: the consumer restarts from its last commit instead. Then
-   the record goes to the dead-letter topic (``dlq.<consumer>``) and the
-   ``dead_letters`` table with its error, and the
+3. A failure is retried with exponential backoff (from ``consumer_backoff_s``,
+   0.2 s, doubling to ``consumer_backoff_max_s``, 5 s), ``consumer_max_attempts``
+   (5) in all; a record that cannot be read, or whose data does not fit its
+   model, is not retried. ``UnavailableError`` (a store the effect needs is
+   down) is not the record's fault: the consumer restarts from its last commit
+   instead. Then the record goes to the dead-letter topic (``dlq.<consumer>``, its error in
+   the header ``tenx-error``) and the ``dead_letters`` table, and the
    partition moves on: a poison event holds its partition for at most the
    backoff.
 4. Offsets are committed (auto-commit is off) after the effects of a
@@ -35,9 +36,16 @@ transaction of the others, and take part in all of the above but the inbox.
 Dead letters are redriven on request (``request_redrive``: the admin endpoint
 and the ``dead-letters`` command): the running consumer picks each requested
 one up within a second and runs it through step 2 again. Shutdown (SIGTERM)
-finishes the batch in hand and commits; a rebalance waits for it too. The
-consumer's lag per partition, its outcomes and its parked dead letters are
-Prometheus metrics. Inbox rows older than ``inbox_retention_s`` are deleted.
+finishes the batch in hand, commits and leaves the group; a rebalance waits
+for the batch too. A consumer that fails (a lost broker or database) starts
+again from its last commit after 2 s. Each event's effect runs under a
+CONSUMER span whose parent is the context in the record's headers (the
+relay's PRODUCER span). Metrics: ``tenx_consumer_lag{consumer,topic,partition}``,
+``tenx_consumer_events_total{consumer,outcome}`` (processed, duplicate, skipped,
+retried, dead_lettered, or a batch handler's own) and
+``tenx_dead_letters_parked{consumer}``. Inbox rows older than
+``inbox_retention_s`` (7 days, longer than any redelivery) are deleted hourly
+by the worker.
 """
 
 import asyncio

@@ -17,6 +17,12 @@ again: consumers deduplicate by event id.
 Wake-ups: ``LISTEN outbox`` (the unit of work notifies in the writing
 transaction, delivered at commit), with a poll every ``outbox_poll_interval_s``
 as the fallback. Published rows are deleted after ``outbox_retention_s``.
+
+A relay takes every lane no other relay holds, so a second relay is a hot
+standby rather than more throughput. A broker or database that fails never
+ends it: it starts over with backoff (0.5 s doubling to 10 s) and is not ready
+meanwhile (``check``: its own /readyz, or the worker's ``relay`` check). Its
+spans keep the relay's service name (``api-relay``) in the worker's process too.
 """
 
 import asyncio

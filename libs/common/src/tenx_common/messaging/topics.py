@@ -3,6 +3,8 @@ auto-creates one. ``python -m tenx_common.messaging.topics`` creates what is mis
 
 Naming: ``<bounded context>.<aggregate, plural>``; the aggregate id is the key.
 Each consumer group has a dead-letter topic ``dlq.<consumer>`` (same key).
+Every topic has ``TENX_TOPIC_PARTITIONS`` partitions (3 by default), which
+bound how many instances of a consumer share the work.
 """
 
 import asyncio

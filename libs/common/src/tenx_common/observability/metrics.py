@@ -1,4 +1,19 @@
-"""Prometheus metrics: one registry per app, RED per route, served on /metrics."""
+"""Prometheus metrics: one registry per app, RED per route, served on /metrics.
+
+Here: ``http_requests_total`` and ``http_request_duration_seconds`` per route
+template (bounded labels), and ``tenx_rate_limited_total{scope,route_class}``.
+The rest come from the collectors the bootstrap registers, each beside what
+it measures: the pools (``tenx_db_pool_*``, ``data.db``), the session router
+(``tenx_db_reads_total``, ``tenx_db_replica_*``), the cache
+(``tenx_cache_lookups_total``), the span queue (``tenx_spans_*``,
+``observability.telemetry``), and on the workers the outbox
+(``tenx_outbox_depth``, ``tenx_outbox_oldest_age_seconds``), the consumer
+(``tenx_consumer_*``, ``tenx_dead_letters_parked``), the relay
+(``tenx_outbox_published_total``), the saga runner
+(``tenx_saga_transitions_total``), notify's deliveries
+(``tenx_deliveries_total``) and the indexer
+(``tenx_search_index_freshness_seconds``).
+"""
 
 from dataclasses import dataclass, field
 

@@ -7,7 +7,10 @@ from ``trace_sample_ratio``; OTLP/HTTP export to Jaeger through a batch
 processor sized by settings), makes it the process's global provider (so the
 Elasticsearch client's own spans and our client spans below use it), and
 counts the spans the batch queue had to drop (``tenx_spans_dropped_total`` on
-/metrics). Logs carry trace_id and span_id (``tenx_common.observability.logging``).
+/metrics). The sample ratio is 1.0 locally, so that every request can be
+inspected, and 0.1 in production (``deploy/k8s/base/config``; the benchmarks
+run at it too); a caller's sampled trace is always recorded. Logs carry
+trace_id and span_id (``tenx_common.observability.logging``).
 Metrics are Prometheus text from ``prometheus_client`` (``tenx_common.observability.metrics``).
 
 Client spans, each made only when the current span is recorded (an unsampled

@@ -3,6 +3,13 @@
 A service passes its settings, its bootstrap (an async context manager that
 builds its clients and readiness checks, and closes them on the way out) and
 its routers. Nothing connects before the lifespan runs the bootstrap.
+
+``create_service_app`` wires, in this order: JSON logging, the tracer
+provider, the problem+json handlers, the OpenAPI completions, the service's
+routes, ``/healthz``, ``/readyz`` and ``/metrics``, the rate limiter (services
+with ``RateLimitSettings``), and, outermost, the request-context middleware
+(request id, the server span, RED metrics, the access log). Serving is
+``tenx_common.runtime.server`` (uvicorn on uvloop and httptools).
 """
 
 from collections.abc import AsyncIterator, Callable, Sequence

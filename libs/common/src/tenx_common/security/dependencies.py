@@ -1,4 +1,13 @@
-"""Bearer-token dependencies every service uses: ``CurrentUser`` and ``AdminUser``."""
+"""Bearer-token dependencies every service uses: ``CurrentUser``, ``AdminUser``
+and ``MaybeUser`` (a token optional, but valid when sent).
+
+A request without a token is 401 ``unauthenticated``; a token that does not
+check out is 401 ``invalid_token`` with ``WWW-Authenticate: Bearer
+error="invalid_token"``; a missing admin role is 403 ``forbidden``. While no
+signing key is known (auth cannot be reached and none was fetched before),
+tokens cannot be checked: 503 ``auth_unavailable`` with ``Retry-After``. A
+token the rate limiter already verified for the request is not checked again.
+"""
 
 import logging
 from typing import Annotated

@@ -5,8 +5,14 @@ compact form, only ES256 over P-256, no ``crit`` headers, every claim checked.
 
 The verifier accepts only ES256 JWTs of type ``at+jwt`` signed by a key in the
 auth service's JWKS, with the expected issuer and audience, not expired and not
-yet to come, and whose ``jti`` is not on the logout denylist in Redis. The JWKS
-is cached; an unknown ``kid`` triggers one refetch, at most once per interval.
+yet to come, and whose ``jti`` is not on the logout denylist in Redis. Claims
+iss, aud, sub, exp, iat and jti are required, nbf is checked when present, and
+times allow ``jwt_leeway_s`` (30 s). The JWKS comes from auth's
+``/.well-known/jwks.json`` (``tenx_common.runtime.infra.jwks_verifier``) and is
+kept ``jwks_cache_ttl_s`` (5 min); an unknown ``kid`` refetches it, at most once
+per ``jwks_min_refetch_interval_s`` (10 s). A token that checked out is
+remembered for 60 s at most (never past its exp), so a client's next requests
+skip the signature check; the denylist is asked on every request.
 """
 
 import asyncio

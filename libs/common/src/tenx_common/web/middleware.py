@@ -6,6 +6,13 @@ route template once routing has matched. An unhandled exception becomes a
 problem that still carries the request id (a 503 when a dependency is down, else
 a 500: ``tenx_common.web.problems.unhandled_problem``), so no stack trace reaches a
 client.
+
+The request id is the client's ``X-Request-Id`` when it is 1 to 128 of
+``[A-Za-z0-9._:-]``, else 128 random bits (unique, not secret); it is logged
+and returned. A request holding a NUL character (in its path, query or body,
+raw or as JSON's escape of it, also split across two body chunks) is refused
+with 422 ``nul_character`` before a handler runs: PostgreSQL text cannot hold
+one. ``/healthz``, ``/readyz`` and ``/metrics`` are neither traced nor logged.
 """
 
 import random

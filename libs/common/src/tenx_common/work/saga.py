@@ -17,6 +17,15 @@ status, step and attempt the runner claimed: when something else moved the
 saga meanwhile (a customer's cancel), the stale result is dropped. A runner
 that dies mid-step leaves the lease to expire; the step is then run again by
 any runner, which is how every unfinished saga resumes after a restart.
+
+The runner is leased work (``tenx_common.work.leased``): it claims a batch of
+due sagas in one statement, and records the transitions that finish together
+in one transaction, each fenced on its own claim and written under its
+attempt's trace. A step that raises (a bug, an outage) runs again after 1 s,
+doubling to 30 s. Each attempt runs under a span ``saga <kind> <step>`` whose
+parent is the request that started the saga, so the events a step writes
+continue that trace. ``tenx_saga_transitions_total{kind,status}`` counts the
+recorded transitions.
 """
 
 import asyncio

@@ -5,6 +5,13 @@ It stands in for a card processor: ``pm_card_visa`` is approved,
 ``pm_card_timeout`` never answers. Its ledger is the ``sandbox_payments`` table,
 written in its own transactions as an outside processor's records would be, so
 tests and the chaos run can count authorizations and voids.
+
+A decline says why: ``card_declined`` for the declining card,
+``unknown_payment_method`` for a token it does not know. The ledger holds one
+record per idempotency key, and the first one wins: a repeated authorization
+answers the first result, and the same key with another amount, currency or
+card raises ``IdempotencyConflictError``. A void that comes first leaves a
+voided record, so a late authorization under that key is refused.
 """
 
 import asyncio

@@ -1,4 +1,23 @@
-"""Catalog use cases: admins create and change products; anyone reads them."""
+"""Catalog use cases: admins create and change products; anyone reads them.
+
+A product is created once per SKU (else 409 ``sku_taken``) and changed by a
+PATCH of at least one field. Each change bumps its ``version`` and stages
+ProductCreated or ProductUpdated, and StockChanged when the stock moved, in
+its transaction; every catalog event carries the whole product.
+
+A product read is public and cache-aside in Redis (``product_cache_ttl_s``,
+5 min), answered with a strong ETag of the body (304 on ``If-None-Match``;
+``entrypoints/http.py``). An anonymous reader (no ``Authorization`` header: it
+cannot have written the product) may get this process's near copy, which
+lives ``near_cache_ttl_s`` (5 s) at most and which a change drops on every
+instance through Redis pub/sub (``tenx_common.data.cache.NearCache``). A
+signed-in reader always reads through Redis, so a writer sees its change at
+once on either instance. After a write, ``ApiDeps.committed`` makes the writer
+and the next rebuild read the change (read-your-writes), then drops the copies.
+
+The list pages by keyset on the id: 1 to 100 a page, an opaque cursor (one
+that does not decode is 400 ``invalid_cursor``).
+"""
 
 import json
 import uuid

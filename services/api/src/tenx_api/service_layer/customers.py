@@ -2,6 +2,14 @@
 
 A user who has not changed anything yet has an empty profile; the
 registration saga fills in the name and email from UserRegistered.
+
+``GET /v1/me`` answers the caller's profile (name, email, shipping address,
+version) from Redis (``profile_cache_ttl_s``, 5 min) with an ETag and
+``Cache-Control: private, no-cache``; before UserRegistered arrives it is the
+empty profile, version 0. ``PATCH /v1/me`` upserts the fields sent (the name,
+the shipping address; the email is auth's), bumps the version and drops the
+cached copy; unknown fields, an empty body or a bad country are a 422 that
+changes nothing.
 """
 
 import json

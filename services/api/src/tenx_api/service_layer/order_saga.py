@@ -14,6 +14,20 @@ comes before a late authorization makes the provider refuse that one. A
 customer who cancels a pending or confirmed order gets the stock back at once
 (``orders.cancel_order``) and moves the saga to ``void_payment``; a step that
 was running then has its result dropped (see ``tenx_common.work.saga``).
+
+An authorization may take ``payment_timeout_s`` (2 s). A timeout or an error is
+tried again after 0.5 s, then 1 s (``payment_retry_backoff_s``, doubling), up
+to ``payment_max_attempts`` (3), then compensated as ``payment_timeout`` or
+``payment_failed``. A decline is compensated at once (``payment_declined``), and
+so is a key the provider holds for another payment (``payment_failed``). An
+attempt's lease is the payment timeout and 10 s. A void that fails runs again
+(the engine's backoff, 1 s doubling to 30 s) until it succeeds.
+
+The api does not consume its own OrderPlaced to start the saga: the saga row
+written in the placement's transaction gives the same guarantee without a
+round trip through Kafka, and lets a customer's cancel lock the saga.
+Operators see the sagas at ``GET /v1/admin/sagas?status=`` (newest first) and
+one with its logged steps at ``GET /v1/admin/sagas/{id}``.
 """
 
 import asyncio

@@ -7,6 +7,25 @@ concurrency), the order and its OrderPlaced event are written, and the answer
 is stored under the key for replay. Refusals (unknown product, out of stock)
 are not stored: a retry with the same key runs again. The same transaction
 starts the order saga (``order_saga``), which authorizes the payment.
+
+The key is the ``Idempotency-Key`` header (1 to 255 characters, else 400
+``idempotency_key_required``), kept per user. A repeat while the first request
+runs is 409 ``idempotency_key_in_use``; a repeat with the same body gets the
+first answer again (its status and body, with ``Idempotent-Replayed: true``),
+one with another body 422 ``idempotency_key_reused``. The refusals are 422
+``unknown_product`` or ``mixed_currencies`` and 409 ``out_of_stock``; each rolls
+the whole order back. Only the 201 is stored (Stripe replays errors too; here
+they run again). Lines are reserved in product order, so two orders never
+wait on each other's rows. Keys are kept ``idempotency_key_ttl_s`` (24 h, never
+less), then deleted by an hourly sweep that one instance runs at a time (an
+advisory lock).
+
+An order is visible to its owner and to admins; anyone else gets 404, so ids
+cannot be probed. The list is the caller's own, newest first (keyset on
+created_at and id). A cancel (owner or admin) of a pending or confirmed order
+puts its stock back (StockChanged), cancels it (OrderCancelled,
+``cancelled_by_customer``) and moves its saga to ``void_payment``, all in one
+transaction; cancelling again answers the same.
 """
 
 import uuid

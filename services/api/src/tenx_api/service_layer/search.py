@@ -9,6 +9,13 @@ query syntax. Facets are disjunctive: the category counts apply every filter
 but the category, the price ranges every filter but the price, so each count
 is what choosing that value would return. Pages go by ``search_after`` (the
 cursor holds the last hit's sort values), so a deep page costs what the first does.
+
+The default sort is relevance with ``q`` and the name without; ties are broken
+by id. A cursor names its sort, and its values are checked (types, lengths,
+the same sort) before they reach Elasticsearch. Bad input is a 400 or 422
+problem; Elasticsearch down, overloaded (429) or failing (5xx) is 503
+``elasticsearch_unavailable`` with ``Retry-After``; no index yet (a fresh
+cluster before the indexer ran) is an empty answer.
 """
 
 from dataclasses import dataclass

@@ -1,5 +1,9 @@
 """Demo data: a catalog of a few thousand products in many categories, the same
-on every machine (seeded), added once (products are keyed by their DEMO- SKU)."""
+on every machine (seeded), added once (products are keyed by their DEMO- SKU).
+
+``make up`` runs ``python -m tenx_api seed``: it adds the missing ones of 3,000
+Faker products in 16 categories, each with its ProductCreated event (so the
+search index fills too); a second run adds nothing."""
 
 import random
 import uuid

@@ -4,6 +4,15 @@ The newest active key signs. Rotation adds a key that is published at once but
 signs only from ``activates_at``, after every verifier may have refetched the
 JWKS; the key it replaces stays published until every token it signed has
 expired.
+
+The private halves are encrypted with a Fernet key-encryption key
+(``TENX_AUTH_KEY_ENCRYPTION_KEY``: auth does not start without it; the local
+stack generates one). A rotation (``POST /v1/auth/keys/rotate``, admin, or
+``python -m tenx_auth rotate-key``) publishes the new key at once; it signs
+after ``key_activation_delay_s`` (15 s, longer than the verifiers' 10 s limit
+on JWKS refetches). The keys it replaces stay published, past that moment, for
+the signers' key cache (``signing_key_cache_s``), an access token's life and
+the leeway. One instance at a time makes or rotates keys (an advisory lock).
 """
 
 import json

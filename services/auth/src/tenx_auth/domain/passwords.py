@@ -1,7 +1,12 @@
 """Passwords: the policy a new one must meet, and Argon2id hashing.
 
+A new password has 10 to 128 characters and a zxcvbn score of at least 3,
+measured against the user's email and name too (the caller passes them).
+
 Hashing follows OWASP's Argon2id parameters (m=19456 KiB, t=2, p=1). A hash
 made with other parameters still verifies and is replaced at the next login.
+An unknown account is checked against a decoy hash, so that it costs what a
+wrong password costs.
 """
 
 from dataclasses import dataclass

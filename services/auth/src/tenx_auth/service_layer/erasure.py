@@ -12,6 +12,10 @@
    request again, with a new event id, for deletions still waiting after
    ``deletion_rerequest_after_s``, backing off to at most an hour between
    re-requests. Every participant's erasure is idempotent.
+
+``GET /v1/auth/deletions/{id}`` (the owner or an admin, else 404) shows where a
+deletion stands: ``requested`` with the replies so far and the services it is
+still ``waiting_for``, then ``completed``.
 """
 
 from datetime import UTC, datetime, timedelta

@@ -1,4 +1,37 @@
-"""The auth use cases: one function each, one transaction each."""
+"""The auth use cases: one function each, one transaction each.
+
+A sign-up's password must meet the policy (``domain.passwords``), measured
+against the email and name too; UserRegistered, with the verification token,
+is staged in the sign-up's transaction. Argon2 runs in a worker thread, never
+on the event loop.
+
+A login's failures are counted in Redis per account (5) and per client address
+(50) in a window of 15 min (``login_failures_per_account``,
+``login_failures_per_ip``, ``login_window_s``); past either, 429
+``too_many_attempts`` with ``Retry-After``; a success resets the account's
+count. An unknown email, a wrong password and an account whose deletion is
+pending are the same 401 ``invalid_credentials`` for the same work (a decoy
+hash is verified). The hash is checked with no database connection held; a
+password changed meanwhile is the new one's to pass. A hash made with older
+parameters is replaced.
+
+The access token is an ES256 JWT (header ``kid`` and ``typ: at+jwt``, RFC 9068;
+claims iss, aud, sub, iat, nbf, exp, jti, ``sid`` for the login, and roles)
+that lives ``access_token_ttl_s`` (15 min). The refresh token is opaque (``rt_``
+and 32 random bytes), stored as its SHA-256, one row per link of the login's
+rotation chain (its family), for ``refresh_token_ttl_s`` (30 days); each use
+rotates it, and a used one presented again revokes the whole family (401
+``refresh_token_reused``). A logout denylists the access token's jti in Redis
+until its exp (every service asks the denylist) and revokes the family.
+
+Verification and reset tokens are single-use, expire (48 h, 1 h) and are
+stored hashed; they reach notify in UserRegistered and PasswordResetRequested.
+A reset request is answered the same whether the email is known or not; a
+reset revokes every refresh token of the user. Deleting an account starts the
+erasure saga (``erasure``). The bootstrap admin (``ensure_admin``) exists
+wherever ``admin_password`` is set, in any environment; its password follows
+the setting.
+"""
 
 import asyncio
 import uuid

@@ -1,12 +1,21 @@
 """The delivery loop (notify's worker): sends what the handlers recorded.
 
-A pending delivery is claimed ``FOR UPDATE SKIP LOCKED`` and leased (its
-``next_attempt_at`` moves past the send's deadline, ``attempts`` counts the
-attempt); it is sent outside any transaction; the outcome is written fenced on
-that attempt: ``sent`` (the payload, which may hold a one-time link, is
-dropped), or a retry after an exponential backoff with full jitter, or
-``dead`` after ``delivery_max_attempts`` (at once on a permanent refusal: an
-SMTP 5xx, a webhook answering 410 Gone, a deleted webhook, a refused target).
+Deliveries are leased work (``tenx_common.work.leased``). Up to ``CONCURRENCY``
+(20) pending deliveries are claimed ``FOR UPDATE SKIP LOCKED`` and leased: their
+``next_attempt_at`` moves ``delivery_timeout_s + RECORD_RETRY_S + 5`` seconds
+ahead (35 s by default: longer than an attempt and the recording of its outcome
+through a failover), and ``attempts`` counts the attempt. Each is sent outside
+any transaction, within ``delivery_timeout_s`` (10 s) for the whole attempt:
+an email over an SMTP session kept between messages (``adapters/smtp.py``), a
+webhook over HTTP, redirects not followed. The outcomes are group-committed,
+each fenced on its attempt: ``sent`` (the payload, which may hold a one-time
+link, is dropped), or a retry after an exponential backoff with full jitter
+(from ``delivery_backoff_s``, 1 s, doubling to at most 300 s), or ``dead``
+after ``delivery_max_attempts`` (6; at once on a permanent refusal: an SMTP
+5xx, a webhook answering 410 Gone, a deleted webhook, a refused target). Every
+attempt is logged in ``delivery_attempts`` and is a span (``deliver email``,
+``deliver webhook``) under the consumer span whose context the row keeps
+(``trace_headers``): one order is one trace from the edge to the email.
 Dead deliveries are notify's dead letters: listed with their last error by
 ``GET /v1/notifications/admin/deliveries?status=dead``, and sent again by
 ``POST /v1/notifications/admin/deliveries/{id}/retry``.
@@ -14,11 +23,13 @@ Dead deliveries are notify's dead letters: listed with their last error by
 Exactly one email per event: the delivery row is unique per (event, channel)
 and written with the event's inbox row, so a redelivered event adds none, and
 a row that is ``sent`` is never sent again. What remains is at-least-once: an
-SMTP server that accepted the message just before the worker died (before the
-outcome committed) gets it again when the lease runs out. The window is one
-SMTP transaction plus one commit; the copy carries the same Message-ID, so a
-mail system can drop it. A database that is away (a failover) does not widen
-it: the outcome is tried again within the lease until a primary takes it.
+SMTP server (or a webhook receiver) that accepted the message just before the
+worker died, before the outcome committed, gets it again when the lease runs
+out. The window is that exchange plus the wait for the commit that records it;
+the copy carries the same ``Message-ID`` (``<delivery id@tenx.local>``) or
+``webhook-id``, so the receiver can drop it. A database that is away (a
+failover) does not widen it: a refused recording is tried again for
+``RECORD_RETRY_S`` (20 s), within the lease, until a primary takes it.
 """
 
 import asyncio

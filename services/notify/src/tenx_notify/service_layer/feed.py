@@ -9,6 +9,13 @@ stream. A stream starts after the client's ``Last-Event-ID`` (the feed's
 skipping what was already sent. When the subscription had to be re-made, every
 stream re-reads the database from its last id, so a lost message is never lost
 for good. A comment line every ``sse_heartbeat_s`` keeps idle connections open.
+
+A stream without ``Last-Event-ID`` starts after the newest entry. At most
+``BACKLOG_LIMIT`` (500) missed entries are replayed; a stream that falls 1,000
+messages behind (its queue is full) re-reads the database from its last id
+too. The route answers with ``X-Accel-Buffering: no`` so that the edge passes
+each event on at once. The feed itself lists newest first, by keyset on
+``seq``; someone else's entry is 404.
 """
 
 import asyncio

@@ -9,7 +9,19 @@ The address of an order email comes from the user's ``UserRegistered``, on
 another topic: nothing orders the two, and a customer who orders the second
 after signing up can be confirmed first. Such an email waits as
 ``awaiting_recipient`` (no address, not due) until that event arrives and
-makes it due; it is never dropped."""
+makes it due; it is never dropped.
+
+UserRegistered keeps the user's contact (``recipients``), makes the emails
+waiting for it due, and queues the verification email; PasswordResetRequested
+queues the reset email. OrderConfirmed and OrderCancelled write, by the user's
+preferences (both channels on until changed), an in-app entry and an email,
+and a webhook call for each of the user's webhooks subscribed to
+``order.confirmed``, ``order.cancelled`` or ``*``. AccountDeletionRequested
+deletes the user's contact, preferences, feed, deliveries and webhooks, writes
+a tombstone (``erased_users``) so that later events about them are ignored, and
+stages AccountDataErased. A feed entry is unique per (event, user), a delivery
+per (event, channel: ``email`` or ``webhook:<id>``).
+"""
 
 import uuid
 from collections.abc import Awaitable, Callable, Mapping

@@ -1,5 +1,16 @@
 """A user's webhooks: register (the secret is shown once), list, delete, and
-the delivery log of one."""
+the delivery log of one.
+
+A webhook is a URL (http or https, at most 2,000 characters) and one to three
+of ``order.confirmed``, ``order.cancelled`` and ``*``, each once. Registering
+answers 201 with the secret (``whsec_`` and 24 random bytes in base64), shown
+only then and stored encrypted (Fernet, ``TENX_NOTIFY_SECRET_ENCRYPTION_KEY``;
+notify does not start without it). Outside local mode the target is checked
+(``domain.webhooks.check_target``: 422 ``webhook_target_not_allowed``); in
+local mode no target is checked, so the test receivers on 127.0.0.1 work. The delivery log gives
+each delivery with its attempts (outcome, status code, error, duration).
+Someone else's webhook is 404.
+"""
 
 import uuid
 from datetime import UTC, datetime

@@ -10,6 +10,16 @@ needed: each write carries the aggregate's version as an external version, so
 a redelivered, duplicated or late event is refused by Elasticsearch (counted
 ``stale``) and never takes a document back. The account-deletion request goes
 through the ordinary path (inbox, outbox reply) in the same chunk.
+
+A chunk's documents go as bulk requests of ``SLICE`` (1,000), all sent at once
+so that Elasticsearch indexes one while the next is built; two in flight for
+one document resolve by version. Elasticsearch down, overloaded (429) or
+missing the index (404: an alias mid-swap) raises ``UnavailableError``: nothing
+is dead-lettered, and the consumer starts again from its last commit. A
+document Elasticsearch refuses (400) is a ``PermanentError``, dead-lettered like
+any poison record. Each bulk request is one ``elasticsearch bulk`` span that
+links up to 128 of its records' CONSUMER spans (each a child of its
+producer's), so one order is one trace across api, relay and search-indexer.
 """
 
 import asyncio

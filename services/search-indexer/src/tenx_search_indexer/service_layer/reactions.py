@@ -1,5 +1,17 @@
 """The search-indexer's part of the account-deletion saga: every document of
-the user goes, then the reply."""
+the user goes, then the reply.
+
+The tombstone is committed first, on its own; then every orders index
+(``orders-*``, a reindex's new one too) is refreshed, searched for the user and
+cleared; then AccountDataErased is staged with the inbox row. Every write of
+people's documents checks the tombstones of their owners and deletes theirs
+again (``indexing.drop_erased``), so a write racing the erasure cannot leave a
+document behind: it either read the tombstone or came before the search.
+
+Left so: the api gives the erased user's orders a fresh pseudonymous owner id
+without an event, so they are missing from the live index until one of them
+changes again or a reindex copies them, under the pseudonym.
+"""
 
 from sqlalchemy import func
 from sqlalchemy.dialects.postgresql import insert
