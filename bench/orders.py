@@ -210,6 +210,7 @@ class Phase:
     sent_at: dict[str, float] = field(default_factory=dict)  # order id -> wall clock
     latencies_ms: list[float] = field(default_factory=list)
     refused: Counter[str] = field(default_factory=Counter)
+    refused_ms: list[float] = field(default_factory=list)  # how soon each refusal came
     not_sent: int = 0
     seconds: float = 0.0
     reached: Reached = field(default_factory=Reached)
@@ -261,6 +262,7 @@ async def place(customer: Customer, products: list[str], phase: Phase) -> None:
         phase.latencies_ms.append((time.perf_counter() - started) * 1000)
     else:
         phase.refused[f"{status} {payload.get('code', '')}".strip()] += 1
+        phase.refused_ms.append((time.perf_counter() - started) * 1000)
 
 
 @dataclass
@@ -461,6 +463,7 @@ def placed(phase: Phase) -> dict[str, Any]:
         "orders_per_s": round(len(phase.sent_at) / phase.seconds, 1),
         "http": summary(phase.latencies_ms),
         "refused": dict(phase.refused),
+        "refusals_http": summary(phase.refused_ms),
         "not_sent_over_cap": phase.not_sent,
     }
 
@@ -706,6 +709,7 @@ TABLE = (
     ("open loop: orders placed per second", "orders/s", "open.orders_per_s"),
     ("open loop: accepted HTTP p99", "ms", "open.http.p99_ms"),
     ("open loop: refused", "", "open.refused"),
+    ("open loop: refusals answered within (p99)", "ms", "open.refusals_http.p99_ms"),
     ("sustained open loop: rate", "orders/s", "open_sustained.orders_per_s"),
     ("sustained: placement to confirmed p99", "ms", "open_sustained.placement_to_confirmed.p99_ms"),
     ("sustained: placement to email p99", "ms", "open_sustained.placement_to_emailed.p99_ms"),

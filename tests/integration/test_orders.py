@@ -12,9 +12,19 @@ import pytest
 from sqlalchemy import text
 
 from tenx_api.app import create_app
+from tenx_api.service_layer.backlog import SagaBacklog
 from tenx_api.settings import Settings as ApiSettings
 from tenx_common.data.db import primary_engine
-from tests.support.stack import EDGE, eventually, new_key, new_product, new_user, order_body
+from tests.support.stack import (
+    EDGE,
+    eventually,
+    new_key,
+    new_product,
+    new_user,
+    order_body,
+    patiently,
+    stack,
+)
 from tests.support.stack import admin as log_in_admin
 
 
@@ -100,7 +110,10 @@ async def test_a_thousand_concurrent_duplicates_make_exactly_one_order(
         ) as api,
     ):
         responses = await asyncio.gather(
-            *(api.post("/v1/orders", json=order(product_id), headers=headers) for _ in range(1000))
+            *(
+                patiently(lambda: api.post("/v1/orders", json=order(product_id), headers=headers))
+                for _ in range(1000)
+            )
         )
     statuses = Counter(r.status_code for r in responses)
     assert set(statuses) <= {201, 409}, statuses
@@ -117,12 +130,14 @@ async def test_two_hundred_orders_for_fifty_units_sell_exactly_fifty(
 ) -> None:
     product_id = await new_product(edge, admin, stock=50)
     users = await asyncio.gather(*(new_user(edge) for _ in range(20)))
-    responses = await asyncio.gather(
-        *(
-            edge.post("/v1/orders", json=order(product_id), headers=users[i % 20] | key())
-            for i in range(200)
+
+    async def place(user: dict[str, str]) -> httpx.Response:
+        headers = user | key()  # one key per order, kept when it is sent again
+        return await patiently(
+            lambda: edge.post("/v1/orders", json=order(product_id), headers=headers)
         )
-    )
+
+    responses = await asyncio.gather(*(place(users[i % 20]) for i in range(200)))
     statuses = [r.status_code for r in responses]
     assert statuses.count(201) == 50
     assert statuses.count(409) == 150
@@ -252,3 +267,50 @@ async def test_cancelling_a_pending_order_releases_its_stock(
     again = await edge.post(path, headers=alice)
     assert again.status_code == 200
     assert await stock(edge, product_id, admin) == 4
+
+
+async def test_new_orders_wait_while_the_saga_backlog_is_past_its_bound(
+    edge: httpx.AsyncClient, admin: dict[str, str], api_settings: ApiSettings
+) -> None:
+    # An api of its own, bound at 1 s; the sagas' runner (api-worker) stopped,
+    # so the saga of an order placed meanwhile waits.
+    user = await new_user(edge)
+    product_id = await new_product(edge, admin, stock=10)
+    settings = api_settings.model_copy(
+        update={"rate_limit_enabled": False, "saga_backlog_max_age_s": 1.0,
+                "saga_backlog_poll_s": 0.2}
+    )  # fmt: skip
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api,
+    ):
+
+        async def place() -> httpx.Response:
+            return await api.post("/v1/orders", json=order(product_id), headers=user | key())
+
+        await stack("stop", "api-worker")
+        try:
+            first = await place()
+            assert first.status_code == 201, first.text
+
+            backlog: SagaBacklog = app.state.wiring.deps.backlog
+
+            async def behind() -> bool:
+                return backlog.oldest_due_age_s > 1.0
+
+            await eventually(behind, timeout_s=20)
+            refusal = await place()
+        finally:
+            await stack("start", "api-worker")
+
+        async def placed() -> httpx.Response | None:
+            answer = await place()
+            return answer if answer.status_code == 201 else None
+
+        assert await eventually(placed, timeout_s=60)  # the runner caught up
+    assert refusal.headers["content-type"] == "application/problem+json"
+    assert refusal.json()["code"] == "overloaded"
+    assert int(refusal.headers["retry-after"]) >= 1
+    # A refused order wrote nothing: the first and the last are the user's orders.
+    assert await count_orders(await user_id(edge, user)) == 2

@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import re
 import signal
 import subprocess
@@ -40,6 +41,14 @@ STRONG = "correct horse battery staple 42"
 T = TypeVar("T")
 
 
+def overloaded(response: httpx.Response) -> bool:
+    return (
+        response.status_code == 503
+        and response.headers.get("content-type", "").startswith("application/problem+json")
+        and response.json().get("code") == "overloaded"
+    )
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
@@ -53,11 +62,15 @@ async def log_in(edge: httpx.AsyncClient, email: str, password: str) -> dict[str
 async def sign_up(edge: httpx.AsyncClient, prefix: str = "t") -> tuple[str, dict[str, Any]]:
     """Sign up a fresh user and log it in: its email and its token pair."""
     email = f"{prefix}-{uuid.uuid4().hex[:10]}@example.com"
-    signed_up = await edge.post(
-        "/v1/auth/signup", json={"email": email, "password": STRONG, "name": prefix}
+    signed_up = await patiently(
+        lambda: edge.post(
+            "/v1/auth/signup", json={"email": email, "password": STRONG, "name": prefix}
+        )
     )
     assert signed_up.status_code == 201, signed_up.text
-    tokens = await edge.post("/v1/auth/token", json={"email": email, "password": STRONG})
+    tokens = await patiently(
+        lambda: edge.post("/v1/auth/token", json={"email": email, "password": STRONG})
+    )
     assert tokens.status_code == 200, tokens.text
     pair: dict[str, Any] = tokens.json()
     return email, pair
@@ -88,15 +101,20 @@ def product_body(**overrides: Any) -> dict[str, Any]:
     return body | overrides
 
 
-async def patiently(request: Callable[[], Awaitable[httpx.Response]]) -> httpx.Response:
-    """Send a request again while it is refused with 429, after the
-    ``Retry-After`` it names, as a client should: an earlier test layer may
-    have spent the operator's write budget (at most ten tries)."""
-    for _ in range(9):
+async def patiently(
+    request: Callable[[], Awaitable[httpx.Response]], *, tries: int = 30
+) -> httpx.Response:
+    """Send a request again, after the ``Retry-After`` it names (and a random
+    part of it, so refused clients do not all return at once), while it is
+    refused with 429 (an earlier test layer may have spent the operator's
+    write budget) or 503 ``overloaded`` (a burst larger than an instance
+    admits at once: tenx_common.web.admission), as a client should."""
+    for _ in range(tries - 1):
         response = await request()
-        if response.status_code != 429:
+        if response.status_code != 429 and not overloaded(response):
             return response
-        await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+        wait_s = float(response.headers.get("Retry-After", "1"))
+        await asyncio.sleep(wait_s * random.uniform(1.0, 1.5))  # noqa: S311 (jitter)
     return await request()
 
 

@@ -39,6 +39,12 @@ class ServiceSettings(BaseSettings):
     # controller (its pods' addresses, or "*" where a NetworkPolicy lets
     # nothing else reach the service).
     forwarded_allow_ips: str = "127.0.0.1"
+    # Requests served at once (``tenx_common.web.admission``); 0: as many as
+    # the primary's pool has connections (services with PostgreSQL), else no
+    # limit. A request waits for its turn up to admission_burst_wait_s while a
+    # burst is absorbed, a few milliseconds once the queue stands: then 503.
+    max_concurrent_requests: int = Field(default=0, ge=0)
+    admission_burst_wait_s: float = Field(default=5.0, gt=0)
 
     @property
     def is_local(self) -> bool:
@@ -88,6 +94,11 @@ class PostgresSettings(BaseSettings):
     # answered some of them 503 instead of queueing. No statement timeout.
     database_connect_timeout_s: float = Field(default=3.0, gt=0)
     database_pool_timeout_s: float = Field(default=30.0, gt=0)
+    # Connections each pool keeps, and how many more it may open under load;
+    # the primary's pool also bounds the requests a process admits at once
+    # (``max_concurrent_requests``).
+    database_pool_size: int = Field(default=5, ge=1)
+    database_pool_overflow: int = Field(default=5, ge=0)
 
     def primary_url(self) -> URL:
         return self._with_password(self.database_url)

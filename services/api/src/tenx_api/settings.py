@@ -47,3 +47,8 @@ class Settings(
     payment_max_attempts: int = Field(default=3, ge=1, le=10)
     payment_retry_backoff_s: float = Field(default=0.5, ge=0)
     saga_poll_interval_s: float = Field(default=1.0, gt=0)
+    # New orders are refused (503 overloaded) while the oldest due saga step
+    # has waited longer than this for a runner (service_layer/backlog.py);
+    # each api instance measures it every saga_backlog_poll_s.
+    saga_backlog_max_age_s: float = Field(default=10.0, gt=0)
+    saga_backlog_poll_s: float = Field(default=1.0, gt=0)

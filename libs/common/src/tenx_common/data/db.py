@@ -90,7 +90,10 @@ def primary_engine(settings: PostgresSettings, **options: Any) -> AsyncEngine:
 def _engine(
     url: URL, settings: PostgresSettings, *, pooled: bool = False, **sizes: int
 ) -> AsyncEngine:
-    options = {"pool_size": 5, "max_overflow": 5} | sizes
+    options = {
+        "pool_size": settings.database_pool_size,
+        "max_overflow": settings.database_pool_overflow,
+    } | sizes
     engine = create_async_engine(url, **options, **bounded_waits(settings, pooled=pooled))
     replace_closed_connections(engine)
     return trace_engine(engine)

@@ -1,7 +1,8 @@
 """Prometheus metrics: one registry per app, RED per route, served on /metrics.
 
 Here: ``http_requests_total`` and ``http_request_duration_seconds`` per route
-template (bounded labels), and ``tenx_rate_limited_total{scope,route_class}``.
+template (bounded labels), ``tenx_rate_limited_total{scope,route_class}`` and
+``tenx_requests_refused_total{reason}`` (``web.admission``).
 The rest come from the collectors the bootstrap registers, each beside what
 it measures: the pools (``tenx_db_pool_*``, ``data.db``), the session router
 (``tenx_db_reads_total``, ``tenx_db_replica_*``), the cache
@@ -46,6 +47,13 @@ class Metrics:
             "tenx_rate_limited",
             "Requests refused by a rate limit, by the bucket that refused (ip, user)",
             ("scope", "route_class"),
+            registry=self.registry,
+        )
+
+        self.refused = Counter(
+            "tenx_requests_refused",
+            "Requests refused before a handler ran, by reason (overloaded)",
+            ("reason",),
             registry=self.registry,
         )
 

@@ -7,7 +7,8 @@ its routers. Nothing connects before the lifespan runs the bootstrap.
 ``create_service_app`` wires, in this order: JSON logging, the tracer
 provider, the problem+json handlers, the OpenAPI completions, the service's
 routes, ``/healthz``, ``/readyz`` and ``/metrics``, the rate limiter (services
-with ``RateLimitSettings``), and, outermost, the request-context middleware
+with ``RateLimitSettings``), admission (``web.admission``: refused before the
+rate limiter spends a Redis call), and, outermost, the request-context middleware
 (request id, the server span, RED metrics, the access log). Serving is
 ``tenx_common.runtime.server`` (uvicorn on uvloop and httptools).
 """
@@ -24,7 +25,8 @@ from tenx_common.observability.metrics import Metrics, metrics_router
 from tenx_common.observability.telemetry import setup_telemetry
 from tenx_common.runtime.openapi import install_openapi
 from tenx_common.security.throttle import RateLimitMiddleware
-from tenx_common.settings import RateLimitSettings, ServiceSettings
+from tenx_common.settings import PostgresSettings, RateLimitSettings, ServiceSettings
+from tenx_common.web.admission import Admission, AdmissionMiddleware
 from tenx_common.web.health import Check, health_router
 from tenx_common.web.middleware import RequestContextMiddleware
 from tenx_common.web.problems import install_problem_handlers
@@ -48,6 +50,15 @@ async def handler_deps(request: Request) -> Any:
     """The handlers' dependencies the bootstrap built, for ``Depends``. (Async:
     FastAPI would run a plain function in a worker thread on every request.)"""
     return request.app.state.wiring.deps
+
+
+def admission_limit(settings: ServiceSettings) -> int:
+    """Requests served at once; 0 for no limit."""
+    if settings.max_concurrent_requests:
+        return settings.max_concurrent_requests
+    if isinstance(settings, PostgresSettings):
+        return settings.database_pool_size + settings.database_pool_overflow
+    return 0
 
 
 def create_service_app(
@@ -94,6 +105,11 @@ def create_service_app(
         app.router.routes.extend(router.routes)
     if isinstance(settings, RateLimitSettings):
         app.add_middleware(RateLimitMiddleware, settings=settings)
+    if limit := admission_limit(settings):
+        app.state.admission = Admission(limit, burst_wait_s=settings.admission_burst_wait_s)
+        app.add_middleware(
+            AdmissionMiddleware, admission=app.state.admission, refused=app.state.metrics.refused
+        )
     tracer = telemetry.tracer("tenx.http") if settings.tracing_enabled else None
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics, tracer=tracer)
     return app

@@ -7,7 +7,7 @@ and Server-Sent Events (``streams``).
 Services import from here; the modules import one another directly."""
 
 from tenx_common.web.pagination import Items, Page, decode_cursor, encode_cursor
-from tenx_common.web.problems import ProblemError, unavailable
+from tenx_common.web.problems import ProblemError, overloaded, unavailable
 from tenx_common.web.streams import open_stream
 from tenx_common.web.timestamps import Timestamp
 
@@ -19,5 +19,6 @@ __all__ = [
     "decode_cursor",
     "encode_cursor",
     "open_stream",
+    "overloaded",
     "unavailable",
 ]

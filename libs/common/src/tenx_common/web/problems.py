@@ -6,6 +6,8 @@ dependency is down (``tenx_common.web.outages``: ``database_unavailable``,
 ``redis_unavailable``, ``kafka_unavailable``, ``elasticsearch_unavailable``,
 with ``dependency`` and ``Retry-After``; one warning line), and otherwise a 500
 ``internal_error`` (logged with its stack trace). Neither body holds a trace.
+A request refused for want of capacity is a 503 ``overloaded`` with
+``Retry-After`` (``overloaded``).
 """
 
 import logging
@@ -73,6 +75,17 @@ def unavailable(*, dependency: Dependency) -> ProblemError:
         detail=f"A service this request needs ({dependency}) is unavailable; retry shortly.",
         headers={"Retry-After": str(RETRY_AFTER_S)},
         extensions={"dependency": dependency},
+    )
+
+
+def overloaded(detail: str, *, retry_after_s: int = 1) -> ProblemError:
+    """The answer to a request refused because the platform is past what it can
+    serve now (``tenx_common.web.admission``, a work backlog): retry later."""
+    return ProblemError(
+        status=503,
+        code="overloaded",
+        detail=detail,
+        headers={"Retry-After": str(retry_after_s)},
     )
 
 

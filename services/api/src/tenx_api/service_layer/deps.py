@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from elasticsearch import AsyncElasticsearch
 
 from tenx_api.domain.payments import PaymentProvider
+from tenx_api.service_layer.backlog import SagaBacklog
 from tenx_api.settings import Settings
 from tenx_common.data import Cache, SessionRouter, UnitOfWork
 
@@ -18,6 +19,7 @@ class ApiDeps:
     cache: Cache
     payments: PaymentProvider
     es: AsyncElasticsearch
+    backlog: SagaBacklog  # new orders wait while it is past its bound
 
     async def committed(self, client: str, *cache_keys: str) -> None:
         """After a commit: the writing client, and every cached copy rebuilt from

@@ -105,6 +105,8 @@ _INSERT_KEY = insert(_KEYS)
 async def place_order(
     cmd: PlaceOrder, *, user_id: uuid.UUID, key: str, request_hash: str, deps: ApiDeps
 ) -> Answer:
+    if (refusal := deps.backlog.refusal()) is not None:
+        raise refusal
     async with deps.uow() as uow:
         db = await uow.session.connection()
         if not await db.scalar(_CLAIM_KEY, {"lock": f"{user_id}:{key}"}):

@@ -1,0 +1,150 @@
+"""Admission: a process serves at most as many requests at once as its
+database pool can (``max_concurrent_requests``, by default the primary pool's
+connections); more wait in a queue, and one that cannot be served soon is
+answered at once with 503 ``overloaded`` and ``Retry-After`` rather than
+waiting for a pooled connection (SQLAlchemy's checkout waits up to 30 s).
+
+How long a request may wait is a controlled delay (the queue of Facebook's
+"Fail at Scale", after CoDel). While the queue has been empty within the last
+``STANDING_S``, it is absorbing a burst: a request waits up to
+``admission_burst_wait_s``. Once the queue has stood for longer, the process
+is overloaded: a request waits ``OVERLOAD_WAIT_S`` at most. So a burst of
+hundreds of orders for one product is served in full, while a sustained
+overload is refused within tens of milliseconds and the requests admitted
+keep short latencies. Past ``MAX_QUEUE`` waiting, a request is refused at once.
+
+A request holds its place from admission until its answer starts (a handler
+has released its database connection by then), so a long stream (Server-Sent
+Events) does not hold one. ``/healthz``, ``/readyz`` and ``/metrics`` are
+never held back. Refusals are counted in
+``tenx_requests_refused_total{reason="overloaded"}``.
+"""
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+
+from prometheus_client import Counter
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tenx_common.web.problems import overloaded
+
+STANDING_S = 0.1  # a queue that has not emptied for this long is an overload
+OVERLOAD_WAIT_S = 0.05  # a request's wait while overloaded
+MAX_QUEUE = 2000  # requests waiting, at most
+EXEMPT = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+class Admission:
+    """At most ``limit`` holders at once; the others wait in order, each for as
+    long as the queue's state allows when it arrives."""
+
+    def __init__(
+        self,
+        limit: int,
+        *,
+        burst_wait_s: float,
+        overload_wait_s: float = OVERLOAD_WAIT_S,
+        standing_s: float = STANDING_S,
+        max_queue: int = MAX_QUEUE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limit = limit
+        self.burst_wait_s = burst_wait_s
+        self.overload_wait_s = overload_wait_s
+        self.standing_s = standing_s
+        self.max_queue = max_queue
+        self.clock = clock
+        self.holders = 0
+        self._waiting: deque[asyncio.Future[None]] = deque()
+        self._queued_since: float | None = None  # when the queue last stopped being empty
+
+    def wait_allowed_s(self) -> float | None:
+        """How long a request arriving now may wait; None: refused at once."""
+        if len(self._waiting) >= self.max_queue:
+            return None
+        since = self._queued_since
+        if since is not None and self.clock() - since > self.standing_s:
+            return self.overload_wait_s
+        return self.burst_wait_s
+
+    async def acquire(self) -> bool:
+        """Take a place (True), or False when the request is to be refused."""
+        if self.holders < self.limit and not self._waiting:
+            self.holders += 1
+            return True
+        wait_s = self.wait_allowed_s()
+        if wait_s is None:
+            return False
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if not self._waiting:
+            self._queued_since = self.clock()
+        self._waiting.append(turn)
+        try:
+            async with asyncio.timeout(wait_s):
+                await turn
+        except TimeoutError:
+            if turn.done() and not turn.cancelled():
+                return True  # handed a place just as its wait ran out
+            self._leave(turn)
+            return False
+        except BaseException:  # cancelled (the client left) while waiting
+            if turn.done() and not turn.cancelled():
+                self.release()
+            else:
+                self._leave(turn)
+            raise
+        return True
+
+    def release(self) -> None:
+        """Give the place back: to the first request still waiting, if any."""
+        while self._waiting:
+            turn = self._waiting.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                break
+        else:
+            self.holders -= 1
+        if not self._waiting:
+            self._queued_since = None
+
+    def _leave(self, turn: "asyncio.Future[None]") -> None:
+        if turn in self._waiting:
+            self._waiting.remove(turn)
+        if not self._waiting:
+            self._queued_since = None
+
+
+class AdmissionMiddleware:
+    def __init__(self, app: ASGIApp, *, admission: Admission, refused: Counter) -> None:
+        self.app = app
+        self.admission = admission
+        self.refused = refused
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in EXEMPT:
+            await self.app(scope, receive, send)
+            return
+        if not await self.admission.acquire():
+            self.refused.labels("overloaded").inc()
+            refusal = overloaded("This instance is at capacity; retry shortly.")
+            await refusal.response()(scope, receive, send)
+            return
+        held = True
+
+        def let_go() -> None:
+            nonlocal held
+            if held:
+                held = False
+                self.admission.release()
+
+        async def send_releasing(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                let_go()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_releasing)
+        finally:
+            let_go()

@@ -1,0 +1,197 @@
+"""Overload, refused fast: admission (tenx_common.web.admission: how many
+requests run at once, how long the others may wait, a burst against a
+standing queue, what a refused request is answered) and the api's bound on
+the saga backlog (tenx_api.service_layer.backlog)."""
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import httpx
+from prometheus_client import CollectorRegistry, Counter
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from tenx_api.service_layer.backlog import SagaBacklog
+from tenx_common.runtime.app import admission_limit
+from tenx_common.settings import PostgresSettings, ServiceSettings
+from tenx_common.web.admission import Admission, AdmissionMiddleware
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_no_more_than_the_limit_hold_a_place_and_the_next_one_waits_its_turn() -> None:
+    admission = Admission(2, burst_wait_s=5)
+    assert await admission.acquire()
+    assert await admission.acquire()
+    third = asyncio.create_task(admission.acquire())
+    await asyncio.sleep(0.01)
+    assert not third.done()
+
+    admission.release()
+
+    assert await third
+    assert admission.holders == 2
+
+
+async def test_a_burst_waits_long_and_a_standing_queue_briefly() -> None:
+    clock = Clock()
+    admission = Admission(1, burst_wait_s=5, overload_wait_s=0.05, standing_s=0.1, clock=clock)
+    assert await admission.acquire()
+    assert admission.wait_allowed_s() == 5  # nothing waits: a burst begins
+    first = asyncio.create_task(admission.acquire())
+    await asyncio.sleep(0)
+    clock.now += 0.05
+    assert admission.wait_allowed_s() == 5  # queued for 50 ms: still a burst
+    clock.now += 0.1
+    assert admission.wait_allowed_s() == 0.05  # queued for 150 ms: overloaded
+
+    admission.release()
+    assert await first
+    assert admission.wait_allowed_s() == 5  # the queue emptied: over
+
+
+async def test_a_request_that_waited_its_while_is_refused_and_leaves_the_queue() -> None:
+    admission = Admission(1, burst_wait_s=0.02)
+    assert await admission.acquire()
+
+    assert not await admission.acquire()
+
+    admission.release()
+    assert admission.holders == 0
+    assert await admission.acquire()  # nobody stale in the queue took the place
+
+
+async def test_past_the_longest_queue_a_request_is_refused_at_once() -> None:
+    admission = Admission(1, burst_wait_s=5, max_queue=2)
+    assert await admission.acquire()
+    waiting = [asyncio.create_task(admission.acquire()) for _ in range(2)]
+    await asyncio.sleep(0)
+
+    refused = asyncio.create_task(admission.acquire())
+    await asyncio.sleep(0)
+    assert refused.done()
+    assert refused.result() is False
+
+    admission.release()
+    admission.release()
+    assert await asyncio.gather(*waiting) == [True, True]
+
+
+async def test_a_request_cancelled_while_waiting_gives_up_its_turn() -> None:
+    admission = Admission(1, burst_wait_s=5)
+    assert await admission.acquire()
+    leaving = asyncio.create_task(admission.acquire())
+    staying = asyncio.create_task(admission.acquire())
+    await asyncio.sleep(0)
+    leaving.cancel()
+    await asyncio.sleep(0)
+
+    admission.release()
+
+    assert await staying
+    assert admission.holders == 1
+
+
+def app(admission: Admission, refused: Counter, gate: asyncio.Event) -> Starlette:
+    async def slow(request: Request) -> Response:
+        await gate.wait()
+        return JSONResponse({"ok": True})
+
+    async def stream(request: Request) -> Response:
+        async def body() -> AsyncIterator[bytes]:
+            yield b"data: 1\n\n"
+            await gate.wait()
+
+        return StreamingResponse(body(), media_type="text/event-stream")
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    routes = [Route("/slow", slow), Route("/stream", stream), Route("/healthz", healthz)]
+    application = Starlette(routes=routes)
+    application.add_middleware(AdmissionMiddleware, admission=admission, refused=refused)
+    return application
+
+
+def counter() -> Counter:
+    return Counter("refused", "test", ("reason",), registry=CollectorRegistry())
+
+
+async def test_beyond_capacity_the_answer_is_an_immediate_503_overloaded_with_retry_after() -> None:
+    admission, refused, gate = Admission(1, burst_wait_s=0.01), counter(), asyncio.Event()
+    transport = httpx.ASGITransport(app=app(admission, refused, gate))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        held = asyncio.create_task(client.get("/slow"))
+        await asyncio.sleep(0.01)
+
+        answer = await client.get("/slow")
+        health = await client.get("/healthz")  # never held back
+        gate.set()
+        assert (await held).status_code == 200
+
+    assert answer.status_code == 503
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.headers["retry-after"] == "1"
+    assert answer.json()["code"] == "overloaded"
+    assert health.status_code == 200
+    assert refused.labels("overloaded")._value.get() == 1
+    assert admission.holders == 0
+
+
+async def test_a_stream_holds_its_place_only_until_its_answer_starts() -> None:
+    admission, refused, gate = Admission(1, burst_wait_s=0.01), counter(), asyncio.Event()
+    middleware = app(admission, refused, gate)
+    started = asyncio.Event()
+
+    async def receive() -> dict[str, object]:
+        await asyncio.Event().wait()  # the client stays
+        return {}
+
+    async def send(message: dict[str, object]) -> None:
+        if message["type"] == "http.response.start":
+            started.set()
+
+    scope = {"type": "http", "method": "GET", "path": "/stream", "headers": [],
+             "query_string": b"", "root_path": ""}  # fmt: skip
+    streaming = asyncio.create_task(middleware(scope, receive, send))  # type: ignore[arg-type]
+    async with asyncio.timeout(2):
+        await started.wait()
+    assert admission.holders == 0  # the stream runs on, its place given back
+    gate.set()
+    async with asyncio.timeout(2):
+        await streaming
+    assert admission.holders == 0
+
+
+def test_the_limit_is_the_primary_pool_unless_set() -> None:
+    class WithDatabase(ServiceSettings, PostgresSettings):
+        service_name: str = "t"
+
+    assert admission_limit(WithDatabase()) == 10
+    assert admission_limit(WithDatabase(database_pool_size=8, database_pool_overflow=2)) == 10
+    assert admission_limit(WithDatabase(database_pool_size=3, database_pool_overflow=0)) == 3
+    assert admission_limit(WithDatabase(max_concurrent_requests=40)) == 40
+    assert admission_limit(ServiceSettings(service_name="t")) == 0
+
+
+def test_new_orders_are_refused_only_past_the_backlog_bound() -> None:
+    backlog = SagaBacklog(max_age_s=10.0)
+    for age in (0.0, 9.9, 10.0):
+        backlog.oldest_due_age_s = age
+        assert backlog.refusal() is None
+    backlog.oldest_due_age_s = 10.5
+    refusal = backlog.refusal()
+    assert refusal is not None
+    assert (refusal.status, refusal.code) == (503, "overloaded")
+    assert refusal.headers is not None
+    assert int(refusal.headers["Retry-After"]) >= 1
+    [gauge] = backlog.collect()
+    assert gauge.samples[0].value == 10.5
