@@ -48,6 +48,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import re
 import subprocess
 import sys
@@ -229,20 +230,34 @@ async def sign_up(n: int, products: list[str]) -> Customer:
         timeout=aiohttp.ClientTimeout(total=60),
     )
     email = f"bench-{uuid.uuid4().hex[:12]}@example.com"
-    async with session.post(
-        f"{AUTH}/v1/auth/signup", json={"email": email, "password": STRONG, "name": "bench"}
-    ) as signed:
-        assert signed.status == 201, await signed.text()
-        user_id = (await signed.json())["id"]
-    async with session.post(
-        f"{AUTH}/v1/auth/token", json={"email": email, "password": STRONG}
-    ) as answer:
-        assert answer.status == 200, await answer.text()
-        token = (await answer.json())["access_token"]
-    return Customer(n, user_id, token, session, API_PORTS[n % 2])
+    signed = await patient_post(
+        session, f"{AUTH}/v1/auth/signup", {"email": email, "password": STRONG, "name": "bench"}
+    )
+    credentials = {"email": email, "password": STRONG}
+    token = await patient_post(session, f"{AUTH}/v1/auth/token", credentials)
+    return Customer(n, signed["id"], token["access_token"], session, API_PORTS[n % 2])
 
 
-async def place(customer: Customer, products: list[str], phase: Phase) -> None:
+async def patient_post(
+    session: aiohttp.ClientSession, url: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    """The body of a 2xx answer, sent again after Retry-After while refused
+    (429, 503 overloaded: sign-ups run Argon2, which admission bounds)."""
+    for _ in range(30):
+        async with session.post(url, json=body) as answer:
+            payload: dict[str, Any] = await answer.json(content_type=None)
+            if answer.status < 300:
+                return payload
+            if answer.status not in (429, 503):
+                raise AssertionError(f"{url}: {answer.status} {payload}")
+            wait_s = float(answer.headers.get("Retry-After", "1"))
+        await asyncio.sleep(wait_s * random.uniform(1.0, 1.5))
+    raise AssertionError(f"{url}: refused 30 times")
+
+
+async def place(customer: Customer, products: list[str], phase: Phase) -> float:
+    """Place one order; how long the server asked to wait before the next
+    (a refusal's Retry-After, which a closed loop's connection honours)."""
     customer.sent += 1
     product = products[(customer.n * 7 + customer.sent) % len(products)]
     body = {"items": [{"product_id": product, "quantity": 1}], "payment_method": "pm_card_visa"}
@@ -254,15 +269,18 @@ async def place(customer: Customer, products: list[str], phase: Phase) -> None:
         ) as answer:
             payload = await answer.json(content_type=None)
             status = answer.status
+            retry_after = answer.headers.get("Retry-After")
     except (aiohttp.ClientError, TimeoutError) as exc:
         phase.refused[f"no answer ({type(exc).__name__})"] += 1
-        return
+        return 0.0
     if status == 201:
         phase.sent_at[payload["id"]] = wall
         phase.latencies_ms.append((time.perf_counter() - started) * 1000)
     else:
         phase.refused[f"{status} {payload.get('code', '')}".strip()] += 1
         phase.refused_ms.append((time.perf_counter() - started) * 1000)
+        return float(retry_after or 0)
+    return 0.0
 
 
 @dataclass
@@ -279,7 +297,9 @@ async def closed_loop(load: Load, connections: int, seconds: float, name: str) -
 
     async def connection() -> None:
         while time.perf_counter() < deadline:
-            await place(load.customers[next(turn) % len(load.customers)], load.products, phase)
+            customer = load.customers[next(turn) % len(load.customers)]
+            wait_s = await place(customer, load.products, phase)
+            await asyncio.sleep(min(wait_s, max(0.0, deadline - time.perf_counter())))
 
     started = time.perf_counter()
     async with progress(phase, load.api, seconds):
@@ -290,7 +310,7 @@ async def closed_loop(load: Load, connections: int, seconds: float, name: str) -
 
 async def open_loop(load: Load, rate: int, seconds: float) -> Phase:
     phase = Phase(f"open loop, {rate} orders/s")
-    in_flight: set[asyncio.Task[None]] = set()
+    in_flight: set[asyncio.Task[float]] = set()  # an open loop ignores Retry-After
     started = time.perf_counter()
     async with progress(phase, load.api, seconds):
         for n in range(int(rate * seconds)):

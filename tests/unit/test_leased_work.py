@@ -14,8 +14,8 @@ from sqlalchemy import Column, Integer, MetaData, Table, Text, Uuid, func
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.sql.elements import BindParameter, ClauseElement
 
+from tenx_common.loops import GroupCommit
 from tenx_common.work import (
-    GroupCommit,
     LeasedLoop,
     Saga,
     SagaStatus,

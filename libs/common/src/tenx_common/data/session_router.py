@@ -15,7 +15,7 @@ import asyncio
 import itertools
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
@@ -25,6 +25,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tenx_common.data.db import Engines, read_value
+from tenx_common.loops.group_commit import GroupCommit
 from tenx_common.loops.periodic import stop_task
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,7 @@ class SessionRouter:
         self._turn = itertools.count()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._writes: GroupCommit[tuple[str, ...]] = GroupCommit(self._record_writes)
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -137,9 +139,18 @@ class SessionRouter:
 
     async def record_write(self, *clients: str) -> None:
         """Call after a write has committed: reads for each of ``clients`` (a
-        user, or a resource such as a cache key) see it from now on."""
-        lsn = await read_value(self.engines.primary, "SELECT pg_current_wal_lsn()::text")
-        await self.positions.advance(parse_lsn(lsn), *clients)
+        user, or a resource such as a cache key) see it from now on.
+
+        Calls that arrive while a position is being read share the next read
+        (grouped: ``tenx_common.loops.group_commit``): each of their commits
+        ended before that read starts, so its position covers them all, and
+        one Redis round trip advances every client."""
+        await self._writes.submit(clients)
+
+    async def _record_writes(self, batch: Sequence[tuple[str, ...]]) -> list[bool]:
+        lsn = parse_lsn(await read_value(self.engines.primary, "SELECT pg_current_wal_lsn()::text"))
+        await self.positions.advance(lsn, *{client for clients in batch for client in clients})
+        return [True] * len(batch)
 
     async def reader(self, client: str | None = None) -> AsyncSession:
         """A session for reads that may be stale, yet never older than the

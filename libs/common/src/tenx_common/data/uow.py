@@ -1,5 +1,6 @@
 """One transaction per command: the state change and its outbox rows commit together."""
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Self
@@ -25,6 +26,7 @@ class UnitOfWork:
         self.session = self._session_factory()
         self._wakes: set[str] = set()
         self._after_commit: list[Callable[[], Awaitable[object]]] = []
+        self._together: list[Callable[[], Awaitable[object]]] = []
         # The id of the event whose effect this is (set by the consumer for each
         # handler it calls), for records kept per event, such as notify's deliveries.
         self.cause: str | None = None
@@ -50,9 +52,15 @@ class UnitOfWork:
         """NOTIFY ``channel`` when this transaction commits (its listeners wake)."""
         self._wakes.add(channel)
 
-    def after_commit(self, action: Callable[[], Awaitable[object]]) -> None:
-        """Run ``action`` once this transaction has committed (cache invalidation)."""
-        self._after_commit.append(action)
+    def after_commit(
+        self, action: Callable[[], Awaitable[object]], *, together: bool = False
+    ) -> None:
+        """Run ``action`` once this transaction has committed (cache invalidation),
+        after the actions registered before it; or, ``together``, at the same
+        time as the other such actions, once those in order have run (a batch's
+        read-your-writes positions, which ``SessionRouter.record_write`` then
+        reads once)."""
+        (self._together if together else self._after_commit).append(action)
 
     async def commit(self) -> None:
         if self._wakes:  # one statement for every channel (delivered at the commit)
@@ -65,3 +73,9 @@ class UnitOfWork:
         self.committed = True
         for action in self._after_commit:
             await action()
+        outcomes = await asyncio.gather(
+            *(action() for action in self._together), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome

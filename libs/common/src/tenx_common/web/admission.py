@@ -30,7 +30,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tenx_common.web.problems import overloaded
 
-STANDING_S = 0.1  # a queue that has not emptied for this long is an overload
+# A queue that has not emptied for this long is an overload: longer than a
+# request takes at load (an Argon2 sign-up, an order under contention).
+STANDING_S = 0.5
 OVERLOAD_WAIT_S = 0.05  # a request's wait while overloaded
 MAX_QUEUE = 2000  # requests waiting, at most
 EXEMPT = frozenset({"/healthz", "/readyz", "/metrics"})

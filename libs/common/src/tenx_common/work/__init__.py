@@ -4,7 +4,6 @@ leased job is built on (``leased``) and orchestrated sagas (``saga``).
 Services import from here; the modules import one another directly."""
 
 from tenx_common.work.leased import (
-    GroupCommit,
     LeasedLoop,
     Tally,
     Wakeups,
@@ -26,7 +25,6 @@ from tenx_common.work.saga import (
 )
 
 __all__ = [
-    "GroupCommit",
     "LeasedLoop",
     "Saga",
     "SagaRunner",

@@ -162,7 +162,7 @@ def _confirm(
             )
         )
         user = str(order.user_id)
-        uow.after_commit(lambda: deps.committed(user))
+        uow.after_commit(lambda: deps.committed(user), together=True)
 
     return apply
 
@@ -181,7 +181,7 @@ async def release_stock(saga: Saga, deps: ApiDeps) -> Transition:
         assert order is not None
         keys = await release_order(uow, order, reason=saga.reason or "payment_failed")
         user = str(order.user_id)
-        uow.after_commit(lambda: deps.committed(user, *keys))
+        uow.after_commit(lambda: deps.committed(user, *keys), together=True)
 
     return Transition(outcome="released", status=SagaStatus.COMPENSATED, step=DONE, apply=apply)
 

@@ -59,7 +59,8 @@ async def create_profile(uow: UnitOfWork, event: UserRegistered, *, deps: ApiDep
             where=CustomerProfile.erased_at.is_(None),
         )
     )
-    uow.after_commit(lambda: deps.committed(str(event.user_id), cache_key(event.user_id)))
+    user = str(event.user_id)
+    uow.after_commit(lambda: deps.committed(user, cache_key(event.user_id)), together=True)
 
 
 async def erase_user(uow: UnitOfWork, event: AccountDeletionRequested, *, deps: ApiDeps) -> None:
@@ -87,4 +88,5 @@ async def erase_user(uow: UnitOfWork, event: AccountDeletionRequested, *, deps: 
     await uow.publish(
         AccountDataErased(deletion_id=event.deletion_id, user_id=event.user_id, service=SERVICE)
     )
-    uow.after_commit(lambda: deps.committed(str(event.user_id), cache_key(event.user_id)))
+    user = str(event.user_id)
+    uow.after_commit(lambda: deps.committed(user, cache_key(event.user_id)), together=True)
