@@ -41,6 +41,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from tenx_api.service_layer.catalog import product_row
 from tenx_api.settings import Settings
 from tenx_auth.settings import Settings as AuthSettings
+from tenx_common.runtime.app import admission_limit
 
 ROOT = Path(__file__).resolve().parents[1]
 EDGE = "http://127.0.0.1:8080"
@@ -53,9 +54,13 @@ ORDER_PRODUCTS = 50  # orders spread over many rows, as a catalog's would be
 
 
 def wrk(
-    url: str, *extra: str, env: dict[str, str] | None = None, seconds: int = DURATION_S
+    url: str,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    seconds: int = DURATION_S,
+    connections: int = CONNECTIONS,
 ) -> dict[str, float]:
-    command = ["taskset", "-c", "1", "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s"]
+    command = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s"]
     out = subprocess.run(
         [*command, "--latency", *extra, url],
         capture_output=True,
@@ -168,7 +173,9 @@ LADDER: dict[str, dict[str, str]] = {
 
 
 def place_orders(port: int, products: list[str], token: str) -> dict[str, float]:
-    """wrk placing orders on the instance at ``port`` for 10 s (bench/orders.lua)."""
+    """wrk placing orders on the instance at ``port`` for 10 s (bench/orders.lua),
+    with as many connections as the instance admits at once (its primary pool:
+    tenx_common.web.admission); more would measure its refusals."""
     return wrk(
         f"http://127.0.0.1:{port}/v1/orders",
         "-s",
@@ -179,6 +186,7 @@ def place_orders(port: int, products: list[str], token: str) -> dict[str, float]
             "TENX_BENCH_KEY_PREFIX": uuid.uuid4().hex,
         },
         seconds=10,
+        connections=admission_limit(Settings()),
     )
 
 
