@@ -41,6 +41,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy import MetaData, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.sql.elements import quoted_name
 
 from tenx_api.adapters.orm import dead_letters, inbox, outbox
 from tenx_api.settings import Settings
@@ -83,7 +84,8 @@ class Pipeline:
         self.engine = engine
         self.tag = tag
         self.table = outbox.to_metadata(MetaData(), name=f"bench_outbox_{tag}")
-        self.table.indexes.clear()
+        for index in self.table.indexes:  # the stack's own indexes, named apart from its
+            index.name = quoted_name(f"{index.name}_{tag}", quote=None)
         self.event: type[Tick] = type("Tick", (Tick,), {"TOPIC": f"bench.ticks-{tag}"})
         self.effects = f"bench_effects_{tag}"
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)

@@ -373,13 +373,15 @@ def router_label(port: int, replica_ports: list[int]) -> str:
     return f"replica-{replica_ports.index(port) + 1}"
 
 
-async def lose_postgres_node(name: str, *, until_failover: bool) -> str:
+async def lose_postgres_node(name: str, *, until_failover: bool) -> tuple[str, float]:
     """The loss of a PostgreSQL server: its Patroni and its postmaster killed
     together (SIGKILL; there is no watchdog here to fence a postmaster whose
     Patroni died). ``name`` is a node, ``postgres-primary`` or
     ``postgres-replica``. With ``until_failover`` the node stays away (its
     hold file keeps the supervisor's restart waiting) until another node is
-    the primary; then it comes back, and Patroni makes it a replica. The node."""
+    the primary; then it comes back, and Patroni makes it a replica. The node,
+    and when it was killed (``time.monotonic``: finding it takes a moment, in
+    which writes still succeed)."""
     node: str = next(
         m["name"]
         for m in postgres_members()
@@ -394,15 +396,17 @@ async def lose_postgres_node(name: str, *, until_failover: bool) -> str:
     hold = STATE / "run" / f"{node}.hold"
     if until_failover:
         hold.touch()
+    patroni_pid = pid_of(node)
     try:
-        os.kill(pid_of(node), signal.SIGKILL)
+        killed = time.monotonic()
+        os.kill(patroni_pid, signal.SIGKILL)
         if postmaster:
             os.kill(int(postmaster), signal.SIGKILL)
         if until_failover:
             await eventually(lambda: _another_primary(node), timeout_s=120)
     finally:
         hold.unlink(missing_ok=True)
-    return node
+    return node, killed
 
 
 async def _another_primary(lost: str) -> str | None:

@@ -197,7 +197,7 @@ async def chaos(run: Run, components: list[str], spacing_s: float) -> None:
             # The primary's server lost until a replica is promoted (ready:
             # writes have a primary again); a replica's restarted at once
             # (ready: that node runs again).
-            node = await lose_postgres_node(name, until_failover=name == "postgres-primary")
+            node, killed = await lose_postgres_node(name, until_failover=name == "postgres-primary")
             ready = name if name == "postgres-primary" else node
         else:
             pid = pid_of(name)

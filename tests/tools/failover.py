@@ -150,9 +150,7 @@ async def main(orders: int, record: bool) -> int:
 
         async def lose() -> tuple[str, float]:
             await asyncio.sleep(duration / 3)
-            killed = time.monotonic()
-            await lose_postgres_node("postgres-primary", until_failover=True)
-            return old["name"], killed
+            return await lose_postgres_node("postgres-primary", until_failover=True)
 
         loser = asyncio.create_task(lose())
         await workload(edge, run, orders, duration)

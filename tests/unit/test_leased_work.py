@@ -8,8 +8,11 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
+from opentelemetry import trace
 from sqlalchemy import Column, Integer, MetaData, Table, Text, Uuid, func
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.sql.elements import BindParameter, ClauseElement
@@ -26,8 +29,9 @@ from tenx_common.work import (
     leased,
     tally_counter,
 )
-from tenx_common.work.saga import failed_step, transition_values
+from tenx_common.work.saga import SagaRunner, failed_step, saga_tables, transition_values
 
+sagas_table, saga_steps_table = saga_tables(MetaData())
 jobs = Table(
     "jobs",
     MetaData(),
@@ -337,3 +341,57 @@ def test_a_retry_is_due_after_its_delay() -> None:
     assert isinstance(due.left, type(func.now()))
     assert isinstance(due.right, BindParameter)
     assert due.right.value == timedelta(seconds=2.5)
+
+
+class ClaimConnection:
+    """The claim's transaction: it returns ``rows`` for the claim statement."""
+
+    def __init__(self, rows: list[Any]) -> None:
+        self.rows = rows
+        self.statements = 0
+
+    async def execute(self, statement: object) -> list[Any]:
+        self.statements += 1
+        return self.rows
+
+
+class ClaimEngine:
+    def __init__(self, conn: ClaimConnection) -> None:
+        self.conn = conn
+
+    @contextlib.asynccontextmanager
+    async def begin(self) -> AsyncIterator[ClaimConnection]:
+        yield self.conn
+
+
+async def test_a_claimed_batch_gets_what_its_steps_need_in_one_read() -> None:
+    ids = [uuid.uuid4() for _ in range(3)]
+    rows = [
+        SimpleNamespace(id=i, kind="order", status="running", step="pay", attempts=1,
+                        reason=None, trace={})
+        for i in ids
+    ]  # fmt: skip
+    conn = ClaimConnection(rows)
+    loads: list[list[uuid.UUID]] = []
+
+    async def load(connection: Any, sagas: Sequence[Saga]) -> dict[uuid.UUID, Any]:
+        assert connection is conn  # in the claim's transaction
+        loads.append([saga.id for saga in sagas])
+        return {saga.id: f"order {n}" for n, saga in enumerate(sagas) if n != 1}
+
+    runner = SagaRunner(
+        engine=ClaimEngine(conn),  # type: ignore[arg-type]
+        uow=lambda: None,  # type: ignore[arg-type,return-value]
+        sagas=sagas_table,
+        steps_log=saga_steps_table,
+        steps={},
+        lease_s=10,
+        tracer=trace.get_tracer("test"),
+        context=load,
+    )
+
+    claimed = await runner.claim(3)
+
+    assert loads == [ids]
+    assert [saga.context for saga in claimed] == ["order 0", None, "order 2"]
+    assert conn.statements == 1  # the claim; the loader read the rest

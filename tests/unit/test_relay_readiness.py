@@ -11,7 +11,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tenx_common.data.outbox import outbox_table
-from tenx_common.messaging.relay import Relay
+from tenx_common.messaging.relay import Relay, _sampled
 from tenx_common.settings import KafkaSettings, PostgresSettings, RelaySettings, ServiceSettings
 from tests.unit.conftest import CLOSED
 
@@ -37,3 +37,13 @@ async def test_a_relay_whose_batches_fail_is_not_ready() -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await loop
         await engine.dispose()
+
+
+def test_a_stored_trace_context_is_sampled_only_when_its_flags_say_so() -> None:
+    trace_id, span_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    assert _sampled({"traceparent": f"00-{trace_id}-{span_id}-01"})
+    assert _sampled({"traceparent": f"00-{trace_id}-{span_id}-03"})  # other flags beside
+    assert not _sampled({"traceparent": f"00-{trace_id}-{span_id}-00"})
+    assert not _sampled({"traceparent": f"00-{'0' * 32}-{span_id}-01"})  # an invalid trace id
+    assert not _sampled({"traceparent": "garbage"})
+    assert not _sampled({})

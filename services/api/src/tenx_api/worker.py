@@ -42,6 +42,7 @@ def loops(wiring: ApiWiring, tracer: Tracer) -> Sequence[Any]:
             tracer=tracer,
             poll_interval_s=deps.settings.saga_poll_interval_s,
             listener=deps.sessions.engines.for_listening,
+            context=order_saga.load_orders,
         ),
     ]
 

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tenx_common.data.db import Engines, read_value
 from tenx_common.loops.group_commit import GroupCommit
-from tenx_common.loops.periodic import stop_task
+from tenx_common.loops.periodic import repeat, stop_task
 
 log = logging.getLogger(__name__)
 
@@ -114,19 +114,28 @@ class SessionRouter:
         ]
         self._turn = itertools.count()
         self._task: asyncio.Task[None] | None = None
-        self._stopping = False
+        self._stopping = asyncio.Event()
         self._writes: GroupCommit[tuple[str, ...]] = GroupCommit(self._record_writes)
 
     # --- lifecycle -----------------------------------------------------------
 
     async def start(self) -> None:
         await self.check_replicas()
-        self._task = asyncio.create_task(self._watch(), name="session-router-health")
+        self._task = asyncio.create_task(
+            repeat(
+                self.check_replicas,
+                interval_s=self.check_interval_s,
+                stopping=self._stopping,
+                what="session router: checking the replicas failed",
+                logger=log,
+            ),
+            name="session-router-health",
+        )
 
     async def stop(self) -> None:
         # The flag as well as the cancel: a library may swallow a cancel, and
         # the loop must end all the same.
-        self._stopping = True
+        self._stopping.set()
         if self._task is not None:
             await stop_task(self._task)
 
@@ -255,9 +264,3 @@ class SessionRouter:
             )
         replica.healthy = healthy
         replica.checked = True
-
-    async def _watch(self) -> None:
-        while not self._stopping:
-            await asyncio.sleep(self.check_interval_s)
-            if not self._stopping:
-                await self.check_replicas()

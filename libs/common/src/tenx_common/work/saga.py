@@ -19,20 +19,21 @@ that dies mid-step leaves the lease to expire; the step is then run again by
 any runner, which is how every unfinished saga resumes after a restart.
 
 The runner is leased work (``tenx_common.work.leased``): it claims a batch of
-due sagas in one statement, and records the transitions that finish together
-in one transaction, each fenced on its own claim and written under its
-attempt's trace. A step that raises (a bug, an outage) runs again after 1 s,
-doubling to 30 s. Each attempt runs under a span ``saga <kind> <step>`` whose
-parent is the request that started the saga, so the events a step writes
-continue that trace. ``tenx_saga_transitions_total{kind,status}`` counts the
-recorded transitions.
+due sagas in one statement (and, with a ``context`` loader, reads what their
+steps need for the whole batch in the claim's transaction), and records the
+transitions that finish together in one transaction, each fenced on its own
+claim and written under its attempt's trace. A step that raises (a bug, an
+outage) runs again after 1 s, doubling to 30 s. Each attempt runs under a
+span ``saga <kind> <step>`` whose parent is the request that started the saga,
+so the events a step writes continue that trace.
+``tenx_saga_transitions_total{kind,status}`` counts the recorded transitions.
 """
 
 import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -58,7 +59,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tenx_common.data.uow import UnitOfWork
 from tenx_common.loops.backoff import backoff_s
@@ -127,6 +128,13 @@ class Saga:
     attempts: int  # of this step, the current one included
     reason: str | None
     trace: dict[str, str] = field(default_factory=dict, compare=False)
+    # What the runner read for this saga with its claim (``SagaRunner.context``):
+    # its steps need not read it again, one transaction each.
+    context: Any = field(default=None, compare=False)
+
+
+# Reads, in the claim's transaction, what the claimed sagas' steps need: by saga id.
+ContextLoader = Callable[[AsyncConnection, Sequence["Saga"]], Awaitable[Mapping[uuid.UUID, Any]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +249,7 @@ class SagaRunner:
     poll_interval_s: float = 1.0
     concurrency: int = 16
     listener: AsyncEngine | None = None  # LISTEN's connection (Engines.for_listening)
+    context: ContextLoader | None = None  # one read for a claimed batch, not one per saga
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _loop: LeasedLoop[Saga, _Pending] = field(init=False)
 
@@ -283,7 +292,7 @@ class SagaRunner:
             },
         )
         async with self.engine.begin() as conn:
-            return [
+            claimed = [
                 Saga(
                     id=row.id,
                     kind=row.kind,
@@ -295,6 +304,10 @@ class SagaRunner:
                 )
                 for row in await conn.execute(statement)
             ]
+            if self.context is None or not claimed:
+                return claimed
+            found = await self.context(conn, claimed)
+        return [replace(saga, context=found.get(saga.id)) for saga in claimed]
 
     async def attempt(self, saga: Saga) -> None:
         """One attempt of ``saga``'s current step, and its transition recorded."""

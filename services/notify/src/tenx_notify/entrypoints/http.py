@@ -138,7 +138,7 @@ async def list_deliveries(
     delivery_status: Annotated[str | None, Query(alias="status", pattern=r"^[a-z]{1,16}$")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Items[DeliveryPublic]:
-    found = await deliveries.list_deliveries(deps, status=delivery_status, limit=limit)
+    found = await deliveries.list_deliveries(delivery_status, limit, deps=deps)
     return Items[DeliveryPublic].model_validate({"items": found})
 
 
@@ -148,5 +148,5 @@ async def list_deliveries(
     tags=["operations"],
 )
 async def retry_delivery(delivery_id: UUID, _: AdminUser, deps: Deps) -> RetryScheduled:
-    await deliveries.retry_dead(deps, delivery_id)
+    await deliveries.retry_dead(delivery_id, deps=deps)
     return RetryScheduled(status=DeliveryStatus.PENDING)

@@ -365,7 +365,7 @@ def view(row: Any) -> dict[str, Any]:
 
 
 async def list_deliveries(
-    deps: NotifyDeps, *, status: str | None, limit: int
+    status: str | None, limit: int, *, deps: NotifyDeps
 ) -> list[dict[str, Any]]:
     query = select(Delivery.__table__).order_by(Delivery.created_at.desc()).limit(limit)
     if status is not None:
@@ -374,7 +374,7 @@ async def list_deliveries(
         return [view(row) for row in await conn.execute(query)]
 
 
-async def retry_dead(deps: NotifyDeps, delivery_id: uuid.UUID) -> None:
+async def retry_dead(delivery_id: uuid.UUID, *, deps: NotifyDeps) -> None:
     async with deps.engine.begin() as conn:
         found = await conn.execute(
             update(Delivery)
