@@ -64,6 +64,10 @@ async def test_a_database_that_hangs_up_is_postgres(hangs_up: str) -> None:
         pg.CannotConnectNowError("the database system is shutting down"),
         pg.AdminShutdownError("terminating connection due to administrator command"),
         pg.TooManyConnectionsError("sorry, too many clients already"),
+        # A write that reached the old primary, back as a replica, mid-failover.
+        sqlalchemy.exc.DBAPIError(
+            "UPDATE products", {}, pg.ReadOnlySQLTransactionError("read-only transaction")
+        ),
         pg.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
         sqlalchemy.exc.TimeoutError("QueuePool limit of size 5 overflow 5 reached"),
         sqlalchemy.exc.InterfaceError(

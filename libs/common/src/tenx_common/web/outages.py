@@ -14,7 +14,9 @@ port that accepts and never answers):
   query is a ``DBAPIError`` over asyncpg's ``ConnectionDoesNotExistError``; a
   pool with no free connection in time is ``sqlalchemy.exc.TimeoutError``; a
   server starting, stopping or full answers ``CannotConnectNowError``,
-  ``AdminShutdownError``, ``TooManyConnectionsError``.
+  ``AdminShutdownError``, ``TooManyConnectionsError``; a write sent to a node
+  that is no longer the primary (mid-failover, before PgBouncer follows)
+  fails with ``ReadOnlySQLTransactionError``.
 - Redis: ``redis.exceptions.ConnectionError`` or ``TimeoutError``.
 - Kafka (aiokafka): ``KafkaConnectionError``; ``KafkaTimeoutError`` when no
   broker answers in time.
@@ -40,6 +42,9 @@ _POSTGRES_DOWN = (
     pg.AdminShutdownError,
     pg.CrashShutdownError,
     pg.TooManyConnectionsError,
+    # A write that reached a node in recovery: the primary moved (a failover)
+    # and the pooler had not followed it yet.
+    pg.ReadOnlySQLTransactionError,
     sqlalchemy.exc.TimeoutError,  # no pooled connection free in time
 )
 _REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
