@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from tenx_common.data.db import Engines, read_value
 from tenx_common.loops.group_commit import GroupCommit
 from tenx_common.loops.periodic import repeat, stop_task
+from tenx_common.loops.supervised import pause
 
 log = logging.getLogger(__name__)
 
@@ -121,15 +122,16 @@ class SessionRouter:
 
     async def start(self) -> None:
         await self.check_replicas()
-        self._task = asyncio.create_task(
-            repeat(
-                self.check_replicas,
-                interval_s=self.check_interval_s,
-                stopping=self._stopping,
-                what="session router: checking the replicas failed",
-                logger=log,
-            ),
-            name="session-router-health",
+        self._task = asyncio.create_task(self._watch(), name="session-router-health")
+
+    async def _watch(self) -> None:
+        await pause(self._stopping, self.check_interval_s)  # start() has just checked
+        await repeat(
+            self.check_replicas,
+            interval_s=self.check_interval_s,
+            stopping=self._stopping,
+            what="session router: checking the replicas failed",
+            logger=log,
         )
 
     async def stop(self) -> None:
