@@ -11,6 +11,7 @@ import logging
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 from opentelemetry import propagate
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -28,7 +29,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.dml import Insert
 
 from tenx_common.events import Event, cloud_event
@@ -57,30 +58,35 @@ def outbox_table(metadata: MetaData) -> Table:
     )
 
 
-async def add_event(session: AsyncSession, table: Table, event: Event, *, source: str) -> None:
-    """Stage ``event`` in the session's transaction; it is published only if it commits."""
+def outbox_row(event: Event, *, source: str) -> dict[str, Any]:
+    """``event`` as an outbox row, with the trace context current now (the
+    request's, or a saga step's), so its publish joins that trace."""
     headers: dict[str, str] = {}
     propagate.inject(headers)
     document = cloud_event(event, source=source)
-    connection = await session.connection()  # Core: no ORM flush or statement building
-    await connection.execute(
-        _insert(table),
-        {
-            "id": uuid.UUID(document["id"]),
-            "topic": event.TOPIC,
-            "key": event.aggregate_id(),
-            "type": event.TYPE,
-            "payload": document,
-            "headers": headers,
-            "occurred_at": datetime.now(UTC),
-        },
-    )
+    return {
+        "id": uuid.UUID(document["id"]),
+        "topic": event.TOPIC,
+        "key": event.aggregate_id(),
+        "type": event.TYPE,
+        "payload": document,
+        "headers": headers,
+        "occurred_at": datetime.now(UTC),
+    }
+
+
+async def write_events(
+    connection: AsyncConnection, table: Table, rows: list[dict[str, Any]]
+) -> None:
+    """Insert staged outbox ``rows`` in one statement (RETURNING makes
+    SQLAlchemy send them as one multi-row INSERT, not one per row)."""
+    await connection.execute(_insert(table), rows)
 
 
 @functools.cache
 def _insert(table: Table) -> Insert:
-    """An INSERT into ``table``, built once."""
-    return insert(table)
+    """A multi-row INSERT into ``table``, built once."""
+    return insert(table).returning(table.c.id)
 
 
 class OutboxMonitor:

@@ -3,12 +3,12 @@
 import asyncio
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from sqlalchemy import Table, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tenx_common.data.outbox import CHANNEL, add_event
+from tenx_common.data.outbox import CHANNEL, outbox_row, write_events
 from tenx_common.events import Event
 
 
@@ -25,6 +25,7 @@ class UnitOfWork:
     async def __aenter__(self) -> Self:
         self.session = self._session_factory()
         self._wakes: set[str] = set()
+        self._events: list[dict[str, Any]] = []  # outbox rows, written at the commit
         self._after_commit: list[Callable[[], Awaitable[object]]] = []
         self._together: list[Callable[[], Awaitable[object]]] = []
         # The id of the event whose effect this is (set by the consumer for each
@@ -44,8 +45,10 @@ class UnitOfWork:
         await self.session.close()
 
     async def publish(self, event: Event) -> None:
-        """Stage ``event`` in this transaction's outbox."""
-        await add_event(self.session, self._outbox, event, source=self._source)
+        """Stage ``event`` in this transaction's outbox, under the trace context
+        current now. The staged events are written together at the commit, in
+        one statement, in the order they were staged."""
+        self._events.append(outbox_row(event, source=self._source))
         self.wake(CHANNEL)  # the relays
 
     def wake(self, channel: str) -> None:
@@ -63,6 +66,9 @@ class UnitOfWork:
         (self._together if together else self._after_commit).append(action)
 
     async def commit(self) -> None:
+        if self._events:
+            await write_events(await self.session.connection(), self._outbox, self._events)
+            self._events = []
         if self._wakes:  # one statement for every channel (delivered at the commit)
             await self.session.execute(
                 text("SELECT pg_notify(c, '') FROM unnest(CAST(:channels AS text[])) c"),
