@@ -1,11 +1,12 @@
 """The saga runner's recording on the real api database: the transitions that
-finish together are recorded in one transaction, each still fenced on its own
-claim and under its own attempt's trace, and a state change that fails is
-recorded on its own without holding the others back."""
+finish together are recorded in one transaction, their effects written as a
+set, each still fenced on its own claim and under its own attempt's trace, and
+a state change that fails is recorded on its own without holding the others
+back."""
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 
 import pytest
@@ -19,7 +20,9 @@ from tenx_api.adapters.orm import outbox, saga_steps, sagas
 from tenx_api.settings import Settings as ApiSettings
 from tenx_common.data.db import primary_engine
 from tenx_common.data.uow import UnitOfWork
-from tenx_common.work.saga import Saga, SagaRunner, SagaStatus, Transition
+from tenx_common.events import Event
+from tenx_common.events.catalog_products import StockChangedV1
+from tenx_common.work.saga import BatchEffect, Effect, Saga, SagaRunner, SagaStatus, Transition
 
 KIND = "recording-test"  # a kind no worker runs: these sagas are never due
 
@@ -38,7 +41,9 @@ async def engine(api_settings: ApiSettings) -> AsyncIterator[AsyncEngine]:
 class Runner:
     """A runner on the api's tables that counts its recording transactions."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(
+        self, engine: AsyncEngine, effects: Mapping[str, BatchEffect] | None = None
+    ) -> None:
         sessions = async_sessionmaker(engine, expire_on_commit=False)
         self.transactions = 0
 
@@ -54,6 +59,7 @@ class Runner:
             steps={},
             lease_s=30.0,
             tracer=trace.get_tracer(__name__),
+            effects=effects or {},
         )
 
     async def claimed(self, engine: AsyncEngine, count: int) -> list[Saga]:
@@ -217,4 +223,103 @@ async def test_a_state_change_that_fails_is_recorded_alone_and_the_others_stand(
         found[1].id: SagaStatus.RUNNING,  # its claim's lease ends; the step then runs again
         found[2].id: SagaStatus.COMPLETED,
     }
+    assert test.transactions == 4  # the batch (rolled back), then each on its own
+
+
+def under_trace(trace_id: int) -> otel_context.Context:
+    span = NonRecordingSpan(
+        SpanContext(trace_id, 1, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    )
+    return trace.set_span_in_context(span)
+
+
+async def staged(engine: AsyncEngine, products: list[uuid.UUID]) -> dict[str, str]:
+    """The traceparent of each product's staged event, by product."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(outbox.c.key, outbox.c.headers).where(outbox.c.key.in_(map(str, products)))
+        )
+        return {row.key: row.headers.get("traceparent", "") for row in rows}
+
+
+async def test_an_effect_is_written_once_for_its_batch_and_each_event_under_its_trace(
+    engine: AsyncEngine,
+) -> None:
+    calls: list[list[uuid.UUID]] = []
+
+    async def note(uow: UnitOfWork, products: Sequence[uuid.UUID]) -> list[list[Event]]:
+        calls.append(list(products))
+        return [[StockChangedV1(product_id=p, version=1, stock=1)] for p in products]
+
+    test = Runner(engine, effects={"note": note})
+    found = await test.claimed(engine, 3)
+    products = [uuid.uuid4() for _ in found]
+
+    async def attempt(saga: Saga, product: uuid.UUID, trace_id: int) -> bool:
+        token = otel_context.attach(under_trace(trace_id))
+        try:
+            transition = Transition(
+                outcome="approved",
+                status=SagaStatus.COMPLETED,
+                step="done",
+                effect=Effect("note", product),
+            )
+            return await test.runner.record(saga, transition, started=datetime.now(UTC))
+        finally:
+            otel_context.detach(token)
+
+    recorded = await asyncio.gather(
+        *(attempt(s, p, n + 1) for n, (s, p) in enumerate(zip(found, products, strict=True)))
+    )
+
+    assert recorded == [True] * 3
+    assert test.transactions == 1
+    assert calls == [products]
+    traces = {key: parent.split("-")[1] for key, parent in (await staged(engine, products)).items()}
+    assert traces == {str(p): f"{n + 1:032x}" for n, p in enumerate(products)}
+
+
+async def test_an_effect_that_fails_for_one_item_leaves_the_others_recorded(
+    engine: AsyncEngine,
+) -> None:
+    bad = uuid.uuid4()
+
+    async def note(uow: UnitOfWork, products: Sequence[uuid.UUID]) -> list[list[Event]]:
+        if bad in products:
+            raise RuntimeError("this product's change fails")
+        return [[StockChangedV1(product_id=p, version=1, stock=1)] for p in products]
+
+    test = Runner(engine, effects={"note": note})
+    found = await test.claimed(engine, 3)
+    products = [uuid.uuid4(), bad, uuid.uuid4()]
+    started = datetime.now(UTC)
+
+    recorded = await asyncio.gather(
+        *(
+            test.runner.record(
+                saga,
+                Transition(
+                    outcome="approved",
+                    status=SagaStatus.COMPLETED,
+                    step="done",
+                    effect=Effect("note", product),
+                ),
+                started=started,
+            )
+            for saga, product in zip(found, products, strict=True)
+        ),
+        return_exceptions=True,
+    )
+
+    assert recorded[0] is True
+    assert recorded[2] is True
+    assert isinstance(recorded[1], RuntimeError)
+    # as if each had been recorded on its own: the failed one unchanged, unlogged
+    assert await statuses(engine, found) == {
+        found[0].id: SagaStatus.COMPLETED,
+        found[1].id: SagaStatus.RUNNING,
+        found[2].id: SagaStatus.COMPLETED,
+    }
+    assert await logged(engine, found) == 2
+    assert set(await staged(engine, products)) == {str(products[0]), str(products[2])}
     assert test.transactions == 4  # the batch (rolled back), then each on its own

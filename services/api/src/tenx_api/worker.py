@@ -38,6 +38,7 @@ def loops(wiring: ApiWiring, tracer: Tracer) -> Sequence[Any]:
             sagas=sagas,
             steps_log=saga_steps,
             steps=order_saga.steps(deps),
+            effects=order_saga.effects(deps),
             lease_s=order_saga.lease_s(deps),
             tracer=tracer,
             poll_interval_s=deps.settings.saga_poll_interval_s,

@@ -12,6 +12,8 @@ from tenx_common.work.leased import (
     tally_counter,
 )
 from tenx_common.work.saga import (
+    BatchEffect,
+    Effect,
     Saga,
     SagaRunner,
     SagaStatus,
@@ -25,6 +27,8 @@ from tenx_common.work.saga import (
 )
 
 __all__ = [
+    "BatchEffect",
+    "Effect",
     "LeasedLoop",
     "Saga",
     "SagaRunner",

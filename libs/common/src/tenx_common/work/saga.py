@@ -30,6 +30,8 @@ so the events a step writes continue that trace.
 """
 
 import asyncio
+import contextlib
+import functools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -43,9 +45,13 @@ from opentelemetry import propagate
 from opentelemetry.trace import Status, StatusCode, Tracer
 from prometheus_client.core import Metric
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
+    Boolean,
     Column,
+    ColumnElement,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -53,18 +59,24 @@ from sqlalchemy import (
     Table,
     Text,
     Uuid,
+    bindparam,
+    case,
+    column,
     func,
     insert,
+    literal_column,
     text,
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.dml import Insert, Update
 
 from tenx_common.data.uow import UnitOfWork
+from tenx_common.events import Event
 from tenx_common.loops.backoff import backoff_s
 from tenx_common.loops.wakeup import listening
-from tenx_common.work.leased import LeasedLoop, Tally, claim_due, fenced, tally_counter
+from tenx_common.work.leased import LeasedLoop, Tally, claim_due, tally_counter
 
 log = logging.getLogger(__name__)
 
@@ -138,9 +150,26 @@ ContextLoader = Callable[[AsyncConnection, Sequence["Saga"]], Awaitable[Mapping[
 
 
 @dataclass(frozen=True, slots=True)
+class Effect:
+    """A state change that transitions recorded together write as a set: the
+    runner's effect ``name`` gets the ``args`` of every such transition of a
+    batch at once (``BatchEffect``)."""
+
+    name: str
+    args: Any
+
+
+# Writes the effects of a batch in the recording's transaction, with one
+# statement for all of them where it can; returns, for each args in order, the
+# events to stage for it (the runner stages them under that attempt's trace).
+BatchEffect = Callable[[UnitOfWork, Sequence[Any]], Awaitable[Sequence[Sequence[Event]]]]
+
+
+@dataclass(frozen=True, slots=True)
 class Transition:
     """What a step's attempt led to. ``outcome`` and ``detail`` go to the step log;
-    ``apply`` runs in the transaction that records the transition."""
+    ``effect`` (written together with the batch's others of its name) or
+    ``apply`` (on its own) runs in the transaction that records the transition."""
 
     outcome: str
     status: str
@@ -148,6 +177,7 @@ class Transition:
     retry_in_s: float | None = None  # the same step again, after this delay
     reason: str | None = None
     detail: str | None = None
+    effect: Effect | None = None
     apply: Callable[[UnitOfWork], Awaitable[None]] | None = None
 
 
@@ -250,6 +280,7 @@ class SagaRunner:
     concurrency: int = 16
     listener: AsyncEngine | None = None  # LISTEN's connection (Engines.for_listening)
     context: ContextLoader | None = None  # one read for a claimed batch, not one per saga
+    effects: Mapping[str, BatchEffect] = field(default_factory=dict)  # by ``Effect.name``
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _loop: LeasedLoop[Saga, _Pending] = field(init=False)
 
@@ -350,17 +381,27 @@ class SagaRunner:
         )
 
     async def _record_together(self, batch: Sequence[_Pending]) -> list[bool]:
-        """The transitions of ``batch`` in one transaction, each fenced on the
-        status, step and attempt its runner claimed, each under its attempt's
-        trace (so its events carry that trace on)."""
-        results = []
+        """The transitions of ``batch`` in one transaction, as sets: one fenced
+        update of every saga (each on the status, step and attempt its runner
+        claimed), each effect's statements once for all its transitions, one
+        insert into the step log. Each event is staged under its attempt's
+        trace. When the transaction fails, ``GroupCommit`` records each alone."""
         async with self.uow() as uow:
+            moved = await self._move(uow, batch)
+            results = [(p.saga.id, p.saga.attempts) in moved for p in batch]
+            recorded = [p for p, ok in zip(batch, results, strict=True) if ok]
             for pending in batch:
-                token = otel_context.attach(pending.context)
-                try:
-                    results.append(await self._record_one(uow, pending))
-                finally:
-                    otel_context.detach(token)
+                if (pending.saga.id, pending.saga.attempts) not in moved:
+                    log.info(
+                        "saga %s moved on while step %s ran; result dropped",
+                        pending.saga.id,
+                        pending.saga.step,
+                    )
+            if recorded:
+                await self._apply(uow, recorded)
+                await self._log(uow, recorded)
+            if any(p.transition.status in ACTIVE and not p.transition.retry_in_s for p in recorded):
+                uow.wake(CHANNEL)
             try:
                 await uow.commit()
             except Exception:
@@ -371,34 +412,64 @@ class SagaRunner:
                 log.exception("saga runner: after recording %d transitions", len(batch))
         return results
 
-    async def _record_one(self, uow: UnitOfWork, pending: _Pending) -> bool:
-        saga, transition = pending.saga, pending.transition
-        moved = await uow.session.execute(
-            fenced(
-                self.sagas,
-                row_id=saga.id,
-                claimed={"status": saga.status, "step": saga.step, "attempts": saga.attempts},
-            ).values(**transition_values(saga, transition))
+    async def _move(self, uow: UnitOfWork, batch: Sequence[_Pending]) -> set[tuple[uuid.UUID, int]]:
+        """One fenced UPDATE of the batch's sagas; the (id, claimed attempt) of
+        those that moved (a saga moved on meanwhile is not among them)."""
+        columns: dict[str, list[Any]] = {name: [] for name, _ in _MOVE_COLUMNS}
+        for pending in batch:
+            saga = pending.saga
+            row = {
+                "id": saga.id,
+                "was_status": saga.status,
+                "was_step": saga.step,
+                "was_attempts": saga.attempts,
+                **transition_values(saga, pending.transition),
+            }
+            for name in columns:
+                columns[name].append(row[name])
+        result = await uow.session.execute(
+            _move_statement(self.sagas),
+            {f"each_{name}": values for name, values in columns.items()},
         )
-        if moved.first() is None:
-            log.info("saga %s moved on while step %s ran; result dropped", saga.id, saga.step)
-            return False
-        if transition.apply is not None:
-            await transition.apply(uow)
-        await uow.session.execute(
-            insert(self.steps_log).values(
-                saga_id=saga.id,
-                step=saga.step,
-                attempt=saga.attempts,
-                outcome=transition.outcome,
-                detail=transition.detail,
-                started_at=pending.started,
-                finished_at=datetime.now(UTC),
+        return {(row.id, row.was_attempts) for row in result}
+
+    async def _apply(self, uow: UnitOfWork, recorded: Sequence[_Pending]) -> None:
+        """The transitions' state changes: each ``apply`` on its own, then each
+        effect once for all its transitions; every event under its attempt's trace."""
+        by_effect: dict[str, list[_Pending]] = {}
+        for pending in recorded:
+            if pending.transition.apply is not None:
+                with _attached(pending.context):
+                    await pending.transition.apply(uow)
+            if (effect := pending.transition.effect) is not None:
+                by_effect.setdefault(effect.name, []).append(pending)
+        for name, group in by_effect.items():
+            staged = await self.effects[name](
+                uow, [p.transition.effect.args for p in group if p.transition.effect]
             )
+            for pending, events in zip(group, staged, strict=True):
+                with _attached(pending.context):
+                    for event in events:
+                        await uow.publish(event)
+
+    async def _log(self, uow: UnitOfWork, recorded: Sequence[_Pending]) -> None:
+        """Every attempt of ``recorded`` into the step log, one statement."""
+        finished = datetime.now(UTC)
+        await uow.session.execute(
+            _log_statement(self.steps_log),
+            [
+                {
+                    "saga_id": p.saga.id,
+                    "step": p.saga.step,
+                    "attempt": p.saga.attempts,
+                    "outcome": p.transition.outcome,
+                    "detail": p.transition.detail,
+                    "started_at": p.started,
+                    "finished_at": finished,
+                }
+                for p in recorded
+            ],
         )
-        if transition.status in ACTIVE and not transition.retry_in_s:
-            uow.wake(CHANNEL)
-        return True
 
     def collect(self) -> Iterator[Metric]:
         return self._loop.collect()
@@ -417,24 +488,84 @@ def failed_step(saga: Saga, exc: Exception) -> Transition:
 
 def transition_values(saga: Saga, transition: Transition) -> dict[str, Any]:
     """The saga row's new values: the step's attempts go on counting while it
-    repeats; a saga that ends is never due again."""
+    repeats; the reason stays unless the transition gives one; the last error
+    is set by an error or a retry; a saga that ends is never due again
+    (``due_in_s`` None), one that goes on is due after its retry's delay."""
     same_step = transition.step == saga.step and transition.status == saga.status
-    values: dict[str, Any] = {
+    return {
         "status": transition.status,
         "step": transition.step,
         "attempts": saga.attempts if same_step else 0,
-        "updated_at": func.now(),
-        "next_attempt_at": (
-            None
-            if transition.status not in ACTIVE
-            else func.now() + timedelta(seconds=transition.retry_in_s or 0)
+        "reason": transition.reason,
+        "sets_error": transition.outcome == "error" or transition.retry_in_s is not None,
+        "error": transition.detail,
+        "due_in_s": (
+            None if transition.status not in ACTIVE else float(transition.retry_in_s or 0)
         ),
     }
-    if transition.reason is not None:
-        values["reason"] = transition.reason
-    if transition.outcome == "error" or transition.retry_in_s is not None:
-        values["last_error"] = transition.detail
-    return values
+
+
+# The fenced update of a batch's sagas takes one array per column.
+_MOVE_COLUMNS: tuple[tuple[str, Any], ...] = (
+    ("id", Uuid),
+    ("was_status", Text),
+    ("was_step", Text),
+    ("was_attempts", Integer),
+    ("status", Text),
+    ("step", Text),
+    ("attempts", Integer),
+    ("reason", Text),
+    ("sets_error", Boolean),
+    ("error", Text),
+    ("due_in_s", Float),
+)
+_SECOND: ColumnElement[Any] = literal_column("interval '1 second'")
+
+
+@functools.cache
+def _move_statement(table: Table) -> Update:
+    """UPDATE ``table`` FROM unnest(the batch's arrays): each saga moved to its
+    transition's values when it still holds what its runner claimed."""
+    v = (
+        func.unnest(*(bindparam(f"each_{name}", type_=ARRAY(kind)) for name, kind in _MOVE_COLUMNS))
+        .table_valued(*(column(name, kind) for name, kind in _MOVE_COLUMNS))
+        .render_derived(name="v")
+    )
+    c = table.c
+    return (
+        update(table)
+        .where(
+            c.id == v.c.id,
+            c.status == v.c.was_status,
+            c.step == v.c.was_step,
+            c.attempts == v.c.was_attempts,
+        )
+        .values(
+            status=v.c.status,
+            step=v.c.step,
+            attempts=v.c.attempts,
+            reason=func.coalesce(v.c.reason, c.reason),
+            last_error=case((v.c.sets_error, v.c.error), else_=c.last_error),
+            next_attempt_at=func.now() + v.c.due_in_s * _SECOND,  # NULL: never due again
+            updated_at=func.now(),
+        )
+        .returning(c.id, v.c.was_attempts)
+    )
+
+
+@functools.cache
+def _log_statement(table: Table) -> Insert:
+    """A multi-row insert into the step log (RETURNING makes it one statement)."""
+    return insert(table).returning(table.c.id)
+
+
+@contextlib.contextmanager
+def _attached(context: otel_context.Context) -> Iterator[None]:
+    token = otel_context.attach(context)
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
 
 
 # -- what operators see ----------------------------------------------------------

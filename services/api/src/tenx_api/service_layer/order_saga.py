@@ -31,12 +31,13 @@ one with its logged steps at ``GET /v1/admin/sagas/{id}``.
 """
 
 import asyncio
+import functools
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, tuple_, update
+from sqlalchemy import ARRAY, Uuid, any_, bindparam, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from tenx_api.adapters.orm import Base, Order, saga_steps, sagas
@@ -45,10 +46,13 @@ from tenx_api.domain.payments import IdempotencyConflictError
 from tenx_api.service_layer.deps import ApiDeps
 from tenx_api.service_layer.orders import release_order
 from tenx_common.data import UnitOfWork
+from tenx_common.events import Event
 from tenx_common.events.orders_orders import OrderConfirmed
 from tenx_common.loops import backoff_s
 from tenx_common.web import ProblemError, decode_cursor, encode_cursor
 from tenx_common.work import (
+    BatchEffect,
+    Effect,
     Saga,
     SagaStatus,
     Step,
@@ -62,6 +66,12 @@ AUTHORIZE = "authorize_payment"
 VOID = "void_payment"
 RELEASE = "release_stock"
 DONE = "done"
+CONFIRM = "confirm_order"  # the effect of an approved authorization
+
+
+def effects(deps: ApiDeps) -> dict[str, BatchEffect]:
+    """The state changes the runner writes for a batch of transitions at once."""
+    return {CONFIRM: lambda uow, confirmations: confirm_orders(uow, confirmations, deps=deps)}
 
 
 def steps(deps: ApiDeps) -> dict[tuple[str, str], Step]:
@@ -96,9 +106,9 @@ _ORDER = select(_ORDERS).where(_ORDERS.c.id == bindparam("id"))
 _ORDERS_OF = select(_ORDERS).where(_ORDERS.c.id.in_(bindparam("ids", expanding=True)))
 _CONFIRM = (
     update(_ORDERS)
-    .where(_ORDERS.c.id == bindparam("order_id"))  # "id" is the SET clause's own
+    .where(_ORDERS.c.id == any_(bindparam("ids", type_=ARRAY(Uuid))))
     .values(status=OrderStatus.CONFIRMED, updated_at=bindparam("now"))
-    .returning(_ORDERS.c.user_id, _ORDERS.c.total_cents, _ORDERS.c.currency)
+    .returning(_ORDERS.c.id, _ORDERS.c.user_id, _ORDERS.c.total_cents, _ORDERS.c.currency)
 )
 
 
@@ -138,7 +148,7 @@ async def authorize_payment(saga: Saga, deps: ApiDeps) -> Transition:
             status=SagaStatus.COMPLETED,
             step=DONE,
             detail=f"payment {authorization.id}",
-            apply=_confirm(order.id, authorization.id, deps),
+            effect=Effect(CONFIRM, (order.id, authorization.id)),
         )
     if saga.attempts < settings.payment_max_attempts:
         return Transition(
@@ -158,25 +168,33 @@ def _compensate(outcome: str, reason: str, detail: str | None) -> Transition:
     )
 
 
-def _confirm(
-    order_id: uuid.UUID, payment_id: str, deps: ApiDeps
-) -> Callable[[UnitOfWork], Awaitable[None]]:
-    async def apply(uow: UnitOfWork) -> None:
-        db = await uow.session.connection()
-        order = (await db.execute(_CONFIRM, {"order_id": order_id, "now": datetime.now(UTC)})).one()
-        await uow.publish(
+async def confirm_orders(
+    uow: UnitOfWork, confirmations: Sequence[tuple[uuid.UUID, str]], *, deps: ApiDeps
+) -> list[list[Event]]:
+    """Confirm the orders of ``confirmations`` (order id, payment id) in one
+    statement; each one's OrderConfirmed, in their order. An order that is not
+    there fails the batch (the runner then records each transition alone)."""
+    db = await uow.session.connection()
+    ids = [order_id for order_id, _ in confirmations]
+    confirmed = {
+        row.id: row for row in await db.execute(_CONFIRM, {"ids": ids, "now": datetime.now(UTC)})
+    }
+    if missing := set(ids) - confirmed.keys():
+        raise LookupError(f"no such orders to confirm: {sorted(map(str, missing))}")
+    for user in sorted({str(row.user_id) for row in confirmed.values()}):
+        uow.after_commit(functools.partial(deps.committed, user), together=True)
+    return [
+        [
             OrderConfirmed(
                 order_id=order_id,
-                user_id=order.user_id,
-                total_cents=order.total_cents,
-                currency=order.currency,
+                user_id=confirmed[order_id].user_id,
+                total_cents=confirmed[order_id].total_cents,
+                currency=confirmed[order_id].currency,
                 payment_id=payment_id,
             )
-        )
-        user = str(order.user_id)
-        uow.after_commit(lambda: deps.committed(user), together=True)
-
-    return apply
+        ]
+        for order_id, payment_id in confirmations
+    ]
 
 
 async def void_payment(saga: Saga, deps: ApiDeps) -> Transition:
