@@ -4,6 +4,7 @@ authorization per idempotency key, and voids that also stop late authorizations.
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -121,3 +122,60 @@ async def test_a_void_releases_once_and_stops_a_late_authorization(
             )
         )
     assert voids == 2
+
+
+class Counting:
+    """The provider's sessions, counting the transactions it opens."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+        self.opened = 0
+
+    def __call__(self) -> AsyncSession:
+        self.opened += 1
+        return self.sessions()
+
+
+async def authorize_all(provider: SandboxPayments, keys: list[str], cards: list[str]) -> list[Any]:
+    return await asyncio.gather(
+        *(
+            provider.authorize(
+                idempotency_key=key, amount_cents=100 + n, currency="EUR", payment_method=card
+            )
+            for n, (key, card) in enumerate(zip(keys, cards, strict=True))
+        ),
+        return_exceptions=True,
+    )
+
+
+async def test_authorizations_that_arrive_together_share_a_transaction(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    counting = Counting(sessions)
+    provider = SandboxPayments(counting)  # type: ignore[arg-type]
+    keys = [str(uuid.uuid4()) for _ in range(20)]
+
+    answers = await authorize_all(provider, keys, [APPROVE] * 10 + [DECLINE] * 10)
+
+    assert [a.approved for a in answers] == [True] * 10 + [False] * 10
+    assert len({a.id for a in answers}) == 20
+    assert counting.opened <= 2  # the first call's batch, then the 19 that queued behind it
+    for n, key in enumerate(keys):
+        assert [r.amount_cents for r in await ledger(sessions, key)] == [100 + n]
+
+
+async def test_a_record_that_fails_holds_back_none_of_its_batch(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    provider = SandboxPayments(sessions)
+    keys = [str(uuid.uuid4()) for _ in range(20)]
+    cards = [APPROVE] * 20
+    cards[7] = "pm_card_\x00"  # PostgreSQL's text refuses NUL: that record fails
+
+    answers = await authorize_all(provider, keys, cards)
+
+    assert isinstance(answers[7], Exception)
+    assert all(a.approved for n, a in enumerate(answers) if n != 7)
+    for n, key in enumerate(keys):  # as if each had been authorized on its own
+        expected = [] if n == 7 else [100 + n]
+        assert [r.amount_cents for r in await ledger(sessions, key)] == expected

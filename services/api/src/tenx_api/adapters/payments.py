@@ -12,14 +12,18 @@ record per idempotency key, and the first one wins: a repeated authorization
 answers the first result, and the same key with another amount, currency or
 card raises ``IdempotencyConflictError``. A void that comes first leaves a
 voided record, so a late authorization under that key is refused.
+Authorizations that arrive together are written in one transaction (a group
+commit); each still gets its own key's record.
 """
 
 import asyncio
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import ARRAY, Text, any_, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -31,15 +35,27 @@ from tenx_api.domain.payments import (
     Authorization,
     IdempotencyConflictError,
 )
+from tenx_common.loops.group_commit import GroupCommit
 
 AUTHORIZED = "authorized"
 DECLINED = "declined"
 VOIDED = "voided"
 
 
+@dataclass(eq=False, slots=True)
+class _Request:
+    """An authorization waiting for its batch; ``found`` is the ledger's record."""
+
+    record: dict[str, Any]
+    found: Any = None
+
+
 class SandboxPayments:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
+        # Authorizations that arrive together are written in one transaction
+        # (as a processor batches its ledger writes); each answers on its own.
+        self._authorizations: GroupCommit[_Request] = GroupCommit(self._authorize_together)
 
     async def authorize(
         self, *, idempotency_key: str, amount_cents: int, currency: str, payment_method: str
@@ -48,24 +64,21 @@ class SandboxPayments:
             await asyncio.Event().wait()  # until the caller's timeout cancels it
         approved = payment_method == APPROVE
         now = datetime.now(UTC)
-        async with self._sessions() as session:
-            await _record_first(
-                session,
-                idempotency_key,
-                payment_method=payment_method,
-                amount_cents=amount_cents,
-                currency=currency,
-                status=AUTHORIZED if approved else DECLINED,
-                decline_code=None if approved else _decline_code(payment_method),
-                created_at=now,
-                updated_at=now,
-            )
-            # Read in the same transaction (the record is visible to it, and a
-            # concurrent first one has committed: ON CONFLICT waited for it).
-            connection = await session.connection()
-            payment = (await connection.execute(_BY_KEY, {"key": idempotency_key})).first()
-            await session.commit()
-        assert payment is not None
+        request = _Request(
+            {
+                "id": uuid.uuid4(),
+                "idempotency_key": idempotency_key,
+                "payment_method": payment_method,
+                "amount_cents": amount_cents,
+                "currency": currency,
+                "status": AUTHORIZED if approved else DECLINED,
+                "decline_code": None if approved else _decline_code(payment_method),
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        await self._authorizations.submit(request)
+        payment = request.found
         if payment.status != VOIDED and (
             payment.payment_method,
             payment.amount_cents,
@@ -77,6 +90,25 @@ class SandboxPayments:
             approved=payment.status == AUTHORIZED,
             decline_code=payment.decline_code,
         )
+
+    async def _authorize_together(self, requests: Sequence[_Request]) -> list[bool]:
+        """The first record under each key, for every request, in one statement
+        (in key order, so two batches never wait on each other's keys), then
+        each key's record, read in the same transaction (a concurrent first one
+        has committed: ON CONFLICT waited for it)."""
+        keys = sorted({r.record["idempotency_key"] for r in requests})
+        async with self._sessions() as session:
+            connection = await session.connection()
+            records = sorted((r.record for r in requests), key=lambda r: r["idempotency_key"])
+            await connection.execute(_FIRSTS, records)
+            found = {
+                row.idempotency_key: row
+                for row in await connection.execute(_BY_KEYS, {"keys": keys})
+            }
+            await session.commit()
+        for request in requests:
+            request.found = found[request.record["idempotency_key"]]
+        return [True] * len(requests)
 
     async def void(self, *, idempotency_key: str) -> None:
         now = datetime.now(UTC)
@@ -113,7 +145,11 @@ class SandboxPayments:
 # Built once, run as Core on the session's connection.
 _LEDGER = Base.metadata.tables["sandbox_payments"]
 _FIRST = insert(_LEDGER).on_conflict_do_nothing(index_elements=[_LEDGER.c.idempotency_key])
-_BY_KEY = select(_LEDGER).where(_LEDGER.c.idempotency_key == bindparam("key"))
+# RETURNING makes SQLAlchemy send a batch's records as one multi-row INSERT.
+_FIRSTS = _FIRST.returning(_LEDGER.c.id)
+_BY_KEYS = select(_LEDGER).where(
+    _LEDGER.c.idempotency_key == any_(bindparam("keys", type_=ARRAY(Text)))
+)
 
 
 async def _record_first(session: AsyncSession, idempotency_key: str, **values: Any) -> None:
