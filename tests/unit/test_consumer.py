@@ -20,11 +20,13 @@ from tenx_common.events import Event, cloud_event
 from tenx_common.events.catalog_products import ProductCreated
 from tenx_common.messaging import (
     BatchHandler,
+    Caused,
     Consumer,
     Delivery,
     Handler,
     PermanentError,
     Record,
+    SetHandler,
     UnavailableError,
     dead_letter_table,
     inbox_table,
@@ -52,6 +54,18 @@ class Indexed(Event):
 
     TOPIC: ClassVar[str] = "test.documents"
     TYPE: ClassVar[str] = "tenx.test.indexed.v1"
+    key: str
+    poison: bool = False
+
+    def aggregate_id(self) -> str:
+        return self.key
+
+
+class Listed(Event):
+    """Handled by a set handler, in the transaction."""
+
+    TOPIC: ClassVar[str] = "test.notes"
+    TYPE: ClassVar[str] = "tenx.test.listed.v1"
     key: str
     poison: bool = False
 
@@ -142,6 +156,18 @@ def note(world: World) -> Handler:
     return apply
 
 
+def listing(world: World) -> SetHandler:
+    async def apply(uow: UnitOfWork, items: list[Caused]) -> None:
+        keys = [item.event.key for item in items]
+        world.timeline.append(f"listed {' '.join(keys)}")
+        if any(item.event.poison for item in items):
+            raise ValueError("cannot list a poison")
+        assert all(item.cause for item in items)
+        cast(FakeUnitOfWork, uow).effects.extend(keys)
+
+    return SetHandler(apply)
+
+
 def index(world: World) -> Callable[[list[Delivery]], Awaitable[list[str]]]:
     async def write(deliveries: list[Delivery]) -> list[str]:
         await asyncio.sleep(0.01)  # a write that takes a while, beside the transaction
@@ -159,7 +185,7 @@ def build(
     world: World,
     engine: AsyncEngine,
     *,
-    handlers: Mapping[type[Event], Handler] | None = None,
+    handlers: Mapping[type[Event], Handler | SetHandler] | None = None,
     batch: Callable[[list[Delivery]], Awaitable[list[str]]] | None = None,
     letters: Sequence[Record] = (),
 ) -> Consumer:
@@ -192,7 +218,9 @@ def records(*documents: dict[str, Any] | bytes) -> list[Record]:
     ]
 
 
-def event(cls: type[Noted] | type[Indexed], key: str, *, poison: bool = False) -> dict[str, Any]:
+def event(
+    cls: type[Noted] | type[Indexed] | type[Listed], key: str, *, poison: bool = False
+) -> dict[str, Any]:
     return cloud_event(cls(key=key, poison=poison), source="/tenx/test")
 
 
@@ -439,3 +467,32 @@ async def test_the_indexer_writes_its_documents_through_the_batch_handler(
     [freshness] = indexer.freshness.collect()
     [count] = [s for s in freshness.samples if s.name.endswith("_count")]
     assert count.value == 2
+
+
+async def test_a_set_handler_gets_each_run_of_its_events_as_one_list_in_the_transaction(
+    engine: AsyncEngine,
+) -> None:
+    world = World()
+    consumer = build(world, engine, handlers={Noted: note(world), Listed: listing(world)})
+    a = event(Listed, "a")
+    chunk = records(a, event(Listed, "b"), a, event(Noted, "n"), event(Listed, "c"))
+
+    await consumer.consume_many(chunk, FakeProducer())
+
+    # a duplicate has no effect and does not end a run; another handler's event does
+    assert world.timeline == ["listed a b", "noted n", "listed c"]
+    assert world.transactions == 1
+    assert world.effects == ["a", "b", "n", "c"]  # in the chunk's order
+    assert outcomes(consumer) == {"processed": 4, "duplicate": 1}
+
+
+async def test_a_failing_set_falls_back_to_one_record_at_a_time(engine: AsyncEngine) -> None:
+    world = World()
+    consumer = build(world, engine, handlers={Listed: listing(world)})
+    chunk = records(event(Listed, "a"), event(Listed, "p", poison=True), event(Listed, "c"))
+
+    await consumer.consume_many(chunk, FakeProducer())
+
+    assert world.timeline == ["listed a p c", "listed a", *["listed p"] * 3, "listed c"]
+    assert world.effects == ["a", "c"]
+    assert [attempts for _, _, attempts in world.parked] == [3]

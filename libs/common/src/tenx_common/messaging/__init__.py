@@ -6,7 +6,7 @@ inbox and dead letters a service declares in one call.
 
 Services import from here; the modules import one another directly."""
 
-from tenx_common.messaging.consumer import BatchHandler, Consumer, Handler
+from tenx_common.messaging.consumer import BatchHandler, Caused, Consumer, Handler, SetHandler
 from tenx_common.messaging.dead_letters import dead_letter_router
 from tenx_common.messaging.errors import PermanentError, UnavailableError
 from tenx_common.messaging.inbox import dead_letter_table, inbox_table
@@ -22,6 +22,7 @@ from tenx_common.messaging.tables import MessagingTables, messaging_tables
 
 __all__ = [
     "BatchHandler",
+    "Caused",
     "Consumer",
     "Delivery",
     "Envelope",
@@ -29,6 +30,7 @@ __all__ = [
     "MessagingTables",
     "PermanentError",
     "Record",
+    "SetHandler",
     "UnavailableError",
     "dead_letter_router",
     "dead_letter_table",

@@ -29,6 +29,12 @@ keeps polling until a chunk is full or the linger is over (the search
 indexer's bulk requests flush by size and by time this way). When any of them
 fails, that transaction is rolled back and each record runs alone, as above.
 
+A handler may be a ``SetHandler``: the consecutive records of a chunk that it
+handles (none of another handler between them) go to it as one list, in the
+chunk's transaction with their inbox rows, so that it writes their effects as
+sets (one insert of n rows, not n inserts); each keeps its own CONSUMER span.
+On the fallback it gets a list of one.
+
 A consumer may also give a ``BatchHandler``: the records of its events in a
 chunk go to it as one list (the search indexer's bulk writes), alongside the
 transaction of the others, and take part in all of the above but the inbox.
@@ -59,6 +65,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode, Tracer
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from pydantic import ValidationError
@@ -85,6 +93,23 @@ log = logging.getLogger(__name__)
 TRANSACTION_SIZE = 100  # records of a partition handled in one transaction, at most
 
 Handler = Callable[[UnitOfWork, Any], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Caused:
+    """An event as a ``SetHandler`` gets it: its id (what ``uow.cause`` is for a
+    one-at-a-time handler) and its CONSUMER span's context, to write under."""
+
+    cause: str
+    event: Any
+    context: otel_context.Context
+
+
+@dataclass(frozen=True, slots=True)
+class SetHandler:
+    """Handles consecutive events of a chunk as one list, in the chunk's transaction."""
+
+    handle: Callable[[UnitOfWork, list[Caused]], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +142,7 @@ class Consumer:
         engine: AsyncEngine,
         inbox: Table,
         dead_letters: Table,
-        handlers: Mapping[type[Event], Handler],
+        handlers: Mapping[type[Event], Handler | SetHandler],
         tracer: Tracer,
         batch_handler: BatchHandler | None = None,
         chunk_size: int = TRANSACTION_SIZE,
@@ -339,11 +364,13 @@ class Consumer:
 
     async def _in_transaction(self, deliveries: list[Delivery | None]) -> list[str]:
         """The effects of ``deliveries`` (None: no handler) and their inbox rows, in
-        one transaction."""
+        one transaction. A set handler's consecutive records go to it together."""
         ids = list(dict.fromkeys(d.envelope.id for d in deliveries if d is not None))
         async with self._uow() as uow:
             fresh = await self.store.claim(uow, ids)
             outcomes = []
+            run: list[Delivery] = []  # consecutive records of one set handler
+            run_handler: SetHandler | None = None
             for delivery in deliveries:
                 if delivery is None:
                     outcomes.append("skipped")
@@ -351,8 +378,17 @@ class Consumer:
                 first = delivery.envelope.id in fresh
                 fresh.discard(delivery.envelope.id)  # the same event twice in a batch: once
                 handler = self._handlers[delivery.envelope.type] if first else None
-                await self._apply(uow, delivery, handler)
+                if run_handler is not None and handler is not None and handler is not run_handler:
+                    await self._apply_set(uow, run_handler, run)
+                    run, run_handler = [], None
+                if isinstance(handler, SetHandler):
+                    run.append(delivery)
+                    run_handler = handler
+                else:
+                    await self._apply(uow, delivery, handler)
                 outcomes.append("processed" if first else "duplicate")
+            if run_handler is not None:
+                await self._apply_set(uow, run_handler, run)
             await uow.commit()
         return outcomes
 
@@ -371,6 +407,26 @@ class Consumer:
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
                 raise
+
+    async def _apply_set(self, uow: UnitOfWork, handler: SetHandler, run: list[Delivery]) -> None:
+        """The effects of ``run`` by its set handler, each under its CONSUMER span."""
+        spans = [self.tracer.start_span(**self.process_span(d.record, d.envelope)) for d in run]
+        try:
+            await handler.handle(
+                uow,
+                [
+                    Caused(d.envelope.id, d.event, trace.set_span_in_context(span))
+                    for d, span in zip(run, spans, strict=True)
+                ],
+            )
+        except Exception as exc:
+            for span in spans:
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            raise
+        finally:
+            for span in spans:
+                span.end()
 
     def process_span(self, record: Record, envelope: Envelope) -> dict[str, Any]:
         return process_span_options(self.name, record, envelope)
