@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
-from sqlalchemy import func, select, update
+from sqlalchemy import Row, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenx_common.loops import stop_task
@@ -45,7 +45,7 @@ BACKLOG_LIMIT = 500  # at most this many missed notifications are replayed on a 
 RESYNC = None  # put in every queue when the subscription was re-made
 
 
-def public(notification: Notification) -> dict[str, Any]:
+def public(notification: Notification | Row[Any]) -> dict[str, Any]:
     return {
         "id": str(notification.id),
         "seq": notification.seq,

@@ -23,12 +23,28 @@ stages AccountDataErased. A feed entry is unique per (event, user), a delivery
 per (event, channel: ``email`` or ``webhook:<id>``).
 """
 
+import functools
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, delete, exists, literal, select, update
+from opentelemetry import context as otel_context
+from sqlalchemy import (
+    ARRAY,
+    Select,
+    Uuid,
+    any_,
+    bindparam,
+    column,
+    delete,
+    exists,
+    func,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import JSONB, insert
 
 from tenx_common.data import UnitOfWork
@@ -40,8 +56,10 @@ from tenx_common.events.auth_users import (
 )
 from tenx_common.events.orders_orders import OrderCancelled, OrderConfirmed
 from tenx_common.events.privacy_erasure import AccountDataErased
+from tenx_common.messaging import Caused, Handler, SetHandler
 from tenx_common.observability import current_traceparent
 from tenx_notify.adapters.orm import (
+    Base,
     Delivery,
     ErasedUser,
     Notification,
@@ -59,14 +77,13 @@ EMAIL = "email"
 DELIVERIES = "deliveries"  # the NOTIFY channel that wakes the delivery loop
 
 
-def handlers(
-    deps: NotifyDeps,
-) -> Mapping[type[Event], Callable[[UnitOfWork, Any], Awaitable[None]]]:
+def handlers(deps: NotifyDeps) -> Mapping[type[Event], Handler | SetHandler]:
+    news = SetHandler(lambda uow, items: order_news(uow, items, deps=deps))
     return {
         UserRegistered: lambda uow, event: welcome(uow, event, deps=deps),
         PasswordResetRequested: lambda uow, event: password_reset(uow, event, deps=deps),
-        OrderConfirmed: lambda uow, event: order_news(uow, event, deps=deps),
-        OrderCancelled: lambda uow, event: order_news(uow, event, deps=deps),
+        OrderConfirmed: news,
+        OrderCancelled: news,
         AccountDeletionRequested: lambda uow, event: erase_user(uow, event),
     }
 
@@ -99,7 +116,6 @@ async def welcome(uow: UnitOfWork, event: UserRegistered, *, deps: NotifyDeps) -
     await _deliver(
         uow,
         event_id=_event_id(uow),
-        channel=EMAIL,
         user_id=event.user_id,
         kind="verify_email",
         payload={
@@ -120,85 +136,111 @@ async def password_reset(
     await _deliver(
         uow,
         event_id=_event_id(uow),
-        channel=EMAIL,
         user_id=event.user_id,
         kind="password_reset",
         payload={"to": event.email, "link": link, "expires_at": event.expires_at.isoformat()},
     )
 
 
-async def order_news(
-    uow: UnitOfWork, event: OrderConfirmed | OrderCancelled, *, deps: NotifyDeps
-) -> None:
-    session = uow.session
-    user = (await session.execute(_what_we_know(event.user_id))).one()
-    if user.erased:
-        return  # an order event that arrived after the erasure (another topic)
-    event_id = _event_id(uow)
-    wants_email = user.wants_email if user.wants_email is not None else True
-    wants_in_app = user.wants_in_app if user.wants_in_app is not None else True
-    confirmed = isinstance(event, OrderConfirmed)
-    kind = "order_confirmed" if confirmed else "order_cancelled"
+async def order_news(uow: UnitOfWork, items: list[Caused], *, deps: NotifyDeps) -> None:
+    """OrderConfirmed and OrderCancelled, a run of them at once: one read of what
+    is known of their users, one of their webhooks, one insert of the feed
+    entries and one of the deliveries (each delivery under its event's trace)."""
+    users = list(dict.fromkeys(item.event.user_id for item in items))
+    connection = await uow.session.connection()
+    known = {row.user_id: row for row in await connection.execute(_what_we_know(users))}
+    hooks: dict[uuid.UUID, list[Any]] = {}
+    for hook in await connection.execute(_webhooks_of(users)):
+        hooks.setdefault(hook.user_id, []).append(hook)
+    entries: list[dict[str, Any]] = []
+    deliveries: list[dict[str, Any]] = []
+    for item in items:
+        event, user = item.event, known[item.event.user_id]
+        if user.erased:
+            continue  # an order event that arrived after the erasure (another topic)
+        news = _news(event)
+        if user.wants_in_app is not False:  # both channels are on until changed
+            entries.append(_entry(event, item.cause, news))
+        token = otel_context.attach(item.context)
+        try:
+            trace_headers = dict(current_traceparent())
+        finally:
+            otel_context.detach(token)
+        for hook in hooks.get(event.user_id, []):
+            if subscribed(hook.events, news.name):
+                payload = {
+                    "type": news.name,
+                    "timestamp": datetime.now(UTC).isoformat(),
+                    "data": {"user_id": str(event.user_id), **news.details},
+                }
+                deliveries.append(
+                    _delivery(
+                        item.cause,
+                        f"webhook:{hook.id}",
+                        event.user_id,
+                        news.name,
+                        payload,
+                        trace_headers,
+                    )
+                )
+        if user.wants_email is not False:
+            payload = {
+                **({"to": user.to, "name": user.name} if user.to is not None else {}),
+                "preferences_link": f"{deps.settings.public_base_url}/v1/notifications/preferences",
+                **news.details,
+            }
+            deliveries.append(
+                _delivery(
+                    item.cause,
+                    EMAIL,
+                    event.user_id,
+                    news.kind,
+                    payload,
+                    trace_headers,
+                    awaiting=user.to is None,
+                )
+            )
+    if entries:
+        written = await connection.execute(_NEW_ENTRIES, entries)
+        for entry in sorted(written, key=lambda e: e.seq):  # the live feed's order
+            document = public(entry)
+            uow.after_commit(functools.partial(deps.hub.publish, entry.user_id, document))
+    if deliveries:
+        await connection.execute(_NEW_DELIVERIES, deliveries)
+        uow.wake(DELIVERIES)
+
+
+@dataclass(frozen=True, slots=True)
+class _News:
+    kind: str  # the email's template: order_confirmed or order_cancelled
+    name: str  # the feed's and webhooks' name: order.confirmed or order.cancelled
+    title: str
+    body: str
+    details: dict[str, Any]
+
+
+def _news(event: OrderConfirmed | OrderCancelled) -> _News:
     details: dict[str, Any] = {"order_id": str(event.order_id)}
     if isinstance(event, OrderConfirmed):
         details |= {"total": f"{event.total_cents / 100:.2f}", "currency": event.currency}
-    else:
-        details |= {"reason": event.reason}
-    if wants_in_app:
-        entry = (
-            await session.execute(
-                insert(Notification)
-                .values(
-                    id=uuid.uuid4(),
-                    user_id=event.user_id,
-                    event_id=event_id,
-                    kind=kind.replace("_", "."),
-                    title="Order confirmed" if confirmed else "Order cancelled",
-                    body=(
-                        f"Order {event.order_id} is confirmed."
-                        if confirmed
-                        else f"Order {event.order_id} is cancelled ({details['reason']})."
-                    ),
-                    data=details,
-                    created_at=datetime.now(UTC),
-                )
-                .on_conflict_do_nothing()
-                .returning(Notification)
-            )
-        ).scalar_one_or_none()
-        if entry is not None:
-            document = public(entry)
-            uow.after_commit(lambda: deps.hub.publish(event.user_id, document))
-    hooks = await session.scalars(select(Webhook).where(Webhook.user_id == event.user_id))
-    name = kind.replace("_", ".")
-    for hook in hooks:
-        if subscribed(hook.events, name):
-            await _deliver(
-                uow,
-                event_id=event_id,
-                channel=f"webhook:{hook.id}",
-                user_id=event.user_id,
-                kind=name,
-                payload={
-                    "type": name,
-                    "timestamp": datetime.now(UTC).isoformat(),
-                    "data": {"user_id": str(event.user_id), **details},
-                },
-            )
-    if wants_email:
-        await _deliver(
-            uow,
-            event_id=event_id,
-            channel=EMAIL,
-            user_id=event.user_id,
-            kind=kind,
-            payload={
-                **({"to": user.to, "name": user.name} if user.to is not None else {}),
-                "preferences_link": f"{deps.settings.public_base_url}/v1/notifications/preferences",
-                **details,
-            },
-            awaiting=user.to is None,
-        )
+        body = f"Order {event.order_id} is confirmed."
+        return _News("order_confirmed", "order.confirmed", "Order confirmed", body, details)
+    details |= {"reason": event.reason}
+    body = f"Order {event.order_id} is cancelled ({event.reason})."
+    return _News("order_cancelled", "order.cancelled", "Order cancelled", body, details)
+
+
+def _entry(event: OrderConfirmed | OrderCancelled, cause: str, news: _News) -> dict[str, Any]:
+    return {
+        "id": uuid.uuid4(),
+        "user_id": event.user_id,
+        "event_id": cause,
+        "kind": news.name,
+        "title": news.title,
+        "body": news.body,
+        "data": news.details,
+        "created_at": datetime.now(UTC),
+    }
 
 
 async def erase_user(uow: UnitOfWork, event: AccountDeletionRequested) -> None:
@@ -216,51 +258,78 @@ async def erase_user(uow: UnitOfWork, event: AccountDeletionRequested) -> None:
     )
 
 
-async def _deliver(
-    uow: UnitOfWork,
-    *,
+def _delivery(
     event_id: str,
     channel: str,
     user_id: uuid.UUID,
     kind: str,
     payload: dict[str, Any],
+    trace_headers: dict[str, str],
+    *,
     awaiting: bool = False,
-) -> None:
+) -> dict[str, Any]:
+    """A delivery row; one that awaits its recipient's address is not due."""
     now = datetime.now(UTC)
-    await uow.session.execute(
-        insert(Delivery)
-        .values(
-            id=uuid.uuid4(),
-            event_id=event_id,
-            channel=channel,
-            user_id=user_id,
-            kind=kind,
-            payload=payload,
-            status=DeliveryStatus.AWAITING_RECIPIENT if awaiting else DeliveryStatus.PENDING,
-            attempts=0,
-            next_attempt_at=None if awaiting else now,
-            created_at=now,
-            trace_headers=dict(current_traceparent()),
-        )
-        .on_conflict_do_nothing()
-    )
+    return {
+        "id": uuid.uuid4(),
+        "event_id": event_id,
+        "channel": channel,
+        "user_id": user_id,
+        "kind": kind,
+        "payload": payload,
+        "status": DeliveryStatus.AWAITING_RECIPIENT if awaiting else DeliveryStatus.PENDING,
+        "attempts": 0,
+        "next_attempt_at": None if awaiting else now,
+        "created_at": now,
+        "trace_headers": trace_headers,
+    }
+
+
+async def _deliver(
+    uow: UnitOfWork, *, event_id: str, user_id: uuid.UUID, kind: str, payload: dict[str, Any]
+) -> None:
+    """One email, under the current trace."""
+    row = _delivery(event_id, EMAIL, user_id, kind, payload, dict(current_traceparent()))
+    connection = await uow.session.connection()
+    await connection.execute(_NEW_DELIVERIES, [row])
     uow.wake(DELIVERIES)
 
 
-def _what_we_know(user_id: uuid.UUID) -> Select[Any]:
-    """In one statement: whether the user was erased, their preferences (NULL
-    when they kept the defaults) and their address (NULL until their sign-up
-    has arrived)."""
+# Built once; RETURNING makes SQLAlchemy send many rows as one INSERT. A feed
+# entry is unique per (event, user), a delivery per (event, channel).
+_NOTIFICATIONS = Base.metadata.tables["notifications"]
+_NEW_ENTRIES = insert(_NOTIFICATIONS).on_conflict_do_nothing().returning(*_NOTIFICATIONS.c)
+_DELIVERIES = Base.metadata.tables["deliveries"]
+_NEW_DELIVERIES = insert(_DELIVERIES).on_conflict_do_nothing().returning(_DELIVERIES.c.id)
 
-    def about(column: Any, table: Any) -> Any:
-        return select(column).where(table.user_id == user_id).scalar_subquery()
 
+def _webhooks_of(users: list[uuid.UUID]) -> Select[Any]:
+    table = Base.metadata.tables["webhooks"]
+    return select(table.c.id, table.c.user_id, table.c.events).where(
+        table.c.user_id == any_(bindparam("users", users, type_=ARRAY(Uuid)))
+    )
+
+
+def _what_we_know(users: list[uuid.UUID]) -> Select[Any]:
+    """In one statement, for each of ``users``: whether they were erased, their
+    preferences (NULL when they kept the defaults) and their address (NULL
+    until their sign-up has arrived)."""
+    u = (
+        func.unnest(bindparam("users", users, type_=ARRAY(Uuid)))
+        .table_valued(column("user_id", Uuid))
+        .render_derived(name="u")
+    )
     return select(
-        exists().where(ErasedUser.user_id == user_id).label("erased"),
-        about(Preferences.email, Preferences).label("wants_email"),
-        about(Preferences.in_app, Preferences).label("wants_in_app"),
-        about(Recipient.email, Recipient).label("to"),
-        about(Recipient.name, Recipient).label("name"),
+        u.c.user_id,
+        exists().where(ErasedUser.user_id == u.c.user_id).label("erased"),
+        Preferences.email.label("wants_email"),
+        Preferences.in_app.label("wants_in_app"),
+        Recipient.email.label("to"),
+        Recipient.name.label("name"),
+    ).select_from(
+        u.outerjoin(Preferences, Preferences.user_id == u.c.user_id).outerjoin(
+            Recipient, Recipient.user_id == u.c.user_id
+        )
     )
 
 
