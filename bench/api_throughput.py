@@ -13,8 +13,8 @@ the median kept):
   one unit of one of 50 products per order, a fresh Idempotency-Key per
   request, bench/orders.lua).
 
-SQL: the api's product lookup (catalog.product_row: a prebuilt Core statement
-on an AsyncSession's connection) against asyncpg's fetchrow of the same row,
+SQL: the api's product lookup (adapters.statements.product: a prebuilt Core
+statement on an AsyncSession's connection) against asyncpg's fetchrow of the same row,
 in interleaved chunks so that the machine's noise falls on both alike.
 
 Writes bench/results/api_throughput.json. Run: make bench (the stack must be up).
@@ -38,7 +38,7 @@ import asyncpg
 import httpx
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from tenx_api.service_layer.catalog import product_row
+from tenx_api.adapters import statements as sql
 from tenx_api.settings import Settings
 from tenx_auth.settings import Settings as AuthSettings
 from tenx_common.runtime.app import admission_limit
@@ -244,7 +244,7 @@ async def lookup_benchmark(
             for _ in range(chunks):
                 started = time.perf_counter()
                 for _ in range(per_chunk):
-                    assert await product_row(session, uid) is not None
+                    assert await sql.product(await session.connection(), uid) is not None
                 spent["sqlalchemy"] += time.perf_counter() - started
                 started = time.perf_counter()
                 for _ in range(per_chunk):

@@ -2,8 +2,10 @@
 -- as one transaction, on copies of the api's tables in the schema bench_orders
 -- (bench/orders.py makes them, with the stack's own indexes, and drops them):
 -- the idempotency key's advisory lock and lookup, the conditional stock
--- UPDATE, StockChanged and OrderPlaced in the outbox, the order, its line,
--- its saga, the stored answer, and the NOTIFY that wakes the relays.
+-- UPDATE, the order with its line and stored answer (one statement), its saga,
+-- StockChanged and OrderPlaced in the outbox (one statement, at the commit),
+-- and the NOTIFY that wakes the relays. tests/integration/test_order_statements.py
+-- fails when this and the placement part ways.
 -- Payloads are copies of real ones (bench_orders.samples). Variables:
 -- :products (rows in bench_orders.products, numbered 1..n), :customers.
 \set n random(1, :products)
@@ -12,30 +14,35 @@
 \set order random(1, 9000000000000000000)
 BEGIN;
 SELECT pg_try_advisory_xact_lock(hashtextextended(md5(:customer::text) || ':' || :key, 0));
-SELECT response_status FROM bench_orders.idempotency_keys
+SELECT request_hash, response_status, response_body FROM bench_orders.idempotency_keys
   WHERE user_id = md5(:customer::text)::uuid AND key = :key::text;
 UPDATE bench_orders.products SET stock = stock - 1, version = version + 1, updated_at = now()
   WHERE n = :n AND stock >= 1
   RETURNING id, sku, name, description, category, price_cents, currency, stock, version;
-INSERT INTO bench_orders.outbox (id, topic, key, type, payload, headers, occurred_at)
-  SELECT gen_random_uuid(), 'catalog.products', :n::text, type, payload, headers, now()
-  FROM bench_orders.samples WHERE type = 'stock';
-INSERT INTO bench_orders.orders (id, user_id, status, total_cents, currency, payment_method,
-    created_at, updated_at)
-  VALUES (md5(:order::text)::uuid, md5(:customer::text)::uuid, 'pending', 1999, 'EUR',
-    'pm_card_visa', now(), now());
-INSERT INTO bench_orders.order_items (order_id, product_id, quantity, unit_price_cents)
-  SELECT md5(:order::text)::uuid, id, 1, price_cents FROM bench_orders.products WHERE n = :n;
-INSERT INTO bench_orders.outbox (id, topic, key, type, payload, headers, occurred_at)
-  SELECT gen_random_uuid(), 'orders.orders', :key::text, type, payload, headers, now()
-  FROM bench_orders.samples WHERE type = 'placed';
+WITH new_order AS (
+  INSERT INTO bench_orders.orders (id, user_id, status, total_cents, currency, payment_method,
+      created_at, updated_at)
+    VALUES (md5(:order::text)::uuid, md5(:customer::text)::uuid, 'pending', 1999, 'EUR',
+      'pm_card_visa', now(), now())
+), new_lines AS (
+  INSERT INTO bench_orders.order_items (order_id, product_id, quantity, unit_price_cents)
+    SELECT md5(:order::text)::uuid, id, 1, price_cents FROM bench_orders.products WHERE n = :n
+), stored_answer AS (
+  INSERT INTO bench_orders.idempotency_keys (user_id, key, request_hash, response_status,
+      response_body, created_at)
+    SELECT md5(:customer::text)::uuid, :key::text, md5(:key::text), 201, payload, now()
+    FROM bench_orders.samples WHERE type = 'answer'
+)
+SELECT 1;
 INSERT INTO bench_orders.sagas (id, kind, status, step, attempts, trace, next_attempt_at,
     created_at, updated_at)
   VALUES (md5(:order::text)::uuid, 'order', 'running', 'authorize_payment', 0, '{}', now(),
     now(), now());
-INSERT INTO bench_orders.idempotency_keys (user_id, key, request_hash, response_status,
-    response_body, created_at)
-  SELECT md5(:customer::text)::uuid, :key::text, md5(:key::text), 201, payload, now()
-  FROM bench_orders.samples WHERE type = 'answer';
+INSERT INTO bench_orders.outbox (id, topic, key, type, payload, headers, occurred_at)
+  SELECT gen_random_uuid(),
+    CASE type WHEN 'stock' THEN 'catalog.products' ELSE 'orders.orders' END,
+    CASE type WHEN 'stock' THEN :n::text ELSE :order::text END,
+    type, payload, headers, now()
+  FROM bench_orders.samples WHERE type IN ('stock', 'placed') ORDER BY type DESC;
 SELECT pg_notify('bench_orders', '');
 COMMIT;

@@ -25,10 +25,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, select
+from sqlalchemy import Row, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tenx_api.adapters import statements as sql
 from tenx_api.adapters.orm import Product
 from tenx_api.domain.catalog import ProductCreate, ProductUpdate
 from tenx_api.service_layer.deps import ApiDeps
@@ -43,18 +44,6 @@ class Page:
 
 
 _FIELDS = ("sku", "name", "description", "category", "price_cents", "currency", "stock")
-
-
-# The hot read, built once: a Core statement skips the ORM's per-row identity
-# bookkeeping and per-call statement building (bench/api_throughput.py).
-PRODUCT_BY_ID = select(*Product.__table__.columns).where(Product.id == bindparam("id"))
-
-
-async def product_row(session: AsyncSession, product_id: uuid.UUID) -> Row[Any] | None:
-    """The hot lookup, on the session's connection: the ORM session's own
-    execute would add a fifth to it (bench/api_throughput.py)."""
-    connection = await session.connection()
-    return (await connection.execute(PRODUCT_BY_ID, {"id": product_id})).one_or_none()
 
 
 def public(product: Product | Row[Any]) -> dict[str, Any]:
@@ -126,7 +115,7 @@ async def get_product(product_id: uuid.UUID, *, deps: ApiDeps, anonymous: bool) 
     may get this process's near copy (dropped by a change within moments)."""
 
     async def query(session: AsyncSession) -> bytes | None:
-        product = await product_row(session, product_id)
+        product = await sql.product(await session.connection(), product_id)
         return json.dumps(public(product)).encode() if product else None
 
     document = await deps.cache.get_or_load(

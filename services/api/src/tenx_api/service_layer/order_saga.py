@@ -37,10 +37,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ARRAY, Uuid, any_, bindparam, select, tuple_, update
+from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from tenx_api.adapters.orm import Base, Order, saga_steps, sagas
+from tenx_api.adapters import statements as sql
+from tenx_api.adapters.orm import saga_steps, sagas
 from tenx_api.domain.orders import OrderStatus
 from tenx_api.domain.payments import IdempotencyConflictError
 from tenx_api.service_layer.deps import ApiDeps
@@ -91,7 +92,7 @@ async def load_orders(conn: AsyncConnection, sagas: Sequence[Saga]) -> dict[uuid
     ids = [saga.id for saga in sagas if saga.step == AUTHORIZE]
     if not ids:
         return {}
-    return {row.id: row for row in await conn.execute(_ORDERS_OF, {"ids": ids})}
+    return await sql.orders(conn, ids)
 
 
 def lease_s(deps: ApiDeps) -> float:
@@ -99,26 +100,12 @@ def lease_s(deps: ApiDeps) -> float:
     return deps.settings.payment_timeout_s + 10.0
 
 
-# Core statements on the session's connection, built once (the ORM's get and
-# flush were a sixth of the saga runner's CPU).
-_ORDERS = Base.metadata.tables["orders"]
-_ORDER = select(_ORDERS).where(_ORDERS.c.id == bindparam("id"))
-_ORDERS_OF = select(_ORDERS).where(_ORDERS.c.id.in_(bindparam("ids", expanding=True)))
-_CONFIRM = (
-    update(_ORDERS)
-    .where(_ORDERS.c.id == any_(bindparam("ids", type_=ARRAY(Uuid))))
-    .values(status=OrderStatus.CONFIRMED, updated_at=bindparam("now"))
-    .returning(_ORDERS.c.id, _ORDERS.c.user_id, _ORDERS.c.total_cents, _ORDERS.c.currency)
-)
-
-
 async def authorize_payment(saga: Saga, deps: ApiDeps) -> Transition:
     settings = deps.settings
     order = saga.context  # read with the claim (load_orders)
     if order is None:
         async with deps.uow() as uow:
-            db = await uow.session.connection()
-            order = (await db.execute(_ORDER, {"id": saga.id})).first()
+            order = await sql.order(await uow.session.connection(), saga.id)
     if order is None or order.status != OrderStatus.PENDING:
         return Transition(
             outcome="error",
@@ -176,9 +163,7 @@ async def confirm_orders(
     there fails the batch (the runner then records each transition alone)."""
     db = await uow.session.connection()
     ids = [order_id for order_id, _ in confirmations]
-    confirmed = {
-        row.id: row for row in await db.execute(_CONFIRM, {"ids": ids, "now": datetime.now(UTC)})
-    }
+    confirmed = await sql.confirm_orders(db, ids, now=datetime.now(UTC))
     if missing := set(ids) - confirmed.keys():
         raise LookupError(f"no such orders to confirm: {sorted(map(str, missing))}")
     for user in sorted({str(row.user_id) for row in confirmed.values()}):
@@ -207,9 +192,11 @@ async def void_payment(saga: Saga, deps: ApiDeps) -> Transition:
 
 async def release_stock(saga: Saga, deps: ApiDeps) -> Transition:
     async def apply(uow: UnitOfWork) -> None:
-        order = await uow.session.get(Order, saga.id, with_for_update=True)
+        db = await uow.session.connection()
+        order = await sql.order(db, saga.id, lock=True)
         assert order is not None
-        keys = await release_order(uow, order, reason=saga.reason or "payment_failed")
+        items = await sql.order_items(db, saga.id)
+        keys = await release_order(uow, order, items, reason=saga.reason or "payment_failed")
         user = str(order.user_id)
         uow.after_commit(lambda: deps.committed(user, *keys), together=True)
 

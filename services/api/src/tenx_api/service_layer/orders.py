@@ -32,14 +32,16 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Row, and_, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tenx_api.adapters.orm import Base, IdempotencyKey, Order, OrderItem, Product, saga_steps, sagas
+from tenx_api.adapters import statements as sql
+from tenx_api.adapters.orm import IdempotencyKey, Order, OrderItem, saga_steps, sagas
 from tenx_api.domain.orders import OrderStatus, PlaceOrder
-from tenx_api.service_layer.catalog import cache_key, event_fields, product_row
+from tenx_api.service_layer.catalog import cache_key, event_fields
 from tenx_api.service_layer.deps import ApiDeps
 from tenx_common.data import UnitOfWork
 from tenx_common.events.catalog_products import StockChanged
@@ -58,7 +60,8 @@ class Answer:
     replayed: bool = False
 
 
-def public(order: Order | Row[Any], items: Sequence[OrderItem | Row[Any]]) -> dict[str, Any]:
+def public(order: Any, items: Sequence[Any]) -> dict[str, Any]:
+    """An order as the API shows it (from an ORM object, a row or a namespace)."""
     return {
         "id": str(order.id),
         "status": order.status,
@@ -77,31 +80,6 @@ def public(order: Order | Row[Any], items: Sequence[OrderItem | Row[Any]]) -> di
     }
 
 
-# The placement's statements, built once. Run on the session's connection as
-# Core: the ORM's unit of work, identity map and per-call statement building
-# were a third of an api instance's CPU per order (py-spy, bench/orders.py).
-_PRODUCTS, _ORDERS, _ITEMS, _KEYS = (
-    Base.metadata.tables[name] for name in ("products", "orders", "order_items", "idempotency_keys")
-)
-_CLAIM_KEY = select(func.pg_try_advisory_xact_lock(func.hashtextextended(bindparam("lock"), 0)))
-_EARLIER = select(_KEYS.c.request_hash, _KEYS.c.response_status, _KEYS.c.response_body).where(
-    _KEYS.c.user_id == bindparam("user_id"), _KEYS.c.key == bindparam("key")
-)
-_RESERVE = (
-    update(_PRODUCTS)
-    .where(_PRODUCTS.c.id == bindparam("product_id"), _PRODUCTS.c.stock >= bindparam("quantity"))
-    .values(
-        stock=_PRODUCTS.c.stock - bindparam("quantity"),
-        version=_PRODUCTS.c.version + 1,
-        updated_at=bindparam("now"),
-    )
-    .returning(*_PRODUCTS.c)
-)
-_INSERT_ORDER = insert(_ORDERS).returning(*_ORDERS.c)
-_INSERT_ITEMS = insert(_ITEMS).returning(*_ITEMS.c)
-_INSERT_KEY = insert(_KEYS)
-
-
 async def place_order(
     cmd: PlaceOrder, *, user_id: uuid.UUID, key: str, request_hash: str, deps: ApiDeps
 ) -> Answer:
@@ -109,13 +87,13 @@ async def place_order(
         raise refusal
     async with deps.uow() as uow:
         db = await uow.session.connection()
-        if not await db.scalar(_CLAIM_KEY, {"lock": f"{user_id}:{key}"}):
+        if not await sql.claim_key(db, user_id=user_id, key=key):
             raise ProblemError(
                 status=409,
                 code="idempotency_key_in_use",
                 detail="A request with this Idempotency-Key is still being processed.",
             )
-        earlier = (await db.execute(_EARLIER, {"user_id": user_id, "key": key})).first()
+        earlier = await sql.earlier_answer(db, user_id=user_id, key=key)
         if earlier is not None:
             if earlier.request_hash != request_hash:
                 raise ProblemError(
@@ -127,18 +105,15 @@ async def place_order(
 
         now = datetime.now(UTC)
         order_id = uuid.uuid4()
-        lines: list[dict[str, Any]] = []
+        items: list[dict[str, Any]] = []
         currencies = set()
         # In product order, so two orders never wait on each other's rows.
         for line in sorted(cmd.items, key=lambda item: item.product_id):
-            reserved = (
-                await db.execute(
-                    _RESERVE,
-                    {"product_id": line.product_id, "quantity": line.quantity, "now": now},
-                )
-            ).one_or_none()
+            reserved = await sql.reserve_stock(
+                db, product_id=line.product_id, quantity=line.quantity, now=now
+            )
             if reserved is None:
-                if await product_row(uow.session, line.product_id) is None:
+                if await sql.product(db, line.product_id) is None:
                     raise ProblemError(
                         status=422,
                         code="unknown_product",
@@ -150,7 +125,7 @@ async def place_order(
                     detail=f"Not enough stock of product {line.product_id}.",
                 )
             currencies.add(reserved.currency)
-            lines.append(
+            items.append(
                 {
                     "order_id": order_id,
                     "product_id": line.product_id,
@@ -163,54 +138,40 @@ async def place_order(
             raise ProblemError(
                 status=422, code="mixed_currencies", detail="All items must share one currency."
             )
-        order = (
-            await db.execute(
-                _INSERT_ORDER,
-                {
-                    "id": order_id,
-                    "user_id": user_id,
-                    "status": OrderStatus.PENDING,
-                    "total_cents": sum(i["quantity"] * i["unit_price_cents"] for i in lines),
-                    "currency": currencies.pop(),
-                    "payment_method": cmd.payment_method,
-                    "created_at": now,
-                    "updated_at": now,
-                },
-            )
-        ).one()
-        items = (await db.execute(_INSERT_ITEMS, lines)).all()
+        order = {
+            "id": order_id,
+            "user_id": user_id,
+            "status": OrderStatus.PENDING,
+            "total_cents": sum(i["quantity"] * i["unit_price_cents"] for i in items),
+            "currency": currencies.pop(),
+            "payment_method": cmd.payment_method,
+            "created_at": now,
+            "updated_at": now,
+        }
+        body = public(SimpleNamespace(**order), [SimpleNamespace(**i) for i in items])
+        await sql.insert_order(
+            db, order=order, items=items, key=key, request_hash=request_hash, answer=body
+        )
         await uow.publish(
             OrderPlaced(
-                order_id=order.id,
+                order_id=order_id,
                 user_id=user_id,
                 items=[
                     OrderLine(
-                        product_id=i.product_id,
-                        quantity=i.quantity,
-                        unit_price_cents=i.unit_price_cents,
+                        product_id=i["product_id"],
+                        quantity=i["quantity"],
+                        unit_price_cents=i["unit_price_cents"],
                     )
                     for i in items
                 ],
-                total_cents=order.total_cents,
-                currency=order.currency,
-                payment_method=order.payment_method,
+                total_cents=order["total_cents"],
+                currency=order["currency"],
+                payment_method=cmd.payment_method,
             )
         )
-        await start_saga(uow, sagas, saga_id=order.id, kind="order", step="authorize_payment")
-        body = public(order, items)
-        await db.execute(
-            _INSERT_KEY,
-            {
-                "user_id": user_id,
-                "key": key,
-                "request_hash": request_hash,
-                "response_status": 201,
-                "response_body": body,
-                "created_at": now,
-            },
-        )
+        await start_saga(uow, sagas, saga_id=order_id, kind="order", step="authorize_payment")
         await uow.commit()
-    await deps.committed(str(user_id), *(cache_key(item.product_id) for item in items))
+    await deps.committed(str(user_id), *(cache_key(item["product_id"]) for item in items))
     return Answer(201, body)
 
 
@@ -220,12 +181,13 @@ async def cancel_order(
     """Cancel a pending or confirmed order: its stock goes back and OrderCancelled
     is written at once; the saga then voids the payment (compensation)."""
     async with deps.uow() as uow:
-        session = uow.session
-        order = await session.get(Order, order_id, with_for_update=True)
+        db = await uow.session.connection()
+        order = await sql.order(db, order_id, lock=True)
         if order is None or not (principal.is_admin or order.user_id == principal.user_id):
             raise ProblemError(status=404, code="not_found", detail="No such order.")
+        items = await sql.order_items(db, order_id)
         if order.status != OrderStatus.CANCELLED:  # cancelling twice is the same as once
-            keys = await release_order(uow, order, reason="cancelled_by_customer")
+            keys = await release_order(uow, order, items, reason="cancelled_by_customer")
             await divert(
                 uow,
                 sagas,
@@ -238,41 +200,29 @@ async def cancel_order(
             )
             await uow.commit()
             await deps.committed(str(principal.user_id), *keys)
-        items = list(
-            (
-                await session.execute(select(OrderItem).where(OrderItem.order_id == order_id))
-            ).scalars()
-        )
+            return public(
+                SimpleNamespace(**{**order._asdict(), "status": OrderStatus.CANCELLED}), items
+            )
     return public(order, items)
 
 
-async def release_order(uow: UnitOfWork, order: Order, *, reason: str) -> list[str]:
+async def release_order(
+    uow: UnitOfWork, order: Row[Any], items: Sequence[Row[Any]], *, reason: str
+) -> list[str]:
     """In ``uow``: put a (locked) order's stock back and cancel it, with its events;
     the cache keys to drop after commit. Nothing when it is cancelled already."""
     if order.status == OrderStatus.CANCELLED:
         return []
-    items = (
-        await uow.session.execute(select(OrderItem).where(OrderItem.order_id == order.id))
-    ).scalars()
+    db = await uow.session.connection()
     now = datetime.now(UTC)
     keys = []
     for item in sorted(items, key=lambda i: i.product_id):  # the order placement locks in
-        released = (
-            await uow.session.execute(
-                update(Product)
-                .where(Product.id == item.product_id)
-                .values(
-                    stock=Product.stock + item.quantity,
-                    version=Product.version + 1,
-                    updated_at=now,
-                )
-                .returning(*Product.__table__.columns)
-            )
-        ).one()
+        released = await sql.release_stock(
+            db, product_id=item.product_id, quantity=item.quantity, now=now
+        )
         await uow.publish(StockChanged(**event_fields(released)))
         keys.append(cache_key(item.product_id))
-    order.status = OrderStatus.CANCELLED
-    order.updated_at = now
+    await sql.cancel_order(db, order.id, now=now)
     await uow.publish(
         OrderCancelled(
             order_id=order.id,

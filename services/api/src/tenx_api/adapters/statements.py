@@ -1,0 +1,232 @@
+"""The order path's SQL, in one place and one style: Core statements built once,
+run on a connection by named functions (the batch forms beside the single
+ones). The placement, the saga and the cancel call these; nothing on the order
+path builds SQL of its own or goes through the ORM's unit of work, whose
+identity map and per-call statement building cost a third of an api
+instance's CPU per order. ``bench/order_shape.sql`` is the placement's
+transaction for pgbench; tests/integration/test_order_statements.py fails when
+the two part ways.
+"""
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Integer,
+    Row,
+    Uuid,
+    any_,
+    bindparam,
+    func,
+    insert,
+    literal_column,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tenx_api.adapters.orm import Base
+from tenx_api.domain.orders import OrderStatus
+
+PRODUCTS, ORDERS, ITEMS, KEYS = (
+    Base.metadata.tables[name] for name in ("products", "orders", "order_items", "idempotency_keys")
+)
+
+# -- products ---------------------------------------------------------------------
+
+_PRODUCT = select(PRODUCTS).where(PRODUCTS.c.id == bindparam("id"))
+_RESERVE = (
+    update(PRODUCTS)
+    .where(PRODUCTS.c.id == bindparam("product_id"), PRODUCTS.c.stock >= bindparam("quantity"))
+    .values(
+        stock=PRODUCTS.c.stock - bindparam("quantity"),
+        version=PRODUCTS.c.version + 1,
+        updated_at=bindparam("now"),
+    )
+    .returning(*PRODUCTS.c)
+)
+_RELEASE = (
+    update(PRODUCTS)
+    .where(PRODUCTS.c.id == bindparam("product_id"))
+    .values(
+        stock=PRODUCTS.c.stock + bindparam("quantity"),
+        version=PRODUCTS.c.version + 1,
+        updated_at=bindparam("now"),
+    )
+    .returning(*PRODUCTS.c)
+)
+
+
+async def product(conn: AsyncConnection, product_id: uuid.UUID) -> Row[Any] | None:
+    return (await conn.execute(_PRODUCT, {"id": product_id})).one_or_none()
+
+
+async def reserve_stock(
+    conn: AsyncConnection, *, product_id: uuid.UUID, quantity: int, now: datetime
+) -> Row[Any] | None:
+    """Take ``quantity`` off the product's stock unless that would go below zero
+    (whatever the concurrency); the product as it is now, None when refused."""
+    params = {"product_id": product_id, "quantity": quantity, "now": now}
+    return (await conn.execute(_RESERVE, params)).one_or_none()
+
+
+async def release_stock(
+    conn: AsyncConnection, *, product_id: uuid.UUID, quantity: int, now: datetime
+) -> Row[Any]:
+    """Put ``quantity`` back; the product as it is now."""
+    params = {"product_id": product_id, "quantity": quantity, "now": now}
+    return (await conn.execute(_RELEASE, params)).one()
+
+
+# -- idempotency keys ----------------------------------------------------------------
+
+_CLAIM_KEY = select(func.pg_try_advisory_xact_lock(func.hashtextextended(bindparam("lock"), 0)))
+_EARLIER = select(KEYS.c.request_hash, KEYS.c.response_status, KEYS.c.response_body).where(
+    KEYS.c.user_id == bindparam("user_id"), KEYS.c.key == bindparam("key")
+)
+
+
+async def claim_key(conn: AsyncConnection, *, user_id: uuid.UUID, key: str) -> bool:
+    """Hold the key for this transaction; False when another request holds it."""
+    return bool(await conn.scalar(_CLAIM_KEY, {"lock": f"{user_id}:{key}"}))
+
+
+async def earlier_answer(conn: AsyncConnection, *, user_id: uuid.UUID, key: str) -> Any:
+    """The answer stored under the key (request_hash, response_status,
+    response_body), or None."""
+    return (await conn.execute(_EARLIER, {"user_id": user_id, "key": key})).first()
+
+
+# -- orders -------------------------------------------------------------------------
+
+
+def _insert_order() -> Any:
+    """The order, its lines and its stored answer, in one statement (three
+    data-modifying CTEs: the lines' foreign key is checked at its end)."""
+    order = (
+        insert(ORDERS)
+        .values(
+            id=bindparam("order_id"),
+            user_id=bindparam("user"),
+            status=OrderStatus.PENDING.value,
+            total_cents=bindparam("total_cents"),
+            currency=bindparam("currency_code"),
+            payment_method=bindparam("method"),
+            created_at=bindparam("now"),
+            updated_at=bindparam("now"),
+        )
+        .cte("new_order")
+    )
+    lines = (
+        insert(ITEMS)
+        .from_select(
+            ["order_id", "product_id", "quantity", "unit_price_cents"],
+            select(
+                bindparam("order_id", type_=Uuid),
+                func.unnest(bindparam("products", type_=ARRAY(Uuid))),
+                func.unnest(bindparam("quantities", type_=ARRAY(Integer))),
+                func.unnest(bindparam("prices", type_=ARRAY(BigInteger))),
+            ),
+        )
+        .cte("new_lines")
+    )
+    answer = (
+        insert(KEYS)
+        .values(
+            user_id=bindparam("user"),
+            key=bindparam("idempotency_key"),
+            request_hash=bindparam("hash"),
+            response_status=201,
+            response_body=bindparam("body", type_=JSONB),
+            created_at=bindparam("now"),
+        )
+        .cte("stored_answer")
+    )
+    return select(literal_column("1")).add_cte(order, lines, answer)
+
+
+_INSERT_ORDER = _insert_order()
+
+
+async def insert_order(
+    conn: AsyncConnection,
+    *,
+    order: dict[str, Any],
+    items: Sequence[dict[str, Any]],
+    key: str,
+    request_hash: str,
+    answer: dict[str, Any],
+) -> None:
+    """Write a pending ``order`` (its columns), its ``items`` and the 201
+    ``answer`` stored under the idempotency key, in one statement."""
+    await conn.execute(
+        _INSERT_ORDER,
+        {
+            "order_id": order["id"],
+            "user": order["user_id"],
+            "total_cents": order["total_cents"],
+            "currency_code": order["currency"],
+            "method": order["payment_method"],
+            "now": order["created_at"],
+            "products": [item["product_id"] for item in items],
+            "quantities": [item["quantity"] for item in items],
+            "prices": [item["unit_price_cents"] for item in items],
+            "idempotency_key": key,
+            "hash": request_hash,
+            "body": answer,
+        },
+    )
+
+
+_ORDER = select(ORDERS).where(ORDERS.c.id == bindparam("id"))
+_ORDER_FOR_UPDATE = _ORDER.with_for_update()
+_ORDERS = select(ORDERS).where(ORDERS.c.id == any_(bindparam("ids", type_=ARRAY(Uuid))))
+_ITEMS_OF = select(ITEMS).where(ITEMS.c.order_id == bindparam("id"))
+_CONFIRM = (
+    update(ORDERS)
+    .where(ORDERS.c.id == any_(bindparam("ids", type_=ARRAY(Uuid))))
+    .values(status=OrderStatus.CONFIRMED.value, updated_at=bindparam("now"))
+    .returning(ORDERS.c.id, ORDERS.c.user_id, ORDERS.c.total_cents, ORDERS.c.currency)
+)
+_CANCEL = (
+    update(ORDERS)
+    .where(ORDERS.c.id == bindparam("order_id"))
+    .values(status=OrderStatus.CANCELLED.value, updated_at=bindparam("now"))
+)
+
+
+async def order(
+    conn: AsyncConnection, order_id: uuid.UUID, *, lock: bool = False
+) -> Row[Any] | None:
+    """The order; ``lock``: FOR UPDATE, until the transaction ends."""
+    statement = _ORDER_FOR_UPDATE if lock else _ORDER
+    return (await conn.execute(statement, {"id": order_id})).first()
+
+
+async def orders(
+    conn: AsyncConnection, order_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, Row[Any]]:
+    """The orders of ``order_ids`` (those that exist), by id."""
+    return {row.id: row for row in await conn.execute(_ORDERS, {"ids": list(order_ids)})}
+
+
+async def order_items(conn: AsyncConnection, order_id: uuid.UUID) -> list[Row[Any]]:
+    return list(await conn.execute(_ITEMS_OF, {"id": order_id}))
+
+
+async def confirm_orders(
+    conn: AsyncConnection, order_ids: Sequence[uuid.UUID], *, now: datetime
+) -> dict[uuid.UUID, Row[Any]]:
+    """Confirm the orders of ``order_ids``; those confirmed (id, user_id,
+    total_cents, currency), by id."""
+    rows = await conn.execute(_CONFIRM, {"ids": list(order_ids), "now": now})
+    return {row.id: row for row in rows}
+
+
+async def cancel_order(conn: AsyncConnection, order_id: uuid.UUID, *, now: datetime) -> None:
+    await conn.execute(_CANCEL, {"order_id": order_id, "now": now})
