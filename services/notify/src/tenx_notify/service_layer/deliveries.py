@@ -48,7 +48,20 @@ from cryptography.fernet import InvalidToken
 from opentelemetry import propagate
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from prometheus_client.core import Metric
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import (
+    ARRAY,
+    DateTime,
+    Integer,
+    Table,
+    Update,
+    Uuid,
+    bindparam,
+    column,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from tenx_common.loops import backoff_s, listening
 from tenx_common.observability import traced_http_client
@@ -164,6 +177,33 @@ CONCURRENCY = 20  # sends under way at once, at most
 # the primary died is not sent again when its lease ends.
 RECORD_RETRY_S = 20.0
 _deliveries = cast("Table", Delivery.__table__)
+_attempts = cast("Table", DeliveryAttempt.__table__)
+
+
+def _mark_sent() -> Update:
+    """Sent deliveries, as a set: each fenced on the attempt its runner claimed."""
+    v = (
+        func.unnest(
+            bindparam("each_id", type_=ARRAY(Uuid)),
+            bindparam("each_attempts", type_=ARRAY(Integer)),
+            bindparam("each_sent_at", type_=ARRAY(DateTime(timezone=True))),
+        )
+        .table_valued(
+            column("id", Uuid), column("attempts", Integer), column("sent_at", DateTime(True))
+        )
+        .render_derived(name="v")
+    )
+    c = _deliveries.c
+    return (
+        update(_deliveries)
+        .where(c.id == v.c.id, c.status == DeliveryStatus.PENDING, c.attempts == v.c.attempts)
+        .values(status=DeliveryStatus.SENT, sent_at=v.c.sent_at, payload=None, next_attempt_at=None)
+        .returning(c.id, c.attempts)
+    )
+
+
+_MARK_SENT = _mark_sent()
+_LOG = insert(_attempts).returning(_attempts.c.id)  # RETURNING: one multi-row INSERT
 
 
 class DeliveryRunner:
@@ -302,25 +342,33 @@ class DeliveryRunner:
     async def record(self, attempts: Sequence[Attempt]) -> list[bool]:
         """The outcomes of ``attempts`` in one transaction, each fenced on its
         attempt (a delivery whose lease ran out and was claimed again is left to
-        the newer attempt); whether each was recorded. A crash before this
-        commit sends them again when their leases end: delivery is at least once."""
-        recorded = []
+        the newer attempt); whether each was recorded. The sent ones (nearly all)
+        are one UPDATE, the attempts' log one INSERT. A crash before this commit
+        sends them again when their leases end: delivery is at least once."""
+        moved: set[tuple[uuid.UUID, int]] = set()
         async with self.deps.engine.begin() as conn:
-            for attempt in attempts:
-                moved = await conn.execute(
-                    fenced(
-                        _deliveries,
-                        row_id=attempt.delivery.id,
-                        claimed={
-                            "status": DeliveryStatus.PENDING,
-                            "attempts": attempt.delivery.attempts,
-                        },
-                    ).values(**attempt.values)
+            sent = [a for a in attempts if a.values.get("status") == DeliveryStatus.SENT]
+            if sent:
+                rows = await conn.execute(
+                    _MARK_SENT,
+                    {
+                        "each_id": [a.delivery.id for a in sent],
+                        "each_attempts": [a.delivery.attempts for a in sent],
+                        "each_sent_at": [a.values["sent_at"] for a in sent],
+                    },
                 )
-                recorded.append(moved.first() is not None)
+                moved |= {(row.id, row.attempts) for row in rows}
+            for attempt in attempts:
+                if attempt.values.get("status") == DeliveryStatus.SENT:
+                    continue
+                claim = {"status": DeliveryStatus.PENDING, "attempts": attempt.delivery.attempts}
+                statement = fenced(_deliveries, row_id=attempt.delivery.id, claimed=claim)
+                if (await conn.execute(statement.values(**attempt.values))).first() is not None:
+                    moved.add((attempt.delivery.id, attempt.delivery.attempts))
+            recorded = [(a.delivery.id, a.delivery.attempts) in moved for a in attempts]
             logged = [a.log for a, done in zip(attempts, recorded, strict=True) if done]
             if logged:
-                await conn.execute(insert(DeliveryAttempt), logged)
+                await conn.execute(_LOG, logged)
         return recorded
 
     def collect(self) -> Iterator[Metric]:
