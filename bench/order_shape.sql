@@ -2,9 +2,10 @@
 -- as one transaction, on copies of the api's tables in the schema bench_orders
 -- (bench/orders.py makes them, with the stack's own indexes, and drops them):
 -- the idempotency key's advisory lock and lookup, the conditional stock
--- UPDATE, the order with its line and stored answer (one statement), its saga,
--- StockChanged and OrderPlaced in the outbox (one statement, at the commit),
--- and the NOTIFY that wakes the relays. tests/integration/test_order_statements.py
+-- UPDATE (which keeps the change's trace: StockChanged is announced later, once
+-- per product per window), the order with its line and stored answer (one
+-- statement), its saga, OrderPlaced in the outbox (at the commit), and the
+-- NOTIFY that wakes the relays and the stock announcer. tests/integration/test_order_statements.py
 -- fails when this and the placement part ways.
 -- Payloads are copies of real ones (bench_orders.samples). Variables:
 -- :products (rows in bench_orders.products, numbered 1..n), :customers.
@@ -16,7 +17,9 @@ BEGIN;
 SELECT pg_try_advisory_xact_lock(hashtextextended(md5(:customer::text) || ':' || :key, 0));
 SELECT request_hash, response_status, response_body FROM bench_orders.idempotency_keys
   WHERE user_id = md5(:customer::text)::uuid AND key = :key::text;
-UPDATE bench_orders.products SET stock = stock - 1, version = version + 1, updated_at = now()
+UPDATE bench_orders.products SET stock = stock - 1, version = version + 1,
+    change_trace = '{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}',
+    updated_at = now()
   WHERE n = :n AND stock >= 1
   RETURNING id, sku, name, description, category, price_cents, currency, stock, version;
 WITH new_order AS (
@@ -39,10 +42,7 @@ INSERT INTO bench_orders.sagas (id, kind, status, step, attempts, trace, next_at
   VALUES (md5(:order::text)::uuid, 'order', 'running', 'authorize_payment', 0, '{}', now(),
     now(), now());
 INSERT INTO bench_orders.outbox (id, topic, key, type, payload, headers, occurred_at)
-  SELECT gen_random_uuid(),
-    CASE type WHEN 'stock' THEN 'catalog.products' ELSE 'orders.orders' END,
-    CASE type WHEN 'stock' THEN :n::text ELSE :order::text END,
-    type, payload, headers, now()
-  FROM bench_orders.samples WHERE type IN ('stock', 'placed') ORDER BY type DESC;
-SELECT pg_notify('bench_orders', '');
+  SELECT gen_random_uuid(), 'orders.orders', :order::text, type, payload, headers, now()
+  FROM bench_orders.samples WHERE type = 'placed';
+SELECT pg_notify(c, '') FROM unnest(ARRAY['bench_orders', 'bench_stock']) c;
 COMMIT;

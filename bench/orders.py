@@ -572,9 +572,15 @@ async def pgbench(settings: ApiSettings, clients: int) -> float:
 
 async def shape_tables(api: asyncpg.Pool) -> None:
     """bench_orders: the api's tables (with their indexes and keys) and real payloads.
-    The quick form keeps a copy an earlier quick run left."""
+    The quick form keeps a copy an earlier quick run left, while its tables
+    still have the api's columns (a migration since makes a new one)."""
     if QUICK and await api.fetchval(
         "SELECT /* bench */ to_regclass('bench_orders.samples') IS NOT NULL"
+        " AND NOT EXISTS (SELECT column_name, data_type FROM information_schema.columns"
+        "  WHERE table_schema = 'public' AND table_name IN ('products', 'orders',"
+        "   'order_items', 'idempotency_keys', 'outbox', 'sagas')"
+        "  EXCEPT SELECT column_name, data_type FROM information_schema.columns"
+        "  WHERE table_schema = 'bench_orders')"
     ):
         return
     async with api.acquire() as conn, conn.transaction():
@@ -598,15 +604,13 @@ async def shape_tables(api: asyncpg.Pool) -> None:
         await conn.execute(
             "CREATE TABLE bench_orders.samples (type text, payload jsonb, headers jsonb);"
             "INSERT INTO bench_orders.samples"
-            " (SELECT 'stock', payload, headers FROM outbox"
-            "  WHERE type LIKE '%stock_changed%' ORDER BY occurred_at DESC LIMIT 1)"
-            " UNION ALL (SELECT 'placed', payload, headers FROM outbox"
+            " (SELECT 'placed', payload, headers FROM outbox"
             "  WHERE type LIKE '%order.placed%' ORDER BY occurred_at DESC LIMIT 1)"
             " UNION ALL (SELECT 'answer', response_body, '{}' FROM idempotency_keys"
             "  ORDER BY created_at DESC LIMIT 1)"
         )
         kinds = await conn.fetchval("SELECT count(DISTINCT type) FROM bench_orders.samples")
-        assert kinds == 3, "no order was placed yet: the payload samples are missing"
+        assert kinds == 2, "no order was placed yet: the payload samples are missing"
 
 
 # --- the run ------------------------------------------------------------------------------

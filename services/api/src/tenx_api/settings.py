@@ -52,3 +52,7 @@ class Settings(
     # each api instance measures it every saga_backlog_poll_s.
     saga_backlog_max_age_s: float = Field(default=10.0, gt=0)
     saga_backlog_poll_s: float = Field(default=1.0, gt=0)
+    # StockChanged goes out once per product per window for all its stock
+    # changes (service_layer/stock_announcements.py); a fallback poll without NOTIFY.
+    stock_announce_window_s: float = Field(default=0.25, ge=0)
+    stock_announce_poll_s: float = Field(default=5.0, gt=0)

@@ -1,5 +1,5 @@
-"""The api's worker: the ``api`` consumer (registration and erasure) and the
-order saga runner. ``python -m tenx_api worker --port 8004``."""
+"""The api's worker: the ``api`` consumer (registration and erasure), the
+order saga runner and the stock announcer. ``python -m tenx_api worker --port 8004``."""
 
 from collections.abc import Sequence
 from typing import Any
@@ -10,6 +10,7 @@ from opentelemetry.trace import Tracer
 from tenx_api.adapters.orm import dead_letters, inbox, outbox, saga_steps, sagas
 from tenx_api.bootstrap import ApiWiring, bootstrap
 from tenx_api.service_layer import order_saga, reactions
+from tenx_api.service_layer.stock_announcements import StockAnnouncer
 from tenx_api.settings import Settings
 from tenx_common.messaging import Consumer
 from tenx_common.runtime import create_worker_app
@@ -45,6 +46,7 @@ def loops(wiring: ApiWiring, tracer: Tracer) -> Sequence[Any]:
             listener=deps.sessions.engines.for_listening,
             context=order_saga.load_orders,
         ),
+        StockAnnouncer(deps),
     ]
 
 

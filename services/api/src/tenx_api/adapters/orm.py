@@ -16,6 +16,7 @@ from sqlalchemy import (
     MetaData,
     Text,
     Uuid,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -38,6 +39,9 @@ class Product(Base):
         CheckConstraint("price_cents > 0", name="ck_products_price_positive"),
         CheckConstraint("stock >= 0", name="ck_products_stock_not_negative"),
         Index("ix_products_category_id", "category", "id"),
+        Index(
+            "ix_products_unannounced", "id", postgresql_where=text("version <> announced_version")
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -49,6 +53,12 @@ class Product(Base):
     currency: Mapped[str] = mapped_column(Text)
     stock: Mapped[int] = mapped_column(Integer)
     version: Mapped[int] = mapped_column(Integer, default=1)
+    # The version last announced in a StockChanged (``stock_announcements``),
+    # and the trace context of the newest change, which that event continues.
+    announced_version: Mapped[int] = mapped_column(Integer, default=1, server_default="0")
+    change_trace: Mapped[dict[str, str]] = mapped_column(
+        JSONB, default=dict, server_default=text("'{}'::jsonb")
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

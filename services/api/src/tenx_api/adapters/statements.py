@@ -9,7 +9,7 @@ the two part ways.
 """
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -40,12 +40,16 @@ PRODUCTS, ORDERS, ITEMS, KEYS = (
 # -- products ---------------------------------------------------------------------
 
 _PRODUCT = select(PRODUCTS).where(PRODUCTS.c.id == bindparam("id"))
+# A stock change bumps the version and keeps its trace; StockChanged is
+# announced later, once per product for all the changes of a short window
+# (``service_layer.stock_announcements``).
 _RESERVE = (
     update(PRODUCTS)
     .where(PRODUCTS.c.id == bindparam("product_id"), PRODUCTS.c.stock >= bindparam("quantity"))
     .values(
         stock=PRODUCTS.c.stock - bindparam("quantity"),
         version=PRODUCTS.c.version + 1,
+        change_trace=bindparam("trace", type_=JSONB),
         updated_at=bindparam("now"),
     )
     .returning(*PRODUCTS.c)
@@ -56,8 +60,23 @@ _RELEASE = (
     .values(
         stock=PRODUCTS.c.stock + bindparam("quantity"),
         version=PRODUCTS.c.version + 1,
+        change_trace=bindparam("trace", type_=JSONB),
         updated_at=bindparam("now"),
     )
+    .returning(*PRODUCTS.c)
+)
+_UNANNOUNCED = (
+    select(PRODUCTS.c.id)
+    .where(PRODUCTS.c.version != PRODUCTS.c.announced_version)  # ix_products_unannounced
+    .order_by(PRODUCTS.c.id)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)
+    .cte("unannounced")
+)
+_ANNOUNCE = (
+    update(PRODUCTS)
+    .where(PRODUCTS.c.id == _UNANNOUNCED.c.id)
+    .values(announced_version=PRODUCTS.c.version)
     .returning(*PRODUCTS.c)
 )
 
@@ -67,20 +86,37 @@ async def product(conn: AsyncConnection, product_id: uuid.UUID) -> Row[Any] | No
 
 
 async def reserve_stock(
-    conn: AsyncConnection, *, product_id: uuid.UUID, quantity: int, now: datetime
+    conn: AsyncConnection,
+    *,
+    product_id: uuid.UUID,
+    quantity: int,
+    now: datetime,
+    trace: Mapping[str, str],
 ) -> Row[Any] | None:
     """Take ``quantity`` off the product's stock unless that would go below zero
     (whatever the concurrency); the product as it is now, None when refused."""
-    params = {"product_id": product_id, "quantity": quantity, "now": now}
+    params = {"product_id": product_id, "quantity": quantity, "now": now, "trace": trace}
     return (await conn.execute(_RESERVE, params)).one_or_none()
 
 
 async def release_stock(
-    conn: AsyncConnection, *, product_id: uuid.UUID, quantity: int, now: datetime
+    conn: AsyncConnection,
+    *,
+    product_id: uuid.UUID,
+    quantity: int,
+    now: datetime,
+    trace: Mapping[str, str],
 ) -> Row[Any]:
     """Put ``quantity`` back; the product as it is now."""
-    params = {"product_id": product_id, "quantity": quantity, "now": now}
+    params = {"product_id": product_id, "quantity": quantity, "now": now, "trace": trace}
     return (await conn.execute(_RELEASE, params)).one()
+
+
+async def announce_stock(conn: AsyncConnection, *, limit: int) -> list[Row[Any]]:
+    """Up to ``limit`` products whose newest version is not announced yet,
+    marked announced (rows a placement holds are skipped: the next round
+    takes them); each as it is now."""
+    return list(await conn.execute(_ANNOUNCE, {"limit": limit}))
 
 
 # -- idempotency keys ----------------------------------------------------------------

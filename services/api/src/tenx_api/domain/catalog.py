@@ -1,6 +1,6 @@
 """What admins send to shape the catalog."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
@@ -48,3 +48,15 @@ class ProductUpdate(BaseModel):
                 f"{', '.join(nulls)}: null is not a value; leave a field out to keep it"
             )
         return self
+
+
+FIELDS = ("sku", "name", "description", "category", "price_cents", "currency", "stock")
+
+
+def event_fields(product: Any) -> dict[str, Any]:
+    """The whole product (an ORM object or a row), as every catalog event carries it."""
+    return {
+        "product_id": product.id,
+        "version": product.version,
+        **{name: getattr(product, name) for name in FIELDS},
+    }

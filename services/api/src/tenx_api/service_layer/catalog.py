@@ -2,8 +2,9 @@
 
 A product is created once per SKU (else 409 ``sku_taken``) and changed by a
 PATCH of at least one field. Each change bumps its ``version`` and stages
-ProductCreated or ProductUpdated, and StockChanged when the stock moved, in
-its transaction; every catalog event carries the whole product.
+ProductCreated or ProductUpdated in its transaction; a stock that moved is
+announced by StockChanged with the window's other changes
+(``stock_announcements``). Every catalog event carries the whole product.
 
 A product read is public and cache-aside in Redis (``product_cache_ttl_s``,
 5 min), answered with a strong ETag of the body (304 on ``If-None-Match``;
@@ -31,9 +32,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tenx_api.adapters import statements as sql
 from tenx_api.adapters.orm import Product
-from tenx_api.domain.catalog import ProductCreate, ProductUpdate
+from tenx_api.domain.catalog import FIELDS, ProductCreate, ProductUpdate, event_fields
+from tenx_api.service_layer import stock_announcements
 from tenx_api.service_layer.deps import ApiDeps
-from tenx_common.events.catalog_products import ProductCreated, ProductUpdated, StockChanged
+from tenx_common.events.catalog_products import ProductCreated, ProductUpdated
+from tenx_common.observability import current_traceparent
 from tenx_common.web import ProblemError, decode_cursor, encode_cursor
 
 
@@ -43,25 +46,13 @@ class Page:
     next_cursor: str | None
 
 
-_FIELDS = ("sku", "name", "description", "category", "price_cents", "currency", "stock")
-
-
 def public(product: Product | Row[Any]) -> dict[str, Any]:
     return {
         "id": str(product.id),
-        **{name: getattr(product, name) for name in _FIELDS},
+        **{name: getattr(product, name) for name in FIELDS},
         "version": product.version,
         "created_at": product.created_at.isoformat(),
         "updated_at": product.updated_at.isoformat(),
-    }
-
-
-def event_fields(product: Product | Row[Any]) -> dict[str, Any]:
-    """The whole product, as every catalog event carries it."""
-    return {
-        "product_id": product.id,
-        "version": product.version,
-        **{name: getattr(product, name) for name in _FIELDS},
     }
 
 
@@ -72,7 +63,12 @@ def not_found() -> ProblemError:
 async def create_product(cmd: ProductCreate, *, client: str, deps: ApiDeps) -> dict[str, Any]:
     now = datetime.now(UTC)
     product = Product(
-        id=uuid.uuid4(), version=1, created_at=now, updated_at=now, **cmd.model_dump()
+        id=uuid.uuid4(),
+        version=1,
+        announced_version=1,  # ProductCreated carries its stock
+        created_at=now,
+        updated_at=now,
+        **cmd.model_dump(),
     )
     async with deps.uow() as uow:
         uow.session.add(product)
@@ -101,8 +97,11 @@ async def update_product(
         product.version += 1
         product.updated_at = datetime.now(UTC)
         await uow.publish(ProductUpdated(**event_fields(product)))
-        if product.stock != old_stock:
-            await uow.publish(StockChanged(**event_fields(product)))
+        if product.stock != old_stock:  # announced with the window's other changes
+            product.change_trace = dict(current_traceparent())
+            stock_announcements.changed(uow)
+        elif product.announced_version == product.version - 1:
+            product.announced_version = product.version  # nothing new to announce
         await uow.commit()
     await deps.committed(client, cache_key(product_id))
     return public(product)

@@ -3,8 +3,9 @@
 An order is placed in one transaction: the idempotency key is claimed (an
 advisory lock, so a concurrent repeat gets 409 at once), the stock of every
 line is reserved with a conditional UPDATE (never below zero, whatever the
-concurrency), the order and its OrderPlaced event are written, and the answer
-is stored under the key for replay. Refusals (unknown product, out of stock)
+concurrency; StockChanged follows once per product per window,
+``stock_announcements``), the order and its OrderPlaced event are written, and
+the answer is stored under the key for replay. Refusals (unknown product, out of stock)
 are not stored: a retry with the same key runs again. The same transaction
 starts the order saga (``order_saga``), which authorizes the payment.
 
@@ -23,7 +24,7 @@ advisory lock).
 An order is visible to its owner and to admins; anyone else gets 404, so ids
 cannot be probed. The list is the caller's own, newest first (keyset on
 created_at and id). A cancel (owner or admin) of a pending or confirmed order
-puts its stock back (StockChanged), cancels it (OrderCancelled,
+puts its stock back (announced by StockChanged), cancels it (OrderCancelled,
 ``cancelled_by_customer``) and moves its saga to ``void_payment``, all in one
 transaction; cancelling again answers the same.
 """
@@ -41,11 +42,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tenx_api.adapters import statements as sql
 from tenx_api.adapters.orm import IdempotencyKey, Order, OrderItem, saga_steps, sagas
 from tenx_api.domain.orders import OrderStatus, PlaceOrder
-from tenx_api.service_layer.catalog import cache_key, event_fields
+from tenx_api.service_layer import stock_announcements
+from tenx_api.service_layer.catalog import cache_key
 from tenx_api.service_layer.deps import ApiDeps
 from tenx_common.data import UnitOfWork
-from tenx_common.events.catalog_products import StockChanged
 from tenx_common.events.orders_orders import OrderCancelled, OrderLine, OrderPlaced
+from tenx_common.observability import current_traceparent
 from tenx_common.security import Principal
 from tenx_common.web import ProblemError, decode_cursor, encode_cursor
 from tenx_common.work import SagaStatus, divert, start_saga
@@ -104,13 +106,14 @@ async def place_order(
             return Answer(earlier.response_status, earlier.response_body, replayed=True)
 
         now = datetime.now(UTC)
+        trace = current_traceparent()  # the stock changes' announcement continues it
         order_id = uuid.uuid4()
         items: list[dict[str, Any]] = []
         currencies = set()
         # In product order, so two orders never wait on each other's rows.
         for line in sorted(cmd.items, key=lambda item: item.product_id):
             reserved = await sql.reserve_stock(
-                db, product_id=line.product_id, quantity=line.quantity, now=now
+                db, product_id=line.product_id, quantity=line.quantity, now=now, trace=trace
             )
             if reserved is None:
                 if await sql.product(db, line.product_id) is None:
@@ -133,7 +136,7 @@ async def place_order(
                     "unit_price_cents": reserved.price_cents,
                 }
             )
-            await uow.publish(StockChanged(**event_fields(reserved)))
+        stock_announcements.changed(uow)
         if len(currencies) != 1:
             raise ProblemError(
                 status=422, code="mixed_currencies", detail="All items must share one currency."
@@ -215,13 +218,14 @@ async def release_order(
         return []
     db = await uow.session.connection()
     now = datetime.now(UTC)
+    trace = current_traceparent()
     keys = []
     for item in sorted(items, key=lambda i: i.product_id):  # the order placement locks in
-        released = await sql.release_stock(
-            db, product_id=item.product_id, quantity=item.quantity, now=now
+        await sql.release_stock(
+            db, product_id=item.product_id, quantity=item.quantity, now=now, trace=trace
         )
-        await uow.publish(StockChanged(**event_fields(released)))
         keys.append(cache_key(item.product_id))
+    stock_announcements.changed(uow)
     await sql.cancel_order(db, order.id, now=now)
     await uow.publish(
         OrderCancelled(
