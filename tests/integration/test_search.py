@@ -150,6 +150,18 @@ async def test_a_product_is_found_and_its_price_and_stock_changes_show(
         return bool((await search(edge, q=word))["items"][0]["stock"] == 3)
 
     await eventually(stock, timeout_s=30)
+    assert (await search(edge, q=word, in_stock="true"))["total"] == 1
+    # Sold out by orders announced together (one StockChanged for the window):
+    # it leaves the in-stock results.
+    sold_out = await asyncio.gather(
+        *(
+            edge.post("/v1/orders", json=order_body(product["id"]), headers=buyer | new_key())
+            for _ in range(3)
+        )
+    )
+    assert [r.status_code for r in sold_out] == [201] * 3
+    await searched(edge, 0, q=word, in_stock="true")
+    assert (await search(edge, q=word))["items"][0]["stock"] == 0
     # Freshness and lag are on the indexer's /metrics.
     async with httpx.AsyncClient(timeout=10) as client:
         metrics = (await client.get(f"{INDEXER}/metrics")).text
