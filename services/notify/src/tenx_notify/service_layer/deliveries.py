@@ -49,16 +49,8 @@ from opentelemetry import propagate
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from prometheus_client.core import Metric
 from sqlalchemy import (
-    ARRAY,
-    DateTime,
-    Integer,
     Table,
-    Update,
-    Uuid,
-    bindparam,
-    column,
     func,
-    insert,
     select,
     update,
 )
@@ -67,7 +59,8 @@ from tenx_common.loops import backoff_s, listening
 from tenx_common.observability import traced_http_client
 from tenx_common.web import ProblemError
 from tenx_common.work import LeasedLoop, Tally, claim_due, fenced, tally_counter
-from tenx_notify.adapters.orm import Delivery, DeliveryAttempt, Webhook
+from tenx_notify.adapters import statements as sql
+from tenx_notify.adapters.orm import Delivery, Webhook
 from tenx_notify.adapters.smtp import SmtpSessions
 from tenx_notify.domain.deliveries import AttemptOutcome, DeliveryStatus
 from tenx_notify.domain.messages import mime, render
@@ -177,33 +170,6 @@ CONCURRENCY = 20  # sends under way at once, at most
 # the primary died is not sent again when its lease ends.
 RECORD_RETRY_S = 20.0
 _deliveries = cast("Table", Delivery.__table__)
-_attempts = cast("Table", DeliveryAttempt.__table__)
-
-
-def _mark_sent() -> Update:
-    """Sent deliveries, as a set: each fenced on the attempt its runner claimed."""
-    v = (
-        func.unnest(
-            bindparam("each_id", type_=ARRAY(Uuid)),
-            bindparam("each_attempts", type_=ARRAY(Integer)),
-            bindparam("each_sent_at", type_=ARRAY(DateTime(timezone=True))),
-        )
-        .table_valued(
-            column("id", Uuid), column("attempts", Integer), column("sent_at", DateTime(True))
-        )
-        .render_derived(name="v")
-    )
-    c = _deliveries.c
-    return (
-        update(_deliveries)
-        .where(c.id == v.c.id, c.status == DeliveryStatus.PENDING, c.attempts == v.c.attempts)
-        .values(status=DeliveryStatus.SENT, sent_at=v.c.sent_at, payload=None, next_attempt_at=None)
-        .returning(c.id, c.attempts)
-    )
-
-
-_MARK_SENT = _mark_sent()
-_LOG = insert(_attempts).returning(_attempts.c.id)  # RETURNING: one multi-row INSERT
 
 
 class DeliveryRunner:
@@ -347,17 +313,13 @@ class DeliveryRunner:
         sends them again when their leases end: delivery is at least once."""
         moved: set[tuple[uuid.UUID, int]] = set()
         async with self.deps.engine.begin() as conn:
-            sent = [a for a in attempts if a.values.get("status") == DeliveryStatus.SENT]
+            sent = [
+                (a.delivery.id, a.delivery.attempts, a.values["sent_at"])
+                for a in attempts
+                if a.values.get("status") == DeliveryStatus.SENT
+            ]
             if sent:
-                rows = await conn.execute(
-                    _MARK_SENT,
-                    {
-                        "each_id": [a.delivery.id for a in sent],
-                        "each_attempts": [a.delivery.attempts for a in sent],
-                        "each_sent_at": [a.values["sent_at"] for a in sent],
-                    },
-                )
-                moved |= {(row.id, row.attempts) for row in rows}
+                moved |= await sql.mark_sent(conn, sent)
             for attempt in attempts:
                 if attempt.values.get("status") == DeliveryStatus.SENT:
                     continue
@@ -368,7 +330,7 @@ class DeliveryRunner:
             recorded = [(a.delivery.id, a.delivery.attempts) in moved for a in attempts]
             logged = [a.log for a, done in zip(attempts, recorded, strict=True) if done]
             if logged:
-                await conn.execute(_LOG, logged)
+                await sql.log_attempts(conn, logged)
         return recorded
 
     def collect(self) -> Iterator[Metric]:

@@ -32,17 +32,8 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from sqlalchemy import (
-    ARRAY,
-    Select,
-    Uuid,
-    any_,
-    bindparam,
-    column,
     delete,
-    exists,
-    func,
     literal,
-    select,
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB, insert
@@ -58,8 +49,8 @@ from tenx_common.events.orders_orders import OrderCancelled, OrderConfirmed
 from tenx_common.events.privacy_erasure import AccountDataErased
 from tenx_common.messaging import Caused, Handler, SetHandler
 from tenx_common.observability import current_traceparent
+from tenx_notify.adapters import statements as sql
 from tenx_notify.adapters.orm import (
-    Base,
     Delivery,
     ErasedUser,
     Notification,
@@ -148,10 +139,8 @@ async def order_news(uow: UnitOfWork, items: list[Caused], *, deps: NotifyDeps) 
     entries and one of the deliveries (each delivery under its event's trace)."""
     users = list(dict.fromkeys(item.event.user_id for item in items))
     connection = await uow.session.connection()
-    known = {row.user_id: row for row in await connection.execute(_what_we_know(users))}
-    hooks: dict[uuid.UUID, list[Any]] = {}
-    for hook in await connection.execute(_webhooks_of(users)):
-        hooks.setdefault(hook.user_id, []).append(hook)
+    known = await sql.what_we_know(connection, users)
+    hooks = await sql.webhooks_of(connection, users)
     entries: list[dict[str, Any]] = []
     deliveries: list[dict[str, Any]] = []
     for item in items:
@@ -201,12 +190,11 @@ async def order_news(uow: UnitOfWork, items: list[Caused], *, deps: NotifyDeps) 
                 )
             )
     if entries:
-        written = await connection.execute(_NEW_ENTRIES, entries)
-        for entry in sorted(written, key=lambda e: e.seq):  # the live feed's order
+        for entry in await sql.insert_entries(connection, entries):  # the live feed's order
             document = public(entry)
             uow.after_commit(functools.partial(deps.hub.publish, entry.user_id, document))
     if deliveries:
-        await connection.execute(_NEW_DELIVERIES, deliveries)
+        await sql.insert_deliveries(connection, deliveries)
         uow.wake(DELIVERIES)
 
 
@@ -290,47 +278,8 @@ async def _deliver(
 ) -> None:
     """One email, under the current trace."""
     row = _delivery(event_id, EMAIL, user_id, kind, payload, dict(current_traceparent()))
-    connection = await uow.session.connection()
-    await connection.execute(_NEW_DELIVERIES, [row])
+    await sql.insert_deliveries(await uow.session.connection(), [row])
     uow.wake(DELIVERIES)
-
-
-# Built once; RETURNING makes SQLAlchemy send many rows as one INSERT. A feed
-# entry is unique per (event, user), a delivery per (event, channel).
-_NOTIFICATIONS = Base.metadata.tables["notifications"]
-_NEW_ENTRIES = insert(_NOTIFICATIONS).on_conflict_do_nothing().returning(*_NOTIFICATIONS.c)
-_DELIVERIES = Base.metadata.tables["deliveries"]
-_NEW_DELIVERIES = insert(_DELIVERIES).on_conflict_do_nothing().returning(_DELIVERIES.c.id)
-
-
-def _webhooks_of(users: list[uuid.UUID]) -> Select[Any]:
-    table = Base.metadata.tables["webhooks"]
-    return select(table.c.id, table.c.user_id, table.c.events).where(
-        table.c.user_id == any_(bindparam("users", users, type_=ARRAY(Uuid)))
-    )
-
-
-def _what_we_know(users: list[uuid.UUID]) -> Select[Any]:
-    """In one statement, for each of ``users``: whether they were erased, their
-    preferences (NULL when they kept the defaults) and their address (NULL
-    until their sign-up has arrived)."""
-    u = (
-        func.unnest(bindparam("users", users, type_=ARRAY(Uuid)))
-        .table_valued(column("user_id", Uuid))
-        .render_derived(name="u")
-    )
-    return select(
-        u.c.user_id,
-        exists().where(ErasedUser.user_id == u.c.user_id).label("erased"),
-        Preferences.email.label("wants_email"),
-        Preferences.in_app.label("wants_in_app"),
-        Recipient.email.label("to"),
-        Recipient.name.label("name"),
-    ).select_from(
-        u.outerjoin(Preferences, Preferences.user_id == u.c.user_id).outerjoin(
-            Recipient, Recipient.user_id == u.c.user_id
-        )
-    )
 
 
 async def _erased(uow: UnitOfWork, user_id: uuid.UUID) -> bool:
