@@ -55,7 +55,25 @@ async def test_a_burst_waits_long_and_a_standing_queue_briefly() -> None:
 
     admission.release()
     assert await first
-    assert admission.wait_allowed_s() == 5  # the queue emptied: over
+    assert admission.wait_allowed_s() == 0.05  # empty for a moment: still overloaded
+    clock.now += 0.2
+    assert admission.wait_allowed_s() == 5  # empty for longer than the standing time: over
+
+
+async def test_an_overload_that_empties_the_queue_for_moments_stays_an_overload() -> None:
+    clock = Clock()
+    admission = Admission(1, burst_wait_s=5, overload_wait_s=0.05, standing_s=0.1, clock=clock)
+    assert await admission.acquire()
+    for _ in range(5):  # arrivals that wait their short while, are refused, and empty the queue
+        waiting = asyncio.create_task(admission.acquire())
+        await asyncio.sleep(0)
+        clock.now += 0.15
+        allowed = admission.wait_allowed_s()
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
+        clock.now += 0.05  # empty for less than the standing time
+        assert allowed == 0.05
+        assert admission.wait_allowed_s() == 0.05
 
 
 async def test_a_request_that_waited_its_while_is_refused_and_leaves_the_queue() -> None:

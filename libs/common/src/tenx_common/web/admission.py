@@ -8,7 +8,10 @@ How long a request may wait is a controlled delay (the queue of Facebook's
 "Fail at Scale", after CoDel). While the queue has been empty within the last
 ``STANDING_S``, it is absorbing a burst: a request waits up to
 ``admission_burst_wait_s``. Once the queue has stood for longer, the process
-is overloaded: a request waits ``OVERLOAD_WAIT_S`` at most. So a burst of
+is overloaded: a request waits ``OVERLOAD_WAIT_S`` at most, and it stays so
+until the queue has stayed empty for ``STANDING_S`` (an overload empties the
+queue for moments, as its short waits end; those moments are not a new
+burst, or every one would let requests wait seconds again). So a burst of
 hundreds of orders for one product is served in full, while a sustained
 overload is refused within tens of milliseconds and the requests admitted
 keep short latencies. Past ``MAX_QUEUE`` waiting, a request is refused at once.
@@ -61,15 +64,21 @@ class Admission:
         self.holders = 0
         self._waiting: deque[asyncio.Future[None]] = deque()
         self._queued_since: float | None = None  # when the queue last stopped being empty
+        self._emptied_at = self.clock()  # when it last became empty
+        self._overloaded = False
 
     def wait_allowed_s(self) -> float | None:
         """How long a request arriving now may wait; None: refused at once."""
         if len(self._waiting) >= self.max_queue:
             return None
-        since = self._queued_since
-        if since is not None and self.clock() - since > self.standing_s:
-            return self.overload_wait_s
-        return self.burst_wait_s
+        now = self.clock()
+        if self._waiting:
+            since = self._queued_since
+            if since is not None and now - since > self.standing_s:
+                self._overloaded = True
+        elif self._overloaded and now - self._emptied_at >= self.standing_s:
+            self._overloaded = False
+        return self.overload_wait_s if self._overloaded else self.burst_wait_s
 
     async def acquire(self) -> bool:
         """Take a place (True), or False when the request is to be refused."""
@@ -108,14 +117,17 @@ class Admission:
                 break
         else:
             self.holders -= 1
-        if not self._waiting:
-            self._queued_since = None
+        self._note_if_empty()
 
     def _leave(self, turn: "asyncio.Future[None]") -> None:
         if turn in self._waiting:
             self._waiting.remove(turn)
-        if not self._waiting:
+        self._note_if_empty()
+
+    def _note_if_empty(self) -> None:
+        if not self._waiting and self._queued_since is not None:
             self._queued_since = None
+            self._emptied_at = self.clock()
 
 
 class AdmissionMiddleware:
