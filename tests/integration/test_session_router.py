@@ -169,3 +169,27 @@ async def test_a_dead_replica_sends_every_read_to_the_primary(api_settings: ApiS
         await redis.aclose()
         await engines.dispose()
         await dead.dispose()
+
+
+async def test_a_mark_gives_way_only_to_the_position_read_for_it(
+    api_settings: ApiSettings,
+) -> None:
+    redis = create_redis(api_settings)
+    positions = RedisWritePositions(redis, ttl_s=60, prefix=f"it:ryw:{uuid.uuid4().hex}")
+    try:
+        await positions.mark("alice", "bob")
+        first = await positions.get("alice")
+        assert isinstance(first, str)
+        assert first == await positions.get("bob")
+        await positions.settle("alice", first, 1234)
+        assert await positions.get("alice") == 1234
+
+        await positions.mark("bob")  # a newer write, while bob's first mark was read
+        newer = await positions.get("bob")
+        assert isinstance(newer, str)
+        assert newer != first
+        await positions.settle("bob", first, 99)  # the position read for the older mark
+        assert await positions.get("bob") == newer  # does not cover the newer write
+        assert 0 < await redis.ttl(f"{positions._prefix}:alice") <= 60  # the mark's lifetime
+    finally:
+        await redis.aclose()

@@ -1,6 +1,6 @@
-"""LSNs compare as the positions they name; commits that finish together have
-their read-your-writes position read once; after-commit actions run in order,
-or together."""
+"""LSNs compare as the positions they name; a write marks its writer and
+reads no position; readers that need positions together share one read;
+after-commit actions run in order, or together."""
 
 import asyncio
 from types import SimpleNamespace
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tenx_common.data import session_router
-from tenx_common.data.session_router import SessionRouter, parse_lsn
+from tenx_common.data.session_router import Replica, SessionRouter, parse_lsn
 from tenx_common.data.uow import UnitOfWork
 
 
@@ -21,14 +21,21 @@ def test_lsn_parsing_orders_positions() -> None:
 
 
 class Positions:
-    def __init__(self) -> None:
-        self.advanced: list[tuple[int, set[str]]] = []
+    """Kept in memory: every client given has a write marked ``w:<client>``."""
 
-    async def get(self, client: str) -> int | None:
-        return None
+    def __init__(self, *marked: str) -> None:
+        self.kept: dict[str, int | str] = {client: f"w:{client}" for client in marked}
+        self.marked: list[set[str]] = []
+        self.settled: list[tuple[str, str, int]] = []
 
-    async def advance(self, lsn: int, *clients: str) -> None:
-        self.advanced.append((lsn, set(clients)))
+    async def get(self, client: str) -> int | str | None:
+        return self.kept.get(client)
+
+    async def mark(self, *clients: str) -> None:
+        self.marked.append(set(clients))
+
+    async def settle(self, client: str, mark: str, lsn: int) -> None:
+        self.settled.append((client, mark, lsn))
 
 
 class Primary:
@@ -53,12 +60,20 @@ def primary(monkeypatch: pytest.MonkeyPatch) -> Primary:
     return fake
 
 
-def router(positions: Positions) -> SessionRouter:
-    engines: Any = SimpleNamespace(sessions=None, replicas=[], primary=object())
-    return SessionRouter(engines=engines, positions=positions)
+def router(positions: Positions, *, replica: bool = True) -> SessionRouter:
+    """A router whose one replica (when ``replica``) is healthy and has
+    replayed everything."""
+    engines: Any = SimpleNamespace(sessions=lambda: Session(), replicas=[], primary=object())
+    routing = SessionRouter(engines=engines, positions=positions)
+    if replica:
+        sessions: Any = lambda: Session()  # noqa: E731
+        routing.replicas = [
+            Replica("replica-1", engine=None, sessions=sessions, healthy=True, replay_lsn=1 << 40)  # type: ignore[arg-type]
+        ]
+    return routing
 
 
-async def test_commits_that_finish_together_have_their_position_read_once(
+async def test_commits_that_finish_together_are_marked_at_once_and_no_position_is_read(
     primary: Primary,
 ) -> None:
     positions = Positions()
@@ -66,27 +81,57 @@ async def test_commits_that_finish_together_have_their_position_read_once(
 
     await asyncio.gather(*(routing.record_write(f"user-{n}") for n in range(10)))
 
-    assert primary.reads == 1
-    assert positions.advanced == [(1, {f"user-{n}" for n in range(10)})]
+    assert positions.marked == [{f"user-{n}" for n in range(10)}]
+    assert primary.reads == 0  # a write costs the primary no round trip
 
 
-async def test_a_commit_recorded_while_a_position_is_read_gets_a_later_one(
+async def test_readers_of_marked_writes_share_one_position_read_and_keep_it(
     primary: Primary,
 ) -> None:
-    positions = Positions()
+    clients = [f"user-{n}" for n in range(10)]
+    positions = Positions(*clients)
+    routing = router(positions)
+
+    sessions = await asyncio.gather(*(routing.reader(client) for client in clients))
+
+    assert primary.reads == 1
+    assert sorted(positions.settled) == sorted((c, f"w:{c}", 1) for c in clients)
+    assert {session.info["target"] for session in sessions} == {"replica-1"}
+
+
+async def test_a_reader_that_arrives_while_a_position_is_read_gets_a_later_one(
+    primary: Primary,
+) -> None:
+    positions = Positions("early", "late")
     routing = router(positions)
     primary.hold.clear()
-    first = asyncio.create_task(routing.record_write("early"))
+    first = asyncio.create_task(routing.reader("early"))
     await asyncio.sleep(0)  # its read has begun...
-    late = asyncio.create_task(routing.record_write("late"))  # ...before this commit ended
+    late = asyncio.create_task(routing.reader("late"))  # ...before this one saw its mark
     await asyncio.sleep(0)
     primary.hold.set()
     await asyncio.gather(first, late)
 
-    assert positions.advanced == [(1, {"early"}), (2, {"late"})]
+    assert positions.settled == [("early", "w:early", 1), ("late", "w:late", 2)]
+
+
+async def test_with_no_replica_in_rotation_a_marked_write_costs_no_position_read(
+    primary: Primary,
+) -> None:
+    positions = Positions("user")
+    routing = router(positions, replica=False)
+
+    session = await routing.reader("user")
+
+    assert session.info["target"] == "primary"
+    assert primary.reads == 0
+    assert positions.settled == []
 
 
 class Session:
+    def __init__(self) -> None:
+        self.info: dict[str, str] = {}
+
     async def commit(self) -> None:
         pass
 

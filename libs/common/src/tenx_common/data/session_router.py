@@ -1,10 +1,16 @@
 """The session router: writes go to the primary, reads that may be stale go to
 the replicas in rotation, and a client reads its own writes.
 
-Read-your-writes: after a client's write commits, the router records the
-primary's WAL position for that client (in Redis, so every instance knows it).
-That client's reads go to a replica only once the replica has replayed up to
-that position; until then they go to the primary. A health loop measures each
+Read-your-writes: after a client's write commits, the router marks the client
+as having written (in Redis, so every instance knows it). The client's next
+read that could go to a replica reads the primary's WAL position then (it
+covers the write, which committed before the mark) and keeps it in place of
+the mark, unless a newer write has marked the client meanwhile. That
+client's reads go to a replica only once the replica has replayed up to that
+position; until then they go to the primary. A write costs no round trip to
+PostgreSQL this way: most writes are not followed by their writer's read
+within the marks' lifetime, and a read pays the position read at most once
+per write. A health loop measures each
 replica's replay lag; a replica that is down or lags past ``max_lag_bytes`` is
 out of rotation until it is healthy again. With no healthy replica every read
 goes to the primary. ``read`` runs a read and, when the replica it chose fails
@@ -14,6 +20,7 @@ under it, takes that replica out of rotation and runs the read on the primary.
 import asyncio
 import itertools
 import logging
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +39,7 @@ from tenx_common.loops.supervised import pause
 log = logging.getLogger(__name__)
 
 PRIMARY = "primary"
+MARK = "w:"  # a write whose position has not been read yet
 # A node's replay position while it is a replica, null once it is a primary
 # (a promoted node's last replayed position stays where it was): with
 # failover any node may be either, and only replicas are read from.
@@ -47,21 +55,33 @@ def parse_lsn(value: str) -> int:
 
 
 class WritePositions(Protocol):
-    """Where each client's last commit position is kept."""
+    """Where each client's last write is kept: its position, or, until a read
+    needs the position, a mark (a token unique to the write)."""
 
-    async def get(self, client: str) -> int | None: ...
+    async def get(self, client: str) -> int | str | None:
+        """The position (an int), the mark of a write whose position is not
+        read yet (a str), or None: no write within the marks' lifetime."""
+        ...
 
-    async def advance(self, lsn: int, *clients: str) -> None: ...
+    async def mark(self, *clients: str) -> None:
+        """Each of ``clients`` has just committed a write."""
+        ...
+
+    async def settle(self, client: str, mark: str, lsn: int) -> None:
+        """``lsn`` (read after ``mark`` was seen) in place of ``mark``, unless a
+        newer write has marked the client since."""
+        ...
 
 
 class RedisWritePositions:
-    """Positions in Redis, shared by every instance, kept ``ttl_s`` after the write."""
+    """Positions and marks in Redis, shared by every instance, kept ``ttl_s``
+    after the write."""
 
-    # Keep the highest position: two instances may record one client's writes out of order.
-    _ADVANCE = """
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tonumber(ARGV[1]) > current then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-else redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+    # A mark gives way only to the position read for that very mark.
+    _SETTLE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+end
 return 1
 """
 
@@ -70,16 +90,24 @@ return 1
         self._ttl_s = ttl_s
         self._prefix = prefix
 
-    async def get(self, client: str) -> int | None:
+    async def get(self, client: str) -> int | str | None:
         raw = await self._redis.get(f"{self._prefix}:{client}")
-        return int(raw) if raw is not None else None
+        if raw is None:
+            return None
+        value = raw.decode() if isinstance(raw, bytes) else str(raw)
+        return value if value.startswith(MARK) else int(value)
 
-    async def advance(self, lsn: int, *clients: str) -> None:
-        """Every client's position at least ``lsn``: one round trip for all."""
+    async def mark(self, *clients: str) -> None:
+        """One round trip for all: a write marks each client anew, whatever
+        was kept (a newer write needs a newer position)."""
+        mark = f"{MARK}{uuid.uuid4().hex}"
         async with self._redis.pipeline(transaction=False) as pipe:
             for client in clients:
-                pipe.eval(self._ADVANCE, 1, f"{self._prefix}:{client}", lsn, self._ttl_s)
+                pipe.set(f"{self._prefix}:{client}", mark, ex=self._ttl_s)
             await pipe.execute()
+
+    async def settle(self, client: str, mark: str, lsn: int) -> None:
+        await self._redis.eval(self._SETTLE, 1, f"{self._prefix}:{client}", mark, lsn)
 
 
 @dataclass
@@ -116,7 +144,8 @@ class SessionRouter:
         self._turn = itertools.count()
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
-        self._writes: GroupCommit[tuple[str, ...]] = GroupCommit(self._record_writes)
+        self._writes: GroupCommit[tuple[str, ...]] = GroupCommit(self._mark_writes)
+        self._position_reads: GroupCommit[list[int]] = GroupCommit(self._read_positions)
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -152,23 +181,37 @@ class SessionRouter:
         """Call after a write has committed: reads for each of ``clients`` (a
         user, or a resource such as a cache key) see it from now on.
 
-        Calls that arrive while a position is being read share the next read
-        (grouped: ``tenx_common.loops.group_commit``): each of their commits
-        ended before that read starts, so its position covers them all, and
-        one Redis round trip advances every client."""
+        Calls that arrive while marks are being written share the next round
+        trip (grouped: ``tenx_common.loops.group_commit``)."""
         await self._writes.submit(clients)
 
-    async def _record_writes(self, batch: Sequence[tuple[str, ...]]) -> list[bool]:
+    async def _mark_writes(self, batch: Sequence[tuple[str, ...]]) -> list[bool]:
+        await self.positions.mark(*{client for clients in batch for client in clients})
+        return [True] * len(batch)
+
+    async def _primary_position(self) -> int:
+        """The primary's WAL position, read after this call began: calls that
+        arrive while one is being read share the next read."""
+        found: list[int] = []
+        await self._position_reads.submit(found)
+        return found[0]
+
+    async def _read_positions(self, batch: Sequence[list[int]]) -> list[bool]:
         lsn = parse_lsn(await read_value(self.engines.primary, "SELECT pg_current_wal_lsn()::text"))
-        await self.positions.advance(lsn, *{client for clients in batch for client in clients})
+        for found in batch:
+            found.append(lsn)
         return [True] * len(batch)
 
     async def reader(self, client: str | None = None) -> AsyncSession:
         """A session for reads that may be stale, yet never older than the
         client's own last write."""
-        needed = await self.positions.get(client) if client is not None else None
+        kept = await self.positions.get(client) if client is not None else None
         healthy = [replica for replica in self.replicas if replica.healthy]
         if healthy:
+            needed = kept if isinstance(kept, int) else None
+            if isinstance(kept, str) and client is not None:  # a write's position not read yet
+                needed = await self._primary_position()
+                await self.positions.settle(client, kept, needed)
             start = next(self._turn)
             for offset in range(len(healthy)):
                 replica = healthy[(start + offset) % len(healthy)]

@@ -61,8 +61,8 @@ class UnitOfWork:
         """Run ``action`` once this transaction has committed (cache invalidation),
         after the actions registered before it; or, ``together``, at the same
         time as the other such actions, once those in order have run (a batch's
-        read-your-writes positions, which ``SessionRouter.record_write`` then
-        reads once)."""
+        read-your-writes marks, which ``SessionRouter.record_write`` then
+        writes in one round trip)."""
         (self._together if together else self._after_commit).append(action)
 
     async def commit(self) -> None:

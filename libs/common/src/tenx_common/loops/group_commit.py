@@ -3,7 +3,8 @@ together in the next batch, so a busy writer makes one round trip per batch
 and an idle one writes at once. When a batch fails, each of its items is
 written on its own, so one that cannot be written does not hold the others
 back. The leased-work engine records outcomes this way; the session router
-reads one WAL position for every commit that finished before it."""
+marks the writes that finish together in one round trip, and reads one WAL
+position for every reader that asked before the read began."""
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
