@@ -76,6 +76,92 @@ async def test_an_overload_that_empties_the_queue_for_moments_stays_an_overload(
         assert admission.wait_allowed_s() == 0.05
 
 
+async def overloaded(limit: int, clock: Clock) -> tuple[Admission, "asyncio.Task[bool]"]:
+    """An admission of ``limit`` whose queue has stood past the standing time
+    (its waits long, so a test decides who gets in)."""
+    admission = Admission(
+        limit, burst_wait_s=5, overload_wait_s=5, standing_s=0.1, target_s=0.2, clock=clock
+    )
+    for _ in range(limit):
+        assert await admission.acquire()
+    waiting = await queued(admission)
+    clock.now += 0.15
+    assert admission.wait_allowed_s() == admission.overload_wait_s
+    return admission, waiting
+
+
+async def queued(admission: Admission) -> "asyncio.Task[bool]":
+    waiting = asyncio.create_task(admission.acquire())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    return waiting
+
+
+async def test_while_overloaded_slow_answers_cut_the_limit_and_fast_ones_raise_it() -> None:
+    clock = Clock()
+    admission, first = await overloaded(10, clock)
+
+    admission.release(served_s=0.5)  # slow: the limit 10 -> 8
+    admission.release(served_s=0.5)  # slowed together with it: no second cut
+    assert admission.limit == 8
+    assert not first.done()  # 8 holders: none under the limit
+    admission.release(served_s=0.05)  # fast: 8 + 1/8; 7 holders, so its turn
+    assert await first
+    assert admission.holders == 8
+
+    second = await queued(admission)
+    for _ in range(7):  # slow, each a target's time after the last cut
+        clock.now += 0.2
+        admission.release(served_s=0.5)
+    assert admission.limit == admission.min_limit == 2  # never below the least
+    assert await second  # in once the holders were under the cut limit
+    assert admission.holders == 2
+
+    admission.release(served_s=0.05)  # fast: + 1/limit each
+    admission.release(served_s=0.05)
+    assert await admission.acquire()
+    admission.release(served_s=0.05)
+    assert admission.limit == 3  # 2 + 1/2 + 1/2.5 + 1/2.9
+
+
+async def test_a_cut_limit_lets_a_waiter_in_only_once_the_holders_are_under_it() -> None:
+    clock = Clock()
+    admission, waiting = await overloaded(4, clock)
+    admission.release(served_s=1.0)  # 4 -> 3.2: 3 holders, not under the limit
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    clock.now += 0.2
+    admission.release(served_s=1.0)  # 3.2 -> 2.56: 2 holders, at the limit
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    admission.release(served_s=0.01)  # 1 holder: its turn
+    assert await waiting
+    assert admission.holders == 2
+
+
+async def test_the_limit_is_the_pools_again_once_the_overload_ends() -> None:
+    clock = Clock()
+    admission, waiting = await overloaded(10, clock)
+    admission.release(served_s=1.0)
+    admission.release(served_s=0.01)
+    admission.release(served_s=0.01)
+    assert await waiting
+    assert admission.limit == 8
+
+    clock.now += 0.2  # the queue empty for longer than the standing time
+    admission.release(served_s=1.0)  # the overload is over: a slow answer cuts nothing
+    assert admission.limit == 10
+
+
+async def test_slow_answers_cut_nothing_when_there_is_no_overload() -> None:
+    admission = Admission(10, burst_wait_s=5, target_s=0.2)
+    for _ in range(10):  # a closed loop as large as the pool, each answer slow
+        assert await admission.acquire()
+    for _ in range(10):
+        admission.release(served_s=2.0)
+    assert admission.limit == 10
+
+
 async def test_a_request_that_waited_its_while_is_refused_and_leaves_the_queue() -> None:
     admission = Admission(1, burst_wait_s=0.02)
     assert await admission.acquire()

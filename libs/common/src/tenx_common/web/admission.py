@@ -16,6 +16,16 @@ hundreds of orders for one product is served in full, while a sustained
 overload is refused within tens of milliseconds and the requests admitted
 keep short latencies. Past ``MAX_QUEUE`` waiting, a request is refused at once.
 
+While overloaded, the limit adapts (additive increase, multiplicative
+decrease, as TCP's congestion window): a request served within
+``TARGET_S`` (from its admission to its answer's start) raises the limit by
+``1/limit``; a slower one cuts it by a fifth, at most once per ``TARGET_S``,
+down to ``MIN_LIMIT``. On two busy cores the pool's ten connections are ten
+requests sharing the same CPU, each taking ten times as long; fewer at once
+serve about as many a second, each sooner, and the rest are refused at
+once instead of being slow. When the overload ends the limit is the pool's
+again: a closed loop of clients that never outruns the pool is never cut.
+
 A request holds its place from admission until its answer starts (a handler
 has released its database connection by then), so a long stream (Server-Sent
 Events) does not hold one. ``/healthz``, ``/readyz`` and ``/metrics`` are
@@ -36,7 +46,9 @@ from tenx_common.web.problems import overloaded
 # A queue that has not emptied for this long is an overload: longer than a
 # request takes at load (an Argon2 sign-up, an order under contention).
 STANDING_S = 0.5
-OVERLOAD_WAIT_S = 0.05  # a request's wait while overloaded
+OVERLOAD_WAIT_S = 0.02  # a request's wait while overloaded
+TARGET_S = 0.2  # while overloaded: an admitted request's time the limit aims under
+MIN_LIMIT = 2
 MAX_QUEUE = 2000  # requests waiting, at most
 EXEMPT = frozenset({"/healthz", "/readyz", "/metrics"})
 
@@ -53,9 +65,15 @@ class Admission:
         overload_wait_s: float = OVERLOAD_WAIT_S,
         standing_s: float = STANDING_S,
         max_queue: int = MAX_QUEUE,
+        target_s: float = TARGET_S,
+        min_limit: int = MIN_LIMIT,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.limit = limit
+        self.max_limit = limit
+        self.target_s = target_s
+        self.min_limit = min(min_limit, limit)
+        self._limit = float(limit)
+        self._cut_at = float("-inf")
         self.burst_wait_s = burst_wait_s
         self.overload_wait_s = overload_wait_s
         self.standing_s = standing_s
@@ -67,18 +85,28 @@ class Admission:
         self._emptied_at = self.clock()  # when it last became empty
         self._overloaded = False
 
+    @property
+    def limit(self) -> int:
+        """Requests served at once, now."""
+        return int(self._limit)
+
     def wait_allowed_s(self) -> float | None:
         """How long a request arriving now may wait; None: refused at once."""
         if len(self._waiting) >= self.max_queue:
             return None
-        now = self.clock()
+        self._update(self.clock())
+        return self.overload_wait_s if self._overloaded else self.burst_wait_s
+
+    def _update(self, now: float) -> None:
+        """Overloaded once the queue has stood ``standing_s``; no longer once
+        it has stayed empty as long (the limit the pool's again)."""
         if self._waiting:
             since = self._queued_since
             if since is not None and now - since > self.standing_s:
                 self._overloaded = True
         elif self._overloaded and now - self._emptied_at >= self.standing_s:
             self._overloaded = False
-        return self.overload_wait_s if self._overloaded else self.burst_wait_s
+            self._limit = float(self.max_limit)
 
     async def acquire(self) -> bool:
         """Take a place (True), or False when the request is to be refused."""
@@ -108,16 +136,29 @@ class Admission:
             raise
         return True
 
-    def release(self) -> None:
-        """Give the place back: to the first request still waiting, if any."""
-        while self._waiting:
+    def release(self, served_s: float | None = None) -> None:
+        """Give the place back (after ``served_s`` of service, which adapts the
+        limit while overloaded): to the requests still waiting, as many as the
+        limit lets in."""
+        self.holders -= 1
+        self._update(self.clock())
+        if served_s is not None and self._overloaded:
+            self._adapt(served_s)
+        while self._waiting and self.holders < self.limit:
             turn = self._waiting.popleft()
             if not turn.done():
                 turn.set_result(None)
-                break
-        else:
-            self.holders -= 1
+                self.holders += 1
         self._note_if_empty()
+
+    def _adapt(self, served_s: float) -> None:
+        if served_s <= self.target_s:
+            self._limit = min(float(self.max_limit), self._limit + 1 / self._limit)
+            return
+        now = self.clock()
+        if now - self._cut_at >= self.target_s:  # one cut for the requests slowed together
+            self._cut_at = now
+            self._limit = max(float(self.min_limit), self._limit * 0.8)
 
     def _leave(self, turn: "asyncio.Future[None]") -> None:
         if turn in self._waiting:
@@ -145,13 +186,13 @@ class AdmissionMiddleware:
             refusal = overloaded("This instance is at capacity; retry shortly.")
             await refusal.response()(scope, receive, send)
             return
-        held = True
+        held, admitted = True, self.admission.clock()
 
         def let_go() -> None:
             nonlocal held
             if held:
                 held = False
-                self.admission.release()
+                self.admission.release(self.admission.clock() - admitted)
 
         async def send_releasing(message: Message) -> None:
             if message["type"] == "http.response.start":
