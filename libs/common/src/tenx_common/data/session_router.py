@@ -10,11 +10,13 @@ client's reads go to a replica only once the replica has replayed up to that
 position; until then they go to the primary. A write costs no round trip to
 PostgreSQL this way: most writes are not followed by their writer's read
 within the marks' lifetime, and a read pays the position read at most once
-per write. A health loop measures each
-replica's replay lag; a replica that is down or lags past ``max_lag_bytes`` is
-out of rotation until it is healthy again. With no healthy replica every read
-goes to the primary. ``read`` runs a read and, when the replica it chose fails
-under it, takes that replica out of rotation and runs the read on the primary.
+per write.
+
+A health loop measures each replica's replay lag; a replica that is down or
+lags past ``max_lag_bytes`` is out of rotation until it is healthy again.
+With no healthy replica every read goes to the primary. ``read`` runs a read
+and, when the replica it chose fails under it, takes that replica out of
+rotation and runs the read on the primary.
 """
 
 import asyncio
