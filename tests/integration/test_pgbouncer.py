@@ -5,6 +5,7 @@ Patroni hands the role to another node."""
 
 import asyncio
 import time
+from typing import Any
 
 import asyncpg
 from sqlalchemy import URL, text
@@ -40,21 +41,44 @@ async def test_many_clients_share_the_pool_of_server_connections(api_settings: A
     assert len(set(pids)) <= POOL_SIZE
 
 
-async def test_a_service_engine_runs_the_same_statement_in_many_transactions(
+async def test_a_service_engine_describes_a_statement_once_and_runs_it_anywhere(
     api_settings: ApiSettings,
 ) -> None:
-    # Statement caches off, statements unnamed: nothing of a client's is left
+    # asyncpg's cache off, statements unnamed: nothing of a client's is left
     # on the server connections it used (no reset runs between transactions).
-    engine = primary_engine(api_settings, pool_size=2)
+    # SQLAlchemy keeps each statement's description per client connection,
+    # so after the first execution a statement goes out parsed again with
+    # its Bind in one round trip, on whichever server connection it meets:
+    # four clients take turns, each mixing two statements, in and out of
+    # transactions.
+    engines = [primary_engine(api_settings, pool_size=1, max_overflow=0) for _ in range(4)]
+    add = text("SELECT CAST(:n AS int) + 1")
+    name = text("SELECT CAST(:n AS text) || '-' || current_database()")
+    described: dict[int, set[int]] = {i: set() for i in range(len(engines))}
     try:
-        for n in range(50):
-            async with engine.begin() as conn:
-                found = await conn.scalar(text("SELECT CAST(:n AS int) + 1"), {"n": n})
-                assert found == n + 1
-                left = await conn.scalar(text("SELECT count(*) FROM pg_prepared_statements"))
-                assert left == 0
+        for n in range(30):
+            for i, engine in enumerate(engines):
+                async with engine.begin() as conn:
+                    assert await conn.scalar(add, {"n": n}) == n + 1
+                    assert await conn.scalar(name, {"n": str(n)}) == f"{n}-tenx_api"
+                    left = await conn.scalar(text("SELECT count(*) FROM pg_prepared_statements"))
+                    assert left == 0
+                    adapted: Any = (await conn.get_raw_connection()).dbapi_connection
+                    [held] = [
+                        prepared
+                        for query, (prepared, _, _) in adapted._prepared_statement_cache.items()
+                        if query.endswith("AS int) + 1")
+                    ]
+                    described[i].add(id(held))
+                    assert held._state.name == ""  # unnamed,
+                    assert not held._state.prepared  # so parsed with every Bind
+                async with engine.connect() as conn:  # no transaction
+                    assert await conn.scalar(add, {"n": -n}) == 1 - n
     finally:
-        await engine.dispose()
+        for engine in engines:
+            await engine.dispose()
+    # One description per client connection, kept through all 30 turns.
+    assert all(len(ids) == 1 for ids in described.values())
 
 
 async def test_a_transaction_through_the_pooler_costs_no_set_statement(

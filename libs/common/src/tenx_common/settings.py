@@ -81,7 +81,8 @@ class PostgresSettings(BaseSettings):
     database_session_url: str = ""
     # asyncpg's prepared statements per connection. 0 behind PgBouncer in
     # transaction mode (1.18 keeps no prepared statement across transactions):
-    # statements are then unnamed and parsed each time.
+    # statements are then unnamed and parsed at each execution, in the same
+    # round trip (``db.bounded_waits``).
     database_statement_cache_size: int = Field(default=100, ge=0)
     database_password: SecretStr = SecretStr("")
     replica_urls: list[str] = Field(default_factory=list)

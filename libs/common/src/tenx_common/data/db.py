@@ -66,13 +66,20 @@ def bounded_waits(settings: PostgresSettings, *, pooled: bool = True) -> dict[st
     connection to ``database_url``), the statement cache of the settings."""
     connect_args: dict[str, Any] = {"timeout": settings.database_connect_timeout_s}
     if pooled and settings.database_statement_cache_size == 0:
-        # asyncpg's and SQLAlchemy's caches both off: asyncpg then prepares
-        # each statement unnamed, which the next statement's Parse replaces,
-        # so a server connection PgBouncer hands to another client after the
-        # transaction holds nothing of this one's (no named statements to
-        # pile up, no reset query to run after every transaction).
+        # asyncpg's cache off: it then prepares each statement unnamed, which
+        # the next statement's Parse replaces, so a server connection
+        # PgBouncer hands to another client after the transaction holds
+        # nothing of this one's (no named statements to pile up, no reset
+        # query to run after every transaction).
         connect_args["statement_cache_size"] = 0
-        connect_args["prepared_statement_cache_size"] = 0
+        # SQLAlchemy's cache stays on (its default, 100 statements per
+        # client connection): it keeps what a statement's first Parse and
+        # Describe told (its parameter and column types). asyncpg parses an
+        # unnamed statement again at every execution, so a cached one goes
+        # out as Parse, Bind, Execute and Sync in one round trip, whichever
+        # server connection PgBouncer gives it. With both caches off, each
+        # execution was two round trips (Parse and Describe first) and two
+        # parses.
         # asyncpg asks for client_encoding 'utf-8' (quoted), which PgBouncer
         # never finds equal to the server's UTF8, so it sent a SET before
         # every transaction; named the server's way (the later value of the
