@@ -102,6 +102,10 @@ up_elasticsearch() {
     sed -e "s#@DATA@#$dir/data#" -e "s#@LOGS@#$dir/logs#" \
       "$LOCAL_DIR/elasticsearch/elasticsearch.yml" >"$dir/config/elasticsearch.yml"
     printf -- '-Xms512m\n-Xmx512m\n' >"$dir/config/jvm.options.d/heap.options"
+    # C1 only: on two cores C2's compiler threads were most of Elasticsearch's
+    # CPU for its first tens of minutes, against a working load that needs
+    # little (docs/performance.md).
+    printf -- '-XX:TieredStopAtLevel=1\n' >"$dir/config/jvm.options.d/jit.options"
     chown -R "$ES_USER" "$dir"
     # In the foreground: its launcher runs the server and ends with it.
     spawn elasticsearch --user "$ES_USER" --stop TERM 60 -- env ES_JAVA_HOME="$ES_JAVA_HOME" \
