@@ -4,8 +4,9 @@
 -- the idempotency key's advisory lock and lookup, the conditional stock
 -- UPDATE (which keeps the change's trace: StockChanged is announced later, once
 -- per product per window), the order with its line and stored answer (one
--- statement), its saga, OrderPlaced in the outbox (at the commit), and the
--- NOTIFY that wakes the relays and the stock announcer. tests/integration/test_order_statements.py
+-- statement), and at the commit OrderPlaced in the outbox, its saga and the
+-- NOTIFY that wakes the relays and the stock announcer (one statement).
+-- tests/integration/test_order_statements.py
 -- fails when this and the placement part ways.
 -- Payloads are copies of real ones (bench_orders.samples). Variables:
 -- :products (rows in bench_orders.products, numbered 1..n), :customers.
@@ -37,12 +38,15 @@ WITH new_order AS (
     FROM bench_orders.samples WHERE type = 'answer'
 )
 SELECT 1;
-INSERT INTO bench_orders.sagas (id, kind, status, step, attempts, trace, next_attempt_at,
-    created_at, updated_at)
-  VALUES (md5(:order::text)::uuid, 'order', 'running', 'authorize_payment', 0, '{}', now(),
-    now(), now());
-INSERT INTO bench_orders.outbox (id, topic, key, type, payload, headers, occurred_at)
-  SELECT gen_random_uuid(), 'orders.orders', :order::text, type, payload, headers, now()
-  FROM bench_orders.samples WHERE type = 'placed';
+WITH staged_0 AS (
+  INSERT INTO bench_orders.outbox (id, topic, key, type, payload, headers, occurred_at)
+    SELECT gen_random_uuid(), 'orders.orders', :order::text, type, payload, headers, now()
+    FROM bench_orders.samples WHERE type = 'placed'
+), staged_1 AS (
+  INSERT INTO bench_orders.sagas (id, kind, status, step, attempts, trace, next_attempt_at,
+      created_at, updated_at)
+    VALUES (md5(:order::text)::uuid, 'order', 'running', 'authorize_payment', 0, '{}', now(),
+      now(), now())
+)
 SELECT pg_notify(c, '') FROM unnest(ARRAY['bench_orders', 'bench_stock']) c;
 COMMIT;

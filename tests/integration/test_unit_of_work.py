@@ -1,11 +1,14 @@
 """The unit of work on the real database: the events a transaction stages are
-written at its commit in one statement, in the order they were staged, each
-with the trace context current when it was staged; a transaction that does
-not commit writes none."""
+written at its commit in one statement with its NOTIFYs, in the order they
+were staged, each with the trace context current when it was staged; a
+transaction that does not commit writes none. Rows past what one statement
+binds are written in more statements, the NOTIFY with the last."""
 
+import asyncio
 import uuid
 from typing import Any
 
+import asyncpg
 from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -27,7 +30,7 @@ async def test_staged_events_are_written_at_commit_in_one_statement_in_order(
     inserts: list[str] = []
 
     def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if statement.lstrip().upper().startswith("INSERT INTO OUTBOX"):
+        if "INSERT INTO outbox" in statement:
             inserts.append(statement)
 
     event.listen(engine.sync_engine, "before_cursor_execute", count)
@@ -40,7 +43,8 @@ async def test_staged_events_are_written_at_commit_in_one_statement_in_order(
                     await uow.publish(StockChangedV1(product_id=product, version=version, stock=1))
             assert inserts == []  # staged, not written yet
             await uow.commit()
-        assert len(inserts) == 1
+        [written] = inserts
+        assert "pg_notify" in written  # the relays' wake-up, in the same statement
 
         async with UnitOfWork(sessions, outbox=outbox, source="/tenx/test") as uow:
             await uow.publish(StockChangedV1(product_id=product, version=4, stock=1))
@@ -59,3 +63,47 @@ async def test_staged_events_are_written_at_commit_in_one_statement_in_order(
         await engine.dispose()
     assert [row.payload["data"]["version"] for row in rows] == [1, 2, 3]
     assert [row.headers["traceparent"].split("-")[1] for row in rows] == traces
+
+
+async def test_more_rows_than_one_statement_binds_are_written_in_several(
+    api_settings: ApiSettings,
+) -> None:
+    engine = primary_engine(api_settings)
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    product, channel = uuid.uuid4(), f"it_uow_{uuid.uuid4().hex[:12]}"
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "INSERT INTO outbox" in statement or "pg_notify" in statement:
+            statements.append(statement)
+
+    listener = await asyncpg.connect(
+        api_settings.session_url()
+        .set(drivername="postgresql")
+        .render_as_string(hide_password=False)
+    )
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    await listener.add_listener(channel, lambda *args: heard.put_nowait(args[2]))
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
+    try:
+        async with UnitOfWork(sessions, outbox=outbox, source="/tenx/test") as uow:
+            for version in range(1, 1101):  # 7 values a row: 7,700 in all
+                await uow.publish(StockChangedV1(product_id=product, version=version, stock=1))
+            uow.wake(channel)
+            await uow.commit()
+        assert await asyncio.wait_for(heard.get(), timeout=10) == channel
+        async with sessions() as session:
+            versions = (
+                await session.scalars(
+                    select(outbox.c.payload["data"]["version"].as_integer())
+                    .where(outbox.c.key == str(product))
+                    .order_by(outbox.c.occurred_at, outbox.c.id)
+                )
+            ).all()
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", count)
+        await listener.close()
+        await engine.dispose()
+    assert list(versions) == list(range(1, 1101))
+    assert [s.count("), (") + 1 for s in statements] == [500, 500, 100]
+    assert heard.empty()  # one NOTIFY, sent once

@@ -6,7 +6,6 @@ request that caused it, so the publish joins the request's trace.
 """
 
 import asyncio
-import functools
 import logging
 import uuid
 from collections.abc import Iterator
@@ -24,13 +23,11 @@ from sqlalchemy import (
     Text,
     Uuid,
     func,
-    insert,
     select,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.sql.dml import Insert
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenx_common.events import Event, cloud_event
 from tenx_common.loops.periodic import repeat
@@ -73,20 +70,6 @@ def outbox_row(event: Event, *, source: str) -> dict[str, Any]:
         "headers": headers,
         "occurred_at": datetime.now(UTC),
     }
-
-
-async def write_events(
-    connection: AsyncConnection, table: Table, rows: list[dict[str, Any]]
-) -> None:
-    """Insert staged outbox ``rows`` in one statement (RETURNING makes
-    SQLAlchemy send them as one multi-row INSERT, not one per row)."""
-    await connection.execute(_insert(table), rows)
-
-
-@functools.cache
-def _insert(table: Table) -> Insert:
-    """A multi-row INSERT into ``table``, built once."""
-    return insert(table).returning(table.c.id)
 
 
 class OutboxMonitor:

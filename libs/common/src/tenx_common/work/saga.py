@@ -184,16 +184,14 @@ class Transition:
 Step = Callable[[Saga], Awaitable[Transition]]
 
 
-async def start_saga(
-    uow: UnitOfWork, sagas: Table, *, saga_id: uuid.UUID, kind: str, step: str
-) -> None:
-    """Create a saga in the caller's transaction; runners wake at its commit."""
+def start_saga(uow: UnitOfWork, sagas: Table, *, saga_id: uuid.UUID, kind: str, step: str) -> None:
+    """Create a saga in the caller's transaction (its row written at the
+    commit); runners wake at the commit."""
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     now = datetime.now(UTC)
-    connection = await uow.session.connection()
-    await connection.execute(
-        insert(sagas),
+    uow.insert_at_commit(
+        sagas,
         {
             "id": saga_id,
             "kind": kind,

@@ -172,7 +172,7 @@ async def place_order(
                 payment_method=cmd.payment_method,
             )
         )
-        await start_saga(uow, sagas, saga_id=order_id, kind="order", step="authorize_payment")
+        start_saga(uow, sagas, saga_id=order_id, kind="order", step="authorize_payment")
         await uow.commit()
     await deps.committed(str(user_id), *(cache_key(item["product_id"]) for item in items))
     return Answer(201, body)
