@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from tenx_api.settings import Settings as ApiSettings
-from tenx_common.data.cache import Cache, create_redis
+from tenx_common.data.cache import Cache, NearCache, create_redis
 from tenx_common.data.db import primary_engine
 from tests.support.stack import API_PORTS, EDGE, api_metric, eventually, new_user, product_body
 from tests.support.stack import admin as log_in_admin
@@ -234,6 +234,44 @@ async def test_a_rebuild_that_read_before_a_change_never_caches_the_old_value(
         assert await cache.get_or_load("k", load, ttl_s=30) == b"new"
     finally:
         await redis.aclose()
+
+
+async def test_invalidations_that_arrive_together_share_a_round_trip(
+    api_settings: ApiSettings,
+) -> None:
+    # Fifty orders' products dropped at once: each key gone and its generation
+    # bumped, in fewer messages to the near copies than invalidations.
+    redis, listener = create_redis(api_settings), create_redis(api_settings)
+    near = NearCache(channel=f"it:near:{uuid.uuid4().hex}")
+    cache = Cache(redis, prefix=f"it:{uuid.uuid4().hex}", near=near)
+    keys = [f"product:{n}" for n in range(50)]
+
+    async def load() -> bytes:
+        return b"cached"
+
+    pubsub = listener.pubsub()
+    await pubsub.subscribe(near.channel)
+    try:
+        for key in keys:
+            await cache.get_or_load(key, load, ttl_s=60)
+        generations = [await redis.get(f"{cache._key(key)}:gen") for key in keys]
+        await asyncio.gather(*(cache.invalidate(key) for key in keys))
+        assert not any([await redis.exists(cache._key(key)) for key in keys])
+        after = [await redis.get(f"{cache._key(key)}:gen") for key in keys]
+        assert all(int(a or 0) == int(b or 0) + 1 for a, b in zip(after, generations, strict=True))
+        dropped: list[list[str]] = []
+        deadline = asyncio.get_running_loop().time() + 1.0
+        while asyncio.get_running_loop().time() < deadline:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+            if message is not None:
+                dropped.append(message["data"].decode().split("\n"))
+    finally:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await listener.aclose()
+        await redis.aclose()
+    assert sorted(key for keys in dropped for key in keys) == sorted(keys)  # each told once
+    # Together: one at a time, each invalidation was its own round trip and message.
+    assert len(dropped) <= 2
 
 
 async def test_anonymous_copies_on_both_instances_drop_a_change_within_moments(

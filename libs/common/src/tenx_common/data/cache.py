@@ -6,7 +6,7 @@ import collections
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 
 from prometheus_client.core import CounterMetricFamily, Metric
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -14,6 +14,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from tenx_common.loops.group_commit import GroupCommit
 from tenx_common.observability.telemetry import TracedRedis
 from tenx_common.settings import RedisSettings
 from tenx_common.web.health import Check
@@ -145,6 +146,9 @@ class Cache:
     Each key has a generation that ``invalidate`` bumps: a rebuild stores its
     value only if the generation it started under is still current, so a load
     that read the data before a change can never put the old value back.
+    Invalidations that arrive while one is being written share the next
+    round trip and the next message to the near copies (group commit: at
+    load, every order drops its products' copies).
     """
 
     _RELEASE = (
@@ -173,6 +177,7 @@ class Cache:
         self._poll_s = poll_s
         self._inflight: dict[str, asyncio.Future[bytes | None]] = {}
         self.lookups: collections.Counter[str] = collections.Counter()  # by result
+        self._invalidations: GroupCommit[tuple[str, ...]] = GroupCommit(self._drop_together)
 
     async def get_or_load(
         self,
@@ -232,6 +237,10 @@ class Cache:
 
     async def invalidate(self, *keys: str) -> None:
         """Drop ``keys``; call after the change is committed."""
+        await self._invalidations.submit(keys)
+
+    async def _drop_together(self, batch: Sequence[tuple[str, ...]]) -> list[bool]:
+        keys = list(dict.fromkeys(key for keys in batch for key in keys))
         async with self._redis.pipeline(transaction=True) as pipe:
             for key in keys:
                 pipe.incr(self._key(key) + ":gen")
@@ -242,6 +251,7 @@ class Cache:
             await pipe.execute()
         if self.near is not None:
             self.near.drop(keys)
+        return [True] * len(batch)
 
     async def _rebuild(
         self, key: str, load: Callable[[], Awaitable[bytes | None]], *, ttl_s: int
