@@ -11,13 +11,27 @@ from typing import Any
 import asyncpg
 from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy import event, select
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tenx_api.adapters.orm import outbox
 from tenx_api.settings import Settings as ApiSettings
 from tenx_common.data.db import primary_engine
 from tenx_common.data.uow import UnitOfWork
 from tenx_common.events.catalog_products import StockChangedV1
+
+
+async def outbox_rows(sessions: async_sessionmaker[AsyncSession], product: uuid.UUID) -> list[Any]:
+    """The outbox rows of ``product``'s events, in the order they were written."""
+    async with sessions() as session:
+        return list(
+            (
+                await session.execute(
+                    select(outbox.c.payload, outbox.c.headers)
+                    .where(outbox.c.key == str(product))
+                    .order_by(outbox.c.occurred_at, outbox.c.id)
+                )
+            ).all()
+        )
 
 
 async def test_staged_events_are_written_at_commit_in_one_statement_in_order(
@@ -50,14 +64,7 @@ async def test_staged_events_are_written_at_commit_in_one_statement_in_order(
             await uow.publish(StockChangedV1(product_id=product, version=4, stock=1))
             # not committed: nothing is written
 
-        async with sessions() as session:
-            rows = (
-                await session.execute(
-                    select(outbox.c.payload, outbox.c.headers)
-                    .where(outbox.c.key == str(product))
-                    .order_by(outbox.c.occurred_at, outbox.c.id)
-                )
-            ).all()
+        rows = await outbox_rows(sessions, product)
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", count)
         await engine.dispose()
@@ -92,18 +99,11 @@ async def test_more_rows_than_one_statement_binds_are_written_in_several(
             uow.wake(channel)
             await uow.commit()
         assert await asyncio.wait_for(heard.get(), timeout=10) == channel
-        async with sessions() as session:
-            versions = (
-                await session.scalars(
-                    select(outbox.c.payload["data"]["version"].as_integer())
-                    .where(outbox.c.key == str(product))
-                    .order_by(outbox.c.occurred_at, outbox.c.id)
-                )
-            ).all()
+        rows = await outbox_rows(sessions, product)
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", count)
         await listener.close()
         await engine.dispose()
-    assert list(versions) == list(range(1, 1101))
+    assert [row.payload["data"]["version"] for row in rows] == list(range(1, 1101))
     assert [s.count("), (") + 1 for s in statements] == [500, 500, 100]
     assert heard.empty()  # one NOTIFY, sent once

@@ -1,6 +1,12 @@
 """bench-orders' arithmetic: percentiles, statements and CPU per order."""
 
-from bench.orders import cpu_per_order, finished_per_s, statements_per_order, summary
+from bench.orders import (
+    cpu_per_order,
+    finished_per_s,
+    server_side,
+    statements_per_order,
+    summary,
+)
 
 
 def test_percentiles_of_a_phase() -> None:
@@ -46,3 +52,14 @@ def test_the_pipelines_rate_counts_the_drain_after_the_phase() -> None:
     assert finished_per_s(600, 60.0, 20.0) == 7.5
     assert finished_per_s(600, 60.0, 0.0) == 10.0
     assert finished_per_s(600, 60.0, None) == 2.0  # not drained within DRAIN_TIMEOUT_S (240 s)
+
+
+def test_the_server_sides_slow_share_is_of_the_201s_over_the_phase() -> None:
+    latencies_ms = [100.0, 200.0, 600.0, 900.0]  # the client's: 2 of 4 over 500 ms
+    before = {"created": 10.0, "within": 30.0, "all": 31.0}
+    # 20 more answers, 4 of them 201s; 1 more over 500 ms as the servers timed it
+    after = {"created": 14.0, "within": 49.0, "all": 51.0}
+    assert server_side(before, after, latencies_ms) == {
+        "accepted_over_500_ms_server": 0.25,
+        "accepted_over_500_ms_client": 0.5,
+    }
