@@ -106,18 +106,18 @@ def _writes(
 ) -> Iterator[tuple[Select[Any], dict[str, Any]]]:
     """The statements that write ``staged`` and NOTIFY ``channels``: one,
     unless there are more than ``ROWS_PER_STATEMENT`` rows (a statement binds
-    at most 32,767 values)."""
+    at most 32,767 values); then one per ``ROWS_PER_STATEMENT`` rows of a
+    table, the NOTIFYs with the last."""
     pieces = [
         (table, rows[start : start + ROWS_PER_STATEMENT])
         for table, rows in staged.items()
         for start in range(0, len(rows), ROWS_PER_STATEMENT)
     ]
-    while True:
-        taken, count = 0, 0
-        while taken < len(pieces) and count + len(pieces[taken][1]) <= ROWS_PER_STATEMENT:
-            count += len(pieces[taken][1])
-            taken += 1
-        part, pieces = pieces[:taken], pieces[taken:]
+    if sum(len(rows) for _, rows in pieces) <= ROWS_PER_STATEMENT:
+        parts = [pieces]
+    else:
+        parts = [[piece] for piece in pieces]
+    for n, part in enumerate(parts, start=1):
         shape = tuple((table, tuple(rows[0]), len(rows)) for table, rows in part)
         values = {
             f"t{t}r{r}{column}": value
@@ -125,9 +125,7 @@ def _writes(
             for r, row in enumerate(rows)
             for column, value in row.items()
         }
-        yield _statement(shape), values | {"channels": [] if pieces else channels}
-        if not pieces:
-            return
+        yield _statement(shape), values | {"channels": channels if n == len(parts) else []}
 
 
 @functools.lru_cache(maxsize=256)
