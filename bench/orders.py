@@ -497,18 +497,32 @@ def placed(phase: Phase) -> dict[str, Any]:
 
 ORDERS_ROUTE = 'method="POST",route="/v1/orders"'
 SLOW_S = 0.5  # the accepted p99 the issue asks for
+REFUSED_S = 0.1  # how soon a refusal is to come
 
 
 async def served(session: aiohttp.ClientSession) -> dict[str, float]:
-    """Both api instances' counts of placements, from their /metrics: answered
+    """Both api instances' counts from their /metrics. Placements: answered
     201, and answered (any status) within ``SLOW_S`` and in all, as the
     request middleware timed them (from the request's first middleware to
     its answer: what the client measures less the client, the network and
-    the wait before the server reads the request)."""
-    counts = dict.fromkeys(("created", "within", "all"), 0.0)
+    the wait before the server reads the request). Admission: requests
+    admitted and refused, and how many of each waited at most ``SLOW_S`` and
+    ``REFUSED_S`` for their place (the rest of an answer's time is its
+    handler's)."""
+    counts = dict.fromkeys(
+        ("created", "within", "all", "admitted", "admitted_within", "refused", "refused_within"),
+        0.0,
+    )
     for port in API_PORTS:
         async with session.get(f"http://127.0.0.1:{port}/metrics") as answer:
             for line in (await answer.text()).splitlines():
+                if line.startswith("tenx_admission_wait_seconds_bucket{"):
+                    outcome = "admitted" if 'outcome="admitted"' in line else "refused"
+                    within = SLOW_S if outcome == "admitted" else REFUSED_S
+                    if f'le="{within}"' in line:
+                        counts[f"{outcome}_within"] += float(line.rsplit(" ", 1)[1])
+                    elif 'le="+Inf"' in line:
+                        counts[outcome] += float(line.rsplit(" ", 1)[1])
                 if ORDERS_ROUTE not in line:
                     continue
                 value = float(line.rsplit(" ", 1)[1])
@@ -526,13 +540,24 @@ def server_side(
     before: dict[str, float], after: dict[str, float], latencies_ms: list[float]
 ) -> dict[str, Any]:
     """Placements over ``SLOW_S``: the share of the 201s the servers timed so,
-    beside the share the client timed so (every answer over it was a 201)."""
-    slow = (after["all"] - before["all"]) - (after["within"] - before["within"])
-    created = max(after["created"] - before["created"], 1)
+    beside the share the client timed so (every answer over it was a 201);
+    and the share of admitted requests that waited over ``SLOW_S`` for their
+    place, of refused ones over ``REFUSED_S`` before their 503."""
+
+    def grew(key: str) -> float:
+        return after[key] - before[key]
+
+    def over(total: str, within: str) -> float:
+        return round((grew(total) - grew(within)) / max(grew(total), 1), 4)
+
     client_slow = sum(1 for ms in latencies_ms if ms > SLOW_S * 1000)
     return {
-        "accepted_over_500_ms_server": round(slow / created, 4),
+        "accepted_over_500_ms_server": round(
+            (grew("all") - grew("within")) / max(grew("created"), 1), 4
+        ),
         "accepted_over_500_ms_client": round(client_slow / max(len(latencies_ms), 1), 4),
+        "admitted_waited_over_500_ms": over("admitted", "admitted_within"),
+        "refused_waited_over_100_ms": over("refused", "refused_within"),
     }
 
 
@@ -792,8 +817,10 @@ TABLE = (
     ("open loop: accepted HTTP p99", "ms", "open.http.p99_ms"),
     ("open loop: accepted over 500 ms, client", "", "open.accepted_over_500_ms_client"),
     ("open loop: accepted over 500 ms, server", "", "open.accepted_over_500_ms_server"),
+    ("open loop: admitted after a wait over 500 ms", "", "open.admitted_waited_over_500_ms"),
     ("open loop: refused", "", "open.refused"),
     ("open loop: refusals answered within (p99)", "ms", "open.refusals_http.p99_ms"),
+    ("open loop: refused after a wait over 100 ms", "", "open.refused_waited_over_100_ms"),
     ("sustained open loop: rate", "orders/s", "open_sustained.orders_per_s"),
     ("sustained: placement to confirmed p99", "ms", "open_sustained.placement_to_confirmed.p99_ms"),
     ("sustained: placement to email p99", "ms", "open_sustained.placement_to_emailed.p99_ms"),

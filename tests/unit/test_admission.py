@@ -7,13 +7,13 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
-from prometheus_client import CollectorRegistry, Counter
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from tenx_api.service_layer.backlog import SagaBacklog
+from tenx_common.observability.metrics import Metrics
 from tenx_common.runtime.app import admission_limit
 from tenx_common.settings import PostgresSettings, ServiceSettings
 from tenx_common.web.admission import Admission, AdmissionMiddleware
@@ -204,7 +204,7 @@ async def test_a_request_cancelled_while_waiting_gives_up_its_turn() -> None:
     assert admission.holders == 1
 
 
-def app(admission: Admission, refused: Counter, gate: asyncio.Event) -> Starlette:
+def app(admission: Admission, metrics: Metrics, gate: asyncio.Event) -> Starlette:
     async def slow(request: Request) -> Response:
         await gate.wait()
         return JSONResponse({"ok": True})
@@ -221,17 +221,24 @@ def app(admission: Admission, refused: Counter, gate: asyncio.Event) -> Starlett
 
     routes = [Route("/slow", slow), Route("/stream", stream), Route("/healthz", healthz)]
     application = Starlette(routes=routes)
-    application.add_middleware(AdmissionMiddleware, admission=admission, refused=refused)
+    application.add_middleware(AdmissionMiddleware, admission=admission, metrics=metrics)
     return application
 
 
-def counter() -> Counter:
-    return Counter("refused", "test", ("reason",), registry=CollectorRegistry())
+def waits(metrics: Metrics, outcome: str) -> tuple[float, float]:
+    """Admission's waits of one outcome: how many, and their sum in seconds."""
+    count = metrics.registry.get_sample_value(
+        "tenx_admission_wait_seconds_count", {"outcome": outcome}
+    )
+    total = metrics.registry.get_sample_value(
+        "tenx_admission_wait_seconds_sum", {"outcome": outcome}
+    )
+    return count or 0.0, total or 0.0
 
 
 async def test_beyond_capacity_the_answer_is_an_immediate_503_overloaded_with_retry_after() -> None:
-    admission, refused, gate = Admission(1, burst_wait_s=0.01), counter(), asyncio.Event()
-    transport = httpx.ASGITransport(app=app(admission, refused, gate))
+    admission, metrics, gate = Admission(1, burst_wait_s=0.01), Metrics("test"), asyncio.Event()
+    transport = httpx.ASGITransport(app=app(admission, metrics, gate))
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         held = asyncio.create_task(client.get("/slow"))
         await asyncio.sleep(0.01)
@@ -246,13 +253,18 @@ async def test_beyond_capacity_the_answer_is_an_immediate_503_overloaded_with_re
     assert answer.headers["retry-after"] == "1"
     assert answer.json()["code"] == "overloaded"
     assert health.status_code == 200
-    assert refused.labels("overloaded")._value.get() == 1
+    assert metrics.refused.labels("overloaded")._value.get() == 1
     assert admission.holders == 0
+    refusals, refusals_waited_s = waits(metrics, "refused")
+    admitted, _ = waits(metrics, "admitted")
+    assert refusals == 1
+    assert 0.005 <= refusals_waited_s < 1  # it waited its while (10 ms), then 503
+    assert admitted == 1  # the held request (health checks never queue)
 
 
 async def test_a_stream_holds_its_place_only_until_its_answer_starts() -> None:
-    admission, refused, gate = Admission(1, burst_wait_s=0.01), counter(), asyncio.Event()
-    middleware = app(admission, refused, gate)
+    admission, metrics, gate = Admission(1, burst_wait_s=0.01), Metrics("test"), asyncio.Event()
+    middleware = app(admission, metrics, gate)
     started = asyncio.Event()
 
     async def receive() -> dict[str, object]:

@@ -57,9 +57,15 @@ def test_the_pipelines_rate_counts_the_drain_after_the_phase() -> None:
 def test_the_server_sides_slow_share_is_of_the_201s_over_the_phase() -> None:
     latencies_ms = [100.0, 200.0, 600.0, 900.0]  # the client's: 2 of 4 over 500 ms
     before = {"created": 10.0, "within": 30.0, "all": 31.0}
+    before |= {"admitted": 20.0, "admitted_within": 20.0, "refused": 5.0, "refused_within": 5.0}
     # 20 more answers, 4 of them 201s; 1 more over 500 ms as the servers timed it
     after = {"created": 14.0, "within": 49.0, "all": 51.0}
+    # 10 more admitted, 2 of them after waiting over 500 ms; 4 more refused,
+    # 1 of them after waiting over 100 ms
+    after |= {"admitted": 30.0, "admitted_within": 28.0, "refused": 9.0, "refused_within": 8.0}
     assert server_side(before, after, latencies_ms) == {
         "accepted_over_500_ms_server": 0.25,
         "accepted_over_500_ms_client": 0.5,
+        "admitted_waited_over_500_ms": 0.2,
+        "refused_waited_over_100_ms": 0.25,
     }

@@ -2,7 +2,8 @@
 
 Here: ``http_requests_total`` and ``http_request_duration_seconds`` per route
 template (bounded labels), ``tenx_rate_limited_total{scope,route_class}`` and
-``tenx_requests_refused_total{reason}`` (``web.admission``).
+``tenx_requests_refused_total{reason}`` and ``tenx_admission_wait_seconds{outcome}``
+(``web.admission``).
 The rest come from the collectors the bootstrap registers, each beside what
 it measures: the pools (``tenx_db_pool_*``, ``data.db``), the session router
 (``tenx_db_reads_total``, ``tenx_db_replica_*``), the cache
@@ -54,6 +55,15 @@ class Metrics:
             "tenx_requests_refused",
             "Requests refused before a handler ran, by reason (overloaded)",
             ("reason",),
+            registry=self.registry,
+        )
+        # How long a request waited for its place before it was admitted or
+        # refused: an answer's time is this wait plus its handler's.
+        self.admission_wait = Histogram(
+            "tenx_admission_wait_seconds",
+            "Time a request waited in admission's queue, by outcome (admitted, refused)",
+            ("outcome",),
+            buckets=(0.001, *LATENCY_BUCKETS),
             registry=self.registry,
         )
 

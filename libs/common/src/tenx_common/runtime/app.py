@@ -108,7 +108,7 @@ def create_service_app(
     if limit := admission_limit(settings):
         app.state.admission = Admission(limit, burst_wait_s=settings.admission_burst_wait_s)
         app.add_middleware(
-            AdmissionMiddleware, admission=app.state.admission, refused=app.state.metrics.refused
+            AdmissionMiddleware, admission=app.state.admission, metrics=app.state.metrics
         )
     tracer = telemetry.tracer("tenx.http") if settings.tracing_enabled else None
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics, tracer=tracer)

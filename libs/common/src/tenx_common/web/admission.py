@@ -30,7 +30,8 @@ A request holds its place from admission until its answer starts (a handler
 has released its database connection by then), so a long stream (Server-Sent
 Events) does not hold one. ``/healthz``, ``/readyz`` and ``/metrics`` are
 never held back. Refusals are counted in
-``tenx_requests_refused_total{reason="overloaded"}``.
+``tenx_requests_refused_total{reason="overloaded"}``, and every request's wait
+for its place in ``tenx_admission_wait_seconds{outcome}`` (admitted or refused).
 """
 
 import asyncio
@@ -38,9 +39,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from prometheus_client import Counter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tenx_common.observability.metrics import Metrics
 from tenx_common.web.problems import overloaded
 
 # A queue that has not emptied for this long is an overload: longer than a
@@ -172,21 +173,24 @@ class Admission:
 
 
 class AdmissionMiddleware:
-    def __init__(self, app: ASGIApp, *, admission: Admission, refused: Counter) -> None:
+    def __init__(self, app: ASGIApp, *, admission: Admission, metrics: Metrics) -> None:
         self.app = app
         self.admission = admission
-        self.refused = refused
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in EXEMPT:
             await self.app(scope, receive, send)
             return
+        arrived = self.admission.clock()
         if not await self.admission.acquire():
-            self.refused.labels("overloaded").inc()
+            self.metrics.admission_wait.labels("refused").observe(self.admission.clock() - arrived)
+            self.metrics.refused.labels("overloaded").inc()
             refusal = overloaded("This instance is at capacity; retry shortly.")
             await refusal.response()(scope, receive, send)
             return
         held, admitted = True, self.admission.clock()
+        self.metrics.admission_wait.labels("admitted").observe(admitted - arrived)
 
         def let_go() -> None:
             nonlocal held
