@@ -3,6 +3,14 @@
 PY="$TENX_ROOT/.venv/bin/python"
 # Niceness of a Python process until it serves: a boost needs root.
 STARTUP_NICE=$([[ $EUID == 0 ]] && echo -10 || echo 0)
+# Niceness of a background process once it serves (the workers and the
+# search-indexer: no request waits on them). On two shared cores the api's
+# requests then come before a worker's batch: an answer's time no longer
+# grows with the pipeline's work, and when the workers fall behind the saga
+# backlog bound refuses placements (tenx_api.service_layer.backlog). In a
+# cluster the same split is CPU requests per pod.
+BACKGROUND_NICE=5
+is_background() { [[ ${PROGRAM_RUNS[$1]} == *:worker || $1 == search-indexer ]]; }
 # The services: the process table's programs of kind service, in start order,
 # each with its port and PACKAGE:COMMAND there. Two api instances stand behind
 # the edge's one upstream; a worker runs its service's consumer and background
@@ -53,8 +61,8 @@ up_services() {
 # `python -m PACKAGE COMMAND --port PORT`, with the stack's environment
 # (local.env, which `make up` writes).
 #
-# It starts boosted (niceness -10) and drops to the normal 0 once it serves
-# (tenx_common.runtime.server): on two busy cores a process restarted under load got
+# It starts boosted (niceness -10) and drops to the normal 0 (a background
+# process: BACKGROUND_NICE) once it serves (tenx_common.runtime.server): on two busy cores a process restarted under load got
 # an even share of the CPU for its 2 s of imports and was ready only after
 # 8 s. The boost is what Kubernetes' startup CPU boost does for a pod.
 #
@@ -63,15 +71,17 @@ up_services() {
 # their pages return on free, and two arenas serve the threads. After 160
 # sign-ups each auth process kept 25 MB more without it.
 up_python() {
-  local name=$1 port pkg cmd
+  local name=$1 port pkg cmd settle=0
   is_up "$name" && return 0
   [[ ${PROGRAM_KIND[$name]:-} == service ]] || die "$name is not a service in $PROCESS_TABLE"
   port=$(port_of "$name")
   IFS=: read -r pkg cmd <<<"${PROGRAM_RUNS[$name]}"
   [[ -n $pkg && -n $cmd ]] || die "$name: runs '${PROGRAM_RUNS[$name]}' in $PROCESS_TABLE is not PACKAGE:COMMAND"
   require_free_ports "$name"
+  is_background "$name" && settle=$BACKGROUND_NICE
   spawn "$name" --env "$LOCAL_ENV" --stop TERM 20 --nice "$STARTUP_NICE" -- \
-    env MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=1048576 "$PY" -m "$pkg" "$cmd" --port "$port"
+    env MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=1048576 "$PY" -m "$pkg" "$cmd" --port "$port" \
+    --niceness "$settle"
 }
 
 status_services() {

@@ -1,5 +1,6 @@
 """A process the local stack starts boosted (niceness -10) drops back to 0,
-every thread of it, once it serves."""
+or to the niceness it is to run at (a background process: 5), every thread
+of it, once it serves."""
 
 import os
 import subprocess
@@ -10,7 +11,7 @@ import pytest
 
 CHILD = textwrap.dedent(
     """
-    import os, threading
+    import os, sys, threading
     from tenx_common.runtime.server import settle_priority
 
     started = threading.Event()
@@ -27,7 +28,7 @@ CHILD = textwrap.dedent(
     thread.start()
     started.wait()
     main_before = os.getpriority(os.PRIO_PROCESS, 0)
-    settle_priority()
+    settle_priority(int(sys.argv[1]))
     done.set()
     thread.join()
     print(main_before, seen["before"], os.getpriority(os.PRIO_PROCESS, 0), seen["after"])
@@ -35,11 +36,11 @@ CHILD = textwrap.dedent(
 )
 
 
-def niceness_seen(start: int) -> list[str]:
+def niceness_seen(start: int, settle_at: int = 0) -> list[str]:
     """Started at niceness ``start``: the main thread's and another thread's
-    niceness before settle_priority, then after it."""
+    niceness before settle_priority(settle_at), then after it."""
     return subprocess.run(
-        ["nice", "-n", str(start), sys.executable, "-c", CHILD],
+        ["nice", "-n", str(start), sys.executable, "-c", CHILD, str(settle_at)],
         capture_output=True,
         text=True,
         check=True,
@@ -49,6 +50,12 @@ def niceness_seen(start: int) -> list[str]:
 @pytest.mark.skipif(os.geteuid() != 0, reason="a negative niceness needs root")
 def test_a_boosted_process_returns_to_normal_priority_in_every_thread() -> None:
     assert niceness_seen(-10) == ["-10", "-10", "0", "0"]
+    assert niceness_seen(-10, settle_at=5) == ["-10", "-10", "5", "5"]
+
+
+def test_a_background_process_settles_at_its_niceness_in_every_thread() -> None:
+    assert niceness_seen(0, settle_at=5) == ["0", "0", "5", "5"]
+    assert niceness_seen(7, settle_at=5) == ["7", "7", "7", "7"]  # already nicer: left so
 
 
 def test_a_process_at_normal_priority_is_left_alone() -> None:

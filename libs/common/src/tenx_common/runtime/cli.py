@@ -7,7 +7,9 @@
     python -m tenx_<svc> dead-letters list [STATUS]
     python -m tenx_<svc> dead-letters redrive (ID... | --all)
 
-plus the commands a service adds."""
+plus the commands a service adds. ``--niceness N``: once serving, every
+thread of the process runs at niceness N (a background process on cores it
+shares with the ones that answer requests)."""
 
 import argparse
 import asyncio
@@ -45,9 +47,11 @@ def run_service_cli(
 ) -> None:
     extra: dict[str, Command[S]] = dict(commands or {})
     if outbox is not None:
-        extra["relay"] = lambda settings, _: serve(create_relay_app(settings, outbox), settings)
+        extra["relay"] = lambda settings, _: serve(
+            create_relay_app(settings, outbox), settings, niceness=niceness
+        )
     if worker is not None:
-        extra["worker"] = lambda settings, _: serve(worker(settings), settings)
+        extra["worker"] = lambda settings, _: serve(worker(settings), settings, niceness=niceness)
     if dead_letters is not None:
         extra["dead-letters"] = lambda settings, args: _dead_letters(settings, dead_letters, args)
     parser = argparse.ArgumentParser(prog=f"python -m {package}")
@@ -55,7 +59,16 @@ def run_service_cli(
     parser.add_argument("args", nargs="*", help="the command's arguments")
     parser.add_argument("--port", type=int, help="listen on this port instead of the setting's")
     parser.add_argument("--all", action="store_true", help="dead-letters redrive: every parked one")
+    parser.add_argument(
+        "--niceness",
+        type=int,
+        default=0,
+        choices=range(20),
+        metavar="0-19",
+        help="once serving, run at this niceness (a background process)",
+    )
     args = parser.parse_args()
+    niceness = args.niceness
     settings = load_settings()
     if args.port is not None:
         settings = settings.model_copy(update={"port": args.port})
@@ -68,7 +81,7 @@ def run_service_cli(
 
         upgrade(package=package, url=settings.session_url())
     else:
-        serve(create_app(settings), settings)
+        serve(create_app(settings), settings, niceness=niceness)
 
 
 def wiring_command(

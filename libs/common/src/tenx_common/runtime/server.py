@@ -12,24 +12,32 @@ from tenx_common.settings import ServiceSettings
 
 
 class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, niceness: int) -> None:
+        super().__init__(config)
+        self.niceness = niceness
+
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
-        settle_priority()
+        settle_priority(self.niceness)
 
 
-def settle_priority() -> None:
-    """Back to the normal niceness (0) once serving, if started boosted (the
-    local stack starts a process at -10 so that its imports finish fast on a
-    busy machine). Niceness is per thread on Linux: every thread is reset."""
+def settle_priority(niceness: int = 0) -> None:
+    """Down to ``niceness`` once serving, from a boost (the local stack starts
+    a process at -10 so that its imports finish fast on a busy machine), or
+    from 0 for a background process (a worker: the local stack settles it at
+    5, so that on shared cores a request is served before a worker's batch).
+    A thread already at or above ``niceness`` is left alone. Niceness is per
+    thread on Linux, and a new thread inherits its creator's: every thread is
+    set."""
     tasks = Path("/proc/self/task")
     for task in tasks.iterdir() if tasks.is_dir() else ():
         tid = int(task.name)
         with contextlib.suppress(OSError):  # a thread that has just ended
-            if os.getpriority(os.PRIO_PROCESS, tid) < 0:
-                os.setpriority(os.PRIO_PROCESS, tid, 0)
+            if os.getpriority(os.PRIO_PROCESS, tid) < niceness:
+                os.setpriority(os.PRIO_PROCESS, tid, niceness)
 
 
-def serve(app: FastAPI, settings: ServiceSettings) -> None:
+def serve(app: FastAPI, settings: ServiceSettings, *, niceness: int = 0) -> None:
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -47,4 +55,4 @@ def serve(app: FastAPI, settings: ServiceSettings) -> None:
         # (a POST is not retried: a 503 for the client).
         timeout_keep_alive=75,
     )
-    _Server(config).run()
+    _Server(config, niceness).run()
