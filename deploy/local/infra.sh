@@ -37,9 +37,10 @@ install_kafka() {
   touch "$KAFKA_LIBS/.complete"
 }
 
-# A heap of 384 MB at most (the broker's data lives in the page cache, not
-# the heap): at 512 MB it kept 500 MB resident after a benchmark.
-KAFKA_JAVA=(java -Xms128m -Xmx384m -XX:+UseSerialGC -cp "$KAFKA_LIBS/*"
+# A heap of 256 MB at most (the broker's data lives in the page cache, not
+# the heap; its log cleaner's buffer is cut to 16 MB in server.properties):
+# at 512 MB it kept 500 MB resident after a benchmark.
+KAFKA_JAVA=(java -Xms64m -Xmx256m -XX:+UseSerialGC -cp "$KAFKA_LIBS/*"
   "-Dlog4j2.configurationFile=$LOCAL_DIR/kafka/log4j2.properties")
 
 up_kafka() {
@@ -101,7 +102,7 @@ up_elasticsearch() {
     rm -rf "$dir/config"; cp -r "$ES_HOME/config" "$dir/config"
     sed -e "s#@DATA@#$dir/data#" -e "s#@LOGS@#$dir/logs#" \
       "$LOCAL_DIR/elasticsearch/elasticsearch.yml" >"$dir/config/elasticsearch.yml"
-    printf -- '-Xms512m\n-Xmx512m\n' >"$dir/config/jvm.options.d/heap.options"
+    printf -- '-Xms256m\n-Xmx256m\n' >"$dir/config/jvm.options.d/heap.options"
     # C1 only: on two cores C2's compiler threads were most of Elasticsearch's
     # CPU for its first tens of minutes, against a working load that needs
     # little (docs/performance.md).
@@ -132,7 +133,10 @@ install_jaeger() { go_build_tool github.com/jaegertracing/jaeger/cmd/jaeger jaeg
 up_jaeger() {
   if ! is_up jaeger; then
     require_free_ports jaeger
-    spawn jaeger --stop TERM 20 -- "$JAEGER_BIN" --config "$LOCAL_DIR/jaeger/config.yaml"
+    # Go's collector lets the heap grow to twice what is live; a soft limit
+    # makes it collect sooner instead (the traces kept are bounded anyway).
+    spawn jaeger --stop TERM 20 -- env GOMEMLIMIT=96MiB "$JAEGER_BIN" \
+      --config "$LOCAL_DIR/jaeger/config.yaml"
   fi
   wait_for jaeger 60 ready_http jaeger
 }
