@@ -43,9 +43,7 @@ async def test_no_more_than_the_limit_hold_a_place_and_the_next_one_waits_its_tu
 
 async def test_a_burst_waits_long_and_a_standing_queue_briefly() -> None:
     clock = Clock()
-    admission = Admission(
-        1, burst_wait_s=5, overload_wait_s=0.05, standing_s=0.1, calm_s=0.3, clock=clock
-    )
+    admission = Admission(1, burst_wait_s=5, overload_wait_s=0.05, standing_s=0.1, clock=clock)
     assert await admission.acquire()
     assert admission.wait_allowed_s() == 5  # nothing waits: a burst begins
     first = asyncio.create_task(admission.acquire())
@@ -59,9 +57,7 @@ async def test_a_burst_waits_long_and_a_standing_queue_briefly() -> None:
     assert await first
     assert admission.wait_allowed_s() == 0.05  # empty for a moment: still overloaded
     clock.now += 0.2
-    assert admission.wait_allowed_s() == 0.05  # empty for longer than it stood: still so
-    clock.now += 0.15
-    assert admission.wait_allowed_s() == 5  # empty for longer than the calm time: over
+    assert admission.wait_allowed_s() == 5  # empty for longer than the standing time: over
 
 
 async def test_an_overload_that_empties_the_queue_for_moments_stays_an_overload() -> None:
@@ -82,16 +78,9 @@ async def test_an_overload_that_empties_the_queue_for_moments_stays_an_overload(
 
 async def overloaded(limit: int, clock: Clock) -> tuple[Admission, "asyncio.Task[bool]"]:
     """An admission of ``limit`` whose queue has stood past the standing time
-    (its waits long, so a test decides who gets in; calm again 0.1 s after
-    its queue empties)."""
+    (its waits long, so a test decides who gets in)."""
     admission = Admission(
-        limit,
-        burst_wait_s=5,
-        overload_wait_s=5,
-        standing_s=0.1,
-        calm_s=0.1,
-        target_s=0.2,
-        clock=clock,
+        limit, burst_wait_s=5, overload_wait_s=5, standing_s=0.1, target_s=0.2, clock=clock
     )
     for _ in range(limit):
         assert await admission.acquire()
@@ -159,7 +148,7 @@ async def test_the_limit_is_the_pools_again_once_the_overload_ends() -> None:
     assert await waiting
     assert admission.limit == 8
 
-    clock.now += 0.2  # the queue empty for longer than the calm time
+    clock.now += 0.2  # the queue empty for longer than the standing time
     admission.release(served_s=1.0)  # the overload is over: a slow answer cuts nothing
     assert admission.limit == 10
 

@@ -9,16 +9,12 @@ How long a request may wait is a controlled delay (the queue of Facebook's
 ``STANDING_S``, it is absorbing a burst: a request waits up to
 ``admission_burst_wait_s``. Once the queue has stood for longer, the process
 is overloaded: a request waits ``OVERLOAD_WAIT_S`` at most, and it stays so
-until the queue has stayed empty for ``CALM_S`` (an overload empties the
+until the queue has stayed empty for ``STANDING_S`` (an overload empties the
 queue for moments, as its short waits end; those moments are not a new
 burst, or every one would let requests wait seconds again). So a burst of
-hundreds of orders for one product, arriving together, is served in full,
-while a sustained overload is refused within tens of milliseconds and the
-requests admitted keep short latencies. The standing time is short because
-every request that arrives within it at the start of an overload waits its
-turn behind the others (at twice the capacity offered, as long as it has
-been standing): those were the admitted requests' tail. Past ``MAX_QUEUE``
-waiting, a request is refused at once.
+hundreds of orders for one product is served in full, while a sustained
+overload is refused within tens of milliseconds and the requests admitted
+keep short latencies. Past ``MAX_QUEUE`` waiting, a request is refused at once.
 
 While overloaded, the limit adapts (additive increase, multiplicative
 decrease, as TCP's congestion window): a request served within
@@ -50,8 +46,7 @@ from tenx_common.web.problems import overloaded
 
 # A queue that has not emptied for this long is an overload: longer than a
 # request takes at load (an Argon2 sign-up, an order under contention).
-STANDING_S = 0.2
-CALM_S = 0.5  # an overload ends once the queue has stayed empty this long
+STANDING_S = 0.5
 OVERLOAD_WAIT_S = 0.02  # a request's wait while overloaded
 TARGET_S = 0.2  # while overloaded: an admitted request's time the limit aims under
 MIN_LIMIT = 2
@@ -70,7 +65,6 @@ class Admission:
         burst_wait_s: float,
         overload_wait_s: float = OVERLOAD_WAIT_S,
         standing_s: float = STANDING_S,
-        calm_s: float = CALM_S,
         max_queue: int = MAX_QUEUE,
         target_s: float = TARGET_S,
         min_limit: int = MIN_LIMIT,
@@ -84,7 +78,6 @@ class Admission:
         self.burst_wait_s = burst_wait_s
         self.overload_wait_s = overload_wait_s
         self.standing_s = standing_s
-        self.calm_s = calm_s
         self.max_queue = max_queue
         self.clock = clock
         self.holders = 0
@@ -107,12 +100,12 @@ class Admission:
 
     def _update(self, now: float) -> None:
         """Overloaded once the queue has stood ``standing_s``; no longer once
-        it has stayed empty for ``calm_s`` (the limit the pool's again)."""
+        it has stayed empty as long (the limit the pool's again)."""
         if self._waiting:
             since = self._queued_since
             if since is not None and now - since > self.standing_s:
                 self._overloaded = True
-        elif self._overloaded and now - self._emptied_at >= self.calm_s:
+        elif self._overloaded and now - self._emptied_at >= self.standing_s:
             self._overloaded = False
             self._limit = float(self.max_limit)
 
