@@ -62,9 +62,10 @@ up_services() {
 # (local.env, which `make up` writes).
 #
 # It starts boosted (niceness -10) and drops to the normal 0 (a background
-# process: BACKGROUND_NICE) once it serves (tenx_common.runtime.server): on two busy cores a process restarted under load got
-# an even share of the CPU for its 2 s of imports and was ready only after
-# 8 s. The boost is what Kubernetes' startup CPU boost does for a pod.
+# process: BACKGROUND_NICE) once it serves (tenx_common.runtime.server): on
+# two busy cores a process restarted under load got an even share of the
+# CPU for its 2 s of imports and was ready only after 8 s. The boost is what
+# Kubernetes' startup CPU boost does for a pod.
 #
 # glibc's malloc is told to give memory back: a fixed mmap threshold (1 MB)
 # keeps large blocks (argon2's 19 MB per password hash) out of the heap, so

@@ -46,6 +46,7 @@ def run_service_cli(
     commands: Mapping[str, Command[S]] | None = None,
 ) -> None:
     extra: dict[str, Command[S]] = dict(commands or {})
+    # The serving commands read ``niceness`` (parsed below) when they run.
     if outbox is not None:
         extra["relay"] = lambda settings, _: serve(
             create_relay_app(settings, outbox), settings, niceness=niceness
