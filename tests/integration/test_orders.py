@@ -269,6 +269,55 @@ async def test_cancelling_a_pending_order_releases_its_stock(
     assert await stock(edge, product_id, admin) == 4
 
 
+async def test_a_cancel_takes_the_sagas_row_before_the_orders_as_the_runner_does(
+    edge: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    # The saga runner records a step in one transaction: its saga's row, then
+    # its order's (a confirmation, a release). Here a transaction holds a
+    # confirmed order's saga row as the runner would, a cancel comes in and
+    # waits for it, then the transaction takes the order's row. A cancel that
+    # held the order's row by then deadlocked with it (PostgreSQL ends one of
+    # the two after deadlock_timeout: the cancel answered 500).
+    user = await new_user(edge)
+    product_id = await new_product(edge, admin, stock=2)
+    placed = (await edge.post("/v1/orders", json=order(product_id), headers=user | key())).json()
+    path = f"/v1/orders/{placed['id']}"
+
+    async def confirmed() -> bool:  # the runner is done with it: nothing else waits on it
+        return bool((await edge.get(path, headers=user)).json()["status"] == "confirmed")
+
+    await eventually(confirmed)
+    engine = primary_engine(ApiSettings())
+    try:
+        async with engine.connect() as runner, engine.connect() as watcher:
+            await runner.execute(
+                text("UPDATE sagas SET updated_at = now() WHERE id = :id"), {"id": placed["id"]}
+            )
+            cancel = asyncio.create_task(edge.post(f"{path}/cancel", headers=user))
+
+            async def cancel_waits_on_the_saga() -> bool:
+                waiting = await watcher.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND wait_event_type = 'Lock' AND query ILIKE '%sagas%'"
+                    )
+                )
+                await watcher.rollback()  # the next poll reads a new snapshot of the activity
+                return bool(waiting)
+
+            await eventually(cancel_waits_on_the_saga, timeout_s=30)
+            await runner.execute(
+                text("UPDATE orders SET updated_at = now() WHERE id = :id"), {"id": placed["id"]}
+            )
+            await runner.commit()
+        cancelled = await cancel
+    finally:
+        await engine.dispose()
+    assert cancelled.status_code == 200
+    assert cancelled.json()["status"] == "cancelled"
+    assert await stock(edge, product_id, admin) == 2
+
+
 async def test_new_orders_wait_while_the_saga_backlog_is_past_its_bound(
     edge: httpx.AsyncClient, admin: dict[str, str], api_settings: ApiSettings
 ) -> None:

@@ -33,8 +33,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tenx_api.adapters.orm import Base
 from tenx_api.domain.orders import OrderStatus
 
-PRODUCTS, ORDERS, ITEMS, KEYS = (
-    Base.metadata.tables[name] for name in ("products", "orders", "order_items", "idempotency_keys")
+PRODUCTS, ORDERS, ITEMS, KEYS, SAGAS = (
+    Base.metadata.tables[name]
+    for name in ("products", "orders", "order_items", "idempotency_keys", "sagas")
 )
 
 # -- products ---------------------------------------------------------------------
@@ -242,6 +243,18 @@ async def order(
     """The order; ``lock``: FOR UPDATE, until the transaction ends."""
     statement = _ORDER_FOR_UPDATE if lock else _ORDER
     return (await conn.execute(statement, {"id": order_id})).first()
+
+
+# An order's saga row (its id is the order's), locked. Whoever changes both an
+# order and its saga takes the saga first, as the saga runner does when it
+# records a step (its fenced update of the saga, then the order's
+# confirmation or release); taken the other way round, the two deadlock.
+_SAGA_FOR_UPDATE = select(SAGAS.c.id).where(SAGAS.c.id == bindparam("id")).with_for_update()
+
+
+async def lock_saga(conn: AsyncConnection, order_id: uuid.UUID) -> None:
+    """Hold the order's saga row until the transaction ends (before its order's)."""
+    await conn.execute(_SAGA_FOR_UPDATE, {"id": order_id})
 
 
 async def orders(

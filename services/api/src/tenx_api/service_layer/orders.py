@@ -26,7 +26,9 @@ cannot be probed. The list is the caller's own, newest first (keyset on
 created_at and id). A cancel (owner or admin) of a pending or confirmed order
 puts its stock back (announced by StockChanged), cancels it (OrderCancelled,
 ``cancelled_by_customer``) and moves its saga to ``void_payment``, all in one
-transaction; cancelling again answers the same.
+transaction, which locks the saga's row before the order's (the saga runner's
+order; the other way round the two deadlocked); cancelling again answers the
+same.
 """
 
 import uuid
@@ -185,6 +187,7 @@ async def cancel_order(
     is written at once; the saga then voids the payment (compensation)."""
     async with deps.uow() as uow:
         db = await uow.session.connection()
+        await sql.lock_saga(db, order_id)  # the saga's row before the order's, as the runner
         order = await sql.order(db, order_id, lock=True)
         if order is None or not (principal.is_admin or order.user_id == principal.user_id):
             raise ProblemError(status=404, code="not_found", detail="No such order.")
