@@ -221,7 +221,10 @@ async def divert(
     """In the caller's transaction, move a saga that is in one of ``only_from`` to
     ``status``/``step`` from the outside (a customer's cancel), logged as a step
     named after ``reason``; False when it was not in one of them. A step running
-    meanwhile has its result dropped (the fence in ``SagaRunner.record``)."""
+    meanwhile has its result dropped (the fence in ``SagaRunner.record``). A
+    caller that also changes the rows a step changes (the order) locks the
+    saga's row before those, as the runner records a step; the other way
+    round the two deadlock (``tenx_api.adapters.statements.lock_saga``)."""
     now = datetime.now(UTC)
     moved = await uow.session.execute(
         update(sagas)
