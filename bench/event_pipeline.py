@@ -125,11 +125,10 @@ class Pipeline:
         return Relay(self.settings, self.table)
 
     def consumer(self) -> Consumer:
+        effect = text(f"INSERT INTO {self.effects} (n) VALUES (:n)")  # noqa: S608 (our table)
+
         async def apply(uow: UnitOfWork, event: Any) -> None:
-            await uow.session.execute(
-                text(f"INSERT INTO {self.effects} (n) VALUES (:n)"),  # noqa: S608 (our table)
-                {"n": event.n},
-            )
+            await uow.session.execute(effect, {"n": event.n})
 
         return Consumer(
             name=self.group,

@@ -10,12 +10,14 @@ from typing import Any
 
 import asyncpg
 from opentelemetry.sdk.trace import TracerProvider
-from sqlalchemy import event, select
+from sqlalchemy import MetaData, event, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.sql.elements import quoted_name
 
 from tenx_api.adapters.orm import outbox
 from tenx_api.settings import Settings as ApiSettings
 from tenx_common.data.db import primary_engine
+from tenx_common.data.outbox import wake_channel
 from tenx_common.data.uow import UnitOfWork
 from tenx_common.events.catalog_products import StockChangedV1
 
@@ -107,3 +109,38 @@ async def test_more_rows_than_one_statement_binds_are_written_in_several(
     assert [row.payload["data"]["version"] for row in rows] == list(range(1, 1101))
     assert [s.count("), (") + 1 for s in statements] == [500, 500, 100]
     assert heard.empty()  # one NOTIFY, sent once
+
+
+async def test_a_second_outbox_in_the_database_wakes_only_its_own_relays(
+    api_settings: ApiSettings,
+) -> None:
+    """A benchmark's outbox beside the api's: its writes must not wake the api's relay."""
+    engine = primary_engine(api_settings)
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    other = outbox.to_metadata(MetaData(), name=f"it_outbox_{uuid.uuid4().hex[:12]}")
+    for index in other.indexes:  # named apart from the api's own
+        index.name = quoted_name(f"{index.name}_{other.name}", quote=None)
+    notified: list[list[str]] = []
+
+    def channels(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "pg_notify" in statement:
+            notified.append(next(p for p in parameters if isinstance(p, list)))
+
+    async with engine.begin() as conn:
+        await conn.run_sync(other.create)
+    event.listen(engine.sync_engine, "before_cursor_execute", channels)
+    try:
+        async with UnitOfWork(sessions, outbox=other, source="/tenx/test") as uow:
+            await uow.publish(StockChangedV1(product_id=uuid.uuid4(), version=1, stock=1))
+            await uow.commit()
+        async with UnitOfWork(sessions, outbox=outbox, source="/tenx/test") as uow:
+            await uow.publish(StockChangedV1(product_id=uuid.uuid4(), version=1, stock=1))
+            await uow.commit()
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", channels)
+        async with engine.begin() as conn:
+            await conn.run_sync(other.drop)
+        await engine.dispose()
+    assert notified == [[other.name], ["outbox"]]
+    assert wake_channel(other) == other.name
+    assert wake_channel(outbox) == "outbox"

@@ -31,6 +31,7 @@ from tenx_common.messaging import (
     dead_letter_table,
     inbox_table,
 )
+from tenx_common.messaging.consumer import _FinishBatchFirst
 from tenx_common.messaging.inbox import Attempt
 from tenx_common.settings import ConsumerSettings
 from tenx_search_indexer.service_layer.indexing import Indexer
@@ -496,3 +497,65 @@ async def test_a_failing_set_falls_back_to_one_record_at_a_time(engine: AsyncEng
     assert world.timeline == ["listed a p c", "listed a", *["listed p"] * 3, "listed c"]
     assert world.effects == ["a", "c"]
     assert [attempts for _, _, attempts in world.parked] == [3]
+
+
+class SlowCommits:
+    """A Kafka consumer's ``commit``: each takes a while, and says when it began and ended."""
+
+    def __init__(self, world: World, *, fail: bool = False) -> None:
+        self.world = world
+        self.fail = fail
+
+    async def commit(self, offsets: dict[Any, int]) -> None:
+        [offset] = offsets.values()
+        self.world.timeline.append(f"commit {offset} sent")
+        await asyncio.sleep(0.02)
+        if self.fail:
+            raise ConnectionError("the coordinator went away")
+        self.world.timeline.append(f"commit {offset} done")
+
+
+async def test_a_chunks_offsets_go_out_while_the_next_is_handled_one_commit_at_a_time(
+    engine: AsyncEngine,
+) -> None:
+    world = World()
+    consumer = build(world, engine)
+    kafka = cast(Any, SlowCommits(world))
+    first, second = records(event(Noted, "a")), records(event(Noted, "b"), event(Noted, "c"))
+    await consumer.commit_offsets(kafka, first)
+    await asyncio.sleep(0)  # the next chunk's first I/O: the commit's task runs
+    world.timeline.append("handling the next chunk")
+    await consumer.commit_offsets(kafka, second[1:])
+    await asyncio.sleep(0)
+    world.timeline.append("the next chunk's offsets on their way")
+    await consumer.offsets_committed()
+    assert world.timeline == [
+        "commit 1 sent",  # the first chunk's last offset, plus one
+        "handling the next chunk",
+        "commit 1 done",  # before the next chunk's offsets are sent: in order
+        "commit 2 sent",
+        "the next chunk's offsets on their way",
+        "commit 2 done",
+    ]
+
+
+async def test_a_rebalance_waits_for_the_offsets_on_their_way(engine: AsyncEngine) -> None:
+    world = World()
+    consumer = build(world, engine)
+    listener = _FinishBatchFirst(consumer)
+    await consumer.commit_offsets(cast(Any, SlowCommits(world)), records(event(Noted, "a")))
+    await listener.on_partitions_revoked(set())
+    world.timeline.append("partitions given up")
+    assert world.timeline == ["commit 1 sent", "commit 1 done", "partitions given up"]
+
+
+async def test_offsets_that_failed_to_commit_fail_the_loop_at_the_next_chunk(
+    engine: AsyncEngine,
+) -> None:
+    world = World()
+    consumer = build(world, engine)
+    kafka = cast(Any, SlowCommits(world, fail=True))
+    await consumer.commit_offsets(kafka, records(event(Noted, "a")))
+    with pytest.raises(ConnectionError):  # the consumer starts again from its last commit
+        await consumer.commit_offsets(kafka, records(event(Noted, "b")))
+    assert world.timeline == ["commit 1 sent"]

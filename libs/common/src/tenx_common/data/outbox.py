@@ -34,7 +34,12 @@ from tenx_common.loops.periodic import repeat
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "outbox"  # NOTIFY at the commit of a transaction that staged events: the relays wake
+
+def wake_channel(table: Table) -> str:
+    """What a transaction that staged events into ``table`` NOTIFYs at its
+    commit, and what that table's relays listen on: the table's name, so a
+    second outbox in the same database (a benchmark's) wakes only its own."""
+    return table.name
 
 
 def outbox_table(metadata: MetaData) -> Table:

@@ -17,7 +17,7 @@ from typing import Any, Self
 from sqlalchemy import ARRAY, Select, Table, Text, bindparam, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tenx_common.data.outbox import CHANNEL, outbox_row
+from tenx_common.data.outbox import outbox_row, wake_channel
 from tenx_common.events import Event
 
 # (table, the rows' columns, how many rows) for each table staged, in order
@@ -62,7 +62,7 @@ class UnitOfWork:
         current now. The staged events are written together at the commit, in
         one statement, in the order they were staged."""
         self.insert_at_commit(self._outbox, outbox_row(event, source=self._source))
-        self.wake(CHANNEL)  # the relays
+        self.wake(wake_channel(self._outbox))  # its relays
 
     def insert_at_commit(self, table: Table, row: dict[str, Any]) -> None:
         """Insert ``row`` into ``table`` at the commit, in the statement that

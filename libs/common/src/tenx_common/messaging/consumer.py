@@ -19,8 +19,10 @@ class. For each record, in partition order:
    partition moves on: a poison event holds its partition for at most the
    backoff.
 4. Offsets are committed (auto-commit is off) after the effects of a
-   partition's records have committed. A crash before that redelivers them,
-   and the inbox absorbs them.
+   partition's records have committed, while the next records are polled and
+   handled (at most one commit on its way, in order; a rebalance or shutdown
+   waits for it). A crash before that redelivers them, and the inbox absorbs
+   them.
 
 The records a poll returns are handled in one transaction (up to
 ``chunk_size``, each partition's in order), then their offsets are committed
@@ -167,6 +169,7 @@ class Consumer:
         self.linger_s = linger_s  # how long a poll waits for more records to fill a chunk
         self.stopping = asyncio.Event()
         self._busy = asyncio.Lock()  # held while a batch is handled and committed
+        self._committing: asyncio.Task[None] | None = None  # offsets on their way
         self._outcomes: Counter[str] = Counter()
         self._lag: dict[TopicPartition, int] = {}
         self._parked = 0
@@ -193,7 +196,7 @@ class Consumer:
             auto_offset_reset="earliest",
             fetch_max_wait_ms=50,
         )
-        kafka.subscribe(self.topics, listener=_FinishBatchFirst(self._busy))
+        kafka.subscribe(self.topics, listener=_FinishBatchFirst(self))
         producer = AIOKafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", enable_idempotence=True
         )
@@ -210,12 +213,7 @@ class Consumer:
                             break  # what is not committed is redelivered
                         chunk = records[at : at + self.chunk_size]
                         await self.consume_many(chunk, producer)
-                        await kafka.commit(
-                            {
-                                TopicPartition(r.topic, r.partition): r.offset + 1
-                                for r in chunk  # the last of each partition wins
-                            }
-                        )
+                        await self.commit_offsets(kafka, chunk)
                     self._lag = {
                         tp: max(0, (kafka.highwater(tp) or 0) - await kafka.position(tp))
                         for tp in kafka.assignment()
@@ -224,9 +222,35 @@ class Consumer:
                     next_chores = time.monotonic() + 1.0
                     await self._chores()
         finally:
+            try:
+                await self.offsets_committed()
+            except Exception:  # the records are redelivered, and the inbox absorbs them
+                log.warning("consumer %s: its last offsets were not committed", self.name)
             await kafka.stop()  # leaves the group: its partitions move at once
             await producer.stop()
             log.info("consumer %s stopped", self.name)
+
+    async def commit_offsets(self, kafka: AIOKafkaConsumer, chunk: list[Record]) -> None:
+        """Send the offsets after ``chunk`` (its effects have committed) once the
+        previous chunk's are committed, and return: they go to the broker while
+        the next records are polled and handled. A crash before they land only
+        redelivers the chunk, and the inbox absorbs it."""
+        await self.offsets_committed()
+        self._committing = asyncio.create_task(
+            kafka.commit(
+                {
+                    TopicPartition(r.topic, r.partition): r.offset + 1
+                    for r in chunk  # the last of each partition wins
+                }
+            )
+        )
+
+    async def offsets_committed(self) -> None:
+        """Until the offsets last sent to the broker are committed (or failed:
+        raised here, and the consumer starts again from its last commit)."""
+        committing, self._committing = self._committing, None
+        if committing is not None:
+            await committing
 
     async def _poll(self, kafka: AIOKafkaConsumer) -> list[Record]:
         """The next records, each partition's in order; with a linger, polls go on
@@ -465,14 +489,16 @@ class Consumer:
 
 
 class _FinishBatchFirst(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Partitions are given up only after the batch in hand is handled and committed."""
+    """Partitions are given up only after the batch in hand is handled and its
+    offsets are committed."""
 
-    def __init__(self, busy: asyncio.Lock) -> None:
-        self._busy = busy
+    def __init__(self, consumer: Consumer) -> None:
+        self._consumer = consumer
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        async with self._busy:
-            pass
+        async with self._consumer._busy:
+            with contextlib.suppress(Exception):  # failed: redelivered to the next owner
+                await self._consumer.offsets_committed()
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         return None

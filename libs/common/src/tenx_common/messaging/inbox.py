@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     Column,
     DateTime,
@@ -23,8 +24,10 @@ from sqlalchemy import (
     Table,
     Text,
     Uuid,
+    bindparam,
     delete,
     func,
+    literal,
     select,
     update,
 )
@@ -112,21 +115,26 @@ class SqlInboxStore:
         self._engine = engine
         self._inbox = inbox
         self._dead_letters = dead_letters
+        # One statement for a batch of any size, the ids as one array: built,
+        # compiled and prepared once, not once per batch size as a VALUES list.
+        self._claim = (
+            insert(inbox)
+            .from_select(
+                ["consumer", "event_id", "processed_at"],
+                select(
+                    literal(consumer, Text),
+                    func.unnest(bindparam("ids", type_=ARRAY(Text))),
+                    func.now(),
+                ),
+            )
+            .on_conflict_do_nothing()
+            .returning(inbox.c.event_id)
+        )
 
     async def claim(self, uow: UnitOfWork, ids: Sequence[str]) -> set[str]:
         if not ids:
             return set()
-        inserted = await uow.session.execute(  # one statement for a whole batch
-            insert(self._inbox)
-            .values(
-                [
-                    {"consumer": self.consumer, "event_id": id_, "processed_at": func.now()}
-                    for id_ in ids
-                ]
-            )
-            .on_conflict_do_nothing()
-            .returning(self._inbox.c.event_id)
-        )
+        inserted = await uow.session.execute(self._claim, {"ids": list(ids)})
         return set(inserted.scalars())
 
     async def park(self, record: Record, *, error: str, attempts: int) -> None:

@@ -14,9 +14,10 @@ the stored context is passed on as it is), and the batch is marked published in
 the same transaction. A crash between publish and commit publishes the batch
 again: consumers deduplicate by event id.
 
-Wake-ups: ``LISTEN outbox`` (the unit of work notifies in the writing
-transaction, delivered at commit), with a poll every ``outbox_poll_interval_s``
-as the fallback. Published rows are deleted after ``outbox_retention_s``.
+Wake-ups: ``LISTEN`` on the table's channel (``wake_channel``: the unit of
+work notifies in the writing transaction, delivered at commit), with a poll
+every ``outbox_poll_interval_s`` as the fallback. Published rows are deleted
+after ``outbox_retention_s``.
 
 A relay takes every lane no other relay holds, so a second relay is a hot
 standby rather than more throughput. A broker or database that fails never
@@ -35,6 +36,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.producer.message_accumulator import BatchBuilder
 from opentelemetry import propagate
 from opentelemetry.trace import SpanKind, Tracer, get_current_span
 from prometheus_client.core import CounterMetricFamily, Metric
@@ -55,7 +58,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tenx_common.data.db import bounded_waits
-from tenx_common.data.outbox import CHANNEL
+from tenx_common.data.outbox import wake_channel
 from tenx_common.loops.backoff import backoff_s
 from tenx_common.loops.supervised import log_failure, pause, supervised
 from tenx_common.loops.wakeup import listening, nap
@@ -65,6 +68,7 @@ from tenx_common.settings import KafkaSettings, PostgresSettings, RelaySettings
 log = logging.getLogger(__name__)
 
 LANES = 16
+RECORD_BATCH_BYTES = 512 * 1024
 
 
 def lane_of(table: Table) -> Any:
@@ -114,12 +118,12 @@ async def publish_batch(
         rows = (await conn.execute(claim)).all()
         if not rows:
             return 0
-        sent = []
+        batches = Batches(producer)
         for row in rows:
             stored: dict[str, str] = json.loads(row.context) if row.context else {}
             if not _sampled(stored):
                 # Nobody will see this trace: no span, the stored context goes on as it is.
-                sent.append(await _send(producer, row, stored))
+                await batches.add(row, stored)
                 continue
             with tracer.start_as_current_span(
                 f"{row.topic} publish",
@@ -135,8 +139,8 @@ async def publish_batch(
             ):
                 carrier: dict[str, str] = {}
                 propagate.inject(carrier)
-                sent.append(await _send(producer, row, carrier))
-        await asyncio.gather(*sent)  # every row acknowledged by the broker (acks=all)
+                await batches.add(row, carrier)
+        await batches.sent()  # every row acknowledged by the broker (acks=all)
         await conn.execute(
             # One array parameter, not a thousand: one short statement to plan.
             update(table)
@@ -163,13 +167,47 @@ def _sampled(context: dict[str, str]) -> bool:
     return bool(get_current_span(parent).get_span_context().trace_flags.sampled)
 
 
-async def _send(producer: AIOKafkaProducer, row: Any, context: dict[str, str]) -> Any:
-    headers = [("content-type", b"application/cloudevents+json")] + [
-        (name, value.encode()) for name, value in context.items()
-    ]
-    return await producer.send(
-        row.topic, key=row.key.encode(), value=row.document.encode(), headers=headers
-    )
+class Batches:
+    """The rows of a claimed batch as Kafka record batches, one being filled
+    per partition: one future per record batch, not one per row. A row's
+    partition is the one ``send`` would pick for its key (the producer's
+    partitioner over the topic's partitions), so per-key order holds."""
+
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self._producer = producer
+        self._partitions: dict[str, list[int]] = {}
+        self._filling: dict[tuple[str, int], BatchBuilder] = {}
+        self._sent: list[asyncio.Future[Any]] = []
+
+    async def add(self, row: Any, context: dict[str, str]) -> None:
+        if (partitions := self._partitions.get(row.topic)) is None:
+            partitions = sorted(await self._producer.partitions_for(row.topic))
+            self._partitions[row.topic] = partitions
+        key = row.key.encode()
+        where = (row.topic, DefaultPartitioner()(key, partitions, partitions))
+        headers = [("content-type", b"application/cloudevents+json")] + [
+            (name, value.encode()) for name, value in context.items()
+        ]
+        value = row.document.encode()
+        batch = self._filling.get(where)
+        if batch is None or not batch.append(key=key, value=value, timestamp=None, headers=headers):
+            if batch is not None:
+                await self._send(where)  # full: on its way, and the row starts the next
+            batch = self._filling[where] = self._producer.create_batch()
+            # An empty record batch takes any one record (a larger one goes alone).
+            batch.append(key=key, value=value, timestamp=None, headers=headers)
+
+    async def _send(self, where: tuple[str, int]) -> None:
+        batch = self._filling.pop(where)
+        batch.close()  # nothing but these rows in it (``send`` could add to an open one)
+        topic, partition = where
+        self._sent.append(await self._producer.send_batch(batch, topic, partition=partition))
+
+    async def sent(self) -> None:
+        """Until every row added is acknowledged by the broker."""
+        for where in list(self._filling):
+            await self._send(where)
+        await asyncio.gather(*self._sent)
 
 
 async def sweep_published(engine: AsyncEngine, table: Table, *, retention_s: float) -> int:
@@ -235,10 +273,13 @@ class Relay:
             acks="all",
             enable_idempotence=True,
             linger_ms=5,
+            # A claimed batch goes out as one record batch per partition
+            # (``Batches``); the broker takes up to 1 MiB per batch.
+            max_batch_size=RECORD_BATCH_BYTES,
         )
         try:
             await producer.start()
-            async with listening(engine, CHANNEL, self.wake):
+            async with listening(engine, wake_channel(self.table), self.wake):
                 log.info("outbox relay started for %s", self.table.name)
                 self.connected = True
                 await self._loop(engine, producer, tracer)
