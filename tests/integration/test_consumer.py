@@ -140,7 +140,7 @@ async def _has(engine: AsyncEngine, unique: str, effect: tuple[str, int]) -> boo
     return effect in await effects(engine, unique)
 
 
-async def test_a_relay_that_dies_between_publish_and_mark_gives_one_effect(
+async def test_a_relay_that_dies_between_publish_and_commit_gives_one_effect(
     api_settings: ApiSettings,
     engine: AsyncEngine,
     producer: AIOKafkaProducer,
@@ -159,10 +159,13 @@ async def test_a_relay_that_dies_between_publish_and_mark_gives_one_effect(
                 await uow.publish(probe_class(unique)(key="r", version=version))
             await uow.commit()
 
-        def die(*_: object) -> NoReturn:
-            raise RuntimeError("the relay died after publishing, before marking")
+        sent = relay.Batches.sent
 
-        monkeypatch.setattr(relay, "update", die)
+        async def die(batches: relay.Batches) -> NoReturn:
+            await sent(batches)  # every row acknowledged by the broker
+            raise RuntimeError("the relay died after publishing, before its commit")
+
+        monkeypatch.setattr(relay.Batches, "sent", die)
         with pytest.raises(RuntimeError):
             await publish_a_batch(engine, table, producer, tracer)
         monkeypatch.undo()

@@ -123,10 +123,13 @@ async def test_a_batch_whose_commit_is_lost_is_published_again(
                 await uow.publish(StockChangedV1(product_id=key, version=version, stock=1))
             await uow.commit()
 
-        def crash(*_: object) -> NoReturn:
+        sent = relay.Batches.sent
+
+        async def crash(batches: relay.Batches) -> NoReturn:
+            await sent(batches)  # every row acknowledged by the broker
             raise RuntimeError("the relay died before its commit")
 
-        monkeypatch.setattr(relay, "update", crash)  # after publishing, before marking
+        monkeypatch.setattr(relay.Batches, "sent", crash)  # after publishing, before the commit
         with pytest.raises(RuntimeError):
             await publish_a_batch(engine, table, producer, tracer)
         monkeypatch.undo()

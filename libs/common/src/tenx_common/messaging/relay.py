@@ -5,14 +5,17 @@ Run as its own process (``python -m tenx_<svc> relay --port N``: /healthz,
 worker process (``relay_in_worker``, as the local stack does).
 Rows are spread over ``LANES`` by their key's hash. A batch is claimed in one
 transaction that first takes the transaction-level advisory locks of the lanes
-no other relay holds, then selects unpublished rows of those lanes
-``FOR UPDATE SKIP LOCKED``: two relays never publish one row at once, and the
+no other relay holds, then claims, reads and marks published the oldest
+unpublished rows of those lanes in one statement (an UPDATE of rows selected
+``FOR UPDATE SKIP LOCKED``): two relays never publish one row at once, and the
 rows of one key (one lane) go out in the order they were written. Each row is
 published with the idempotent producer (acks=all) under a PRODUCER span that
 continues the trace stored in the row (when that trace is sampled; otherwise
-the stored context is passed on as it is), and the batch is marked published in
-the same transaction. A crash between publish and commit publishes the batch
-again: consumers deduplicate by event id.
+the stored context is passed on as it is), in one record batch per partition
+(``Batches``), and the transaction commits once the broker has acknowledged
+them all. A batch that fails is rolled back, so unmarked; a crash between
+publish and commit publishes the batch again: consumers deduplicate by event
+id.
 
 Wake-ups: ``LISTEN`` on the table's channel (``wake_channel``: the unit of
 work notifies in the writing transaction, delivered at commit), with a poll
@@ -28,26 +31,23 @@ spans keep the relay's service name (``api-relay``) in the worker's process too.
 
 import asyncio
 import contextlib
-import json
+import functools
 import logging
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.partitioner import murmur2
 from aiokafka.producer.message_accumulator import BatchBuilder
 from opentelemetry import propagate
 from opentelemetry.trace import SpanKind, Tracer, get_current_span
 from prometheus_client.core import CounterMetricFamily, Metric
 from sqlalchemy import (
-    ARRAY,
     Table,
     Text,
-    Uuid,
-    any_,
-    bindparam,
     cast,
     delete,
     func,
@@ -97,30 +97,40 @@ async def publish_batch(
         ).scalar_one()
         if not lanes:
             return 0
-        claim = (
-            # The document and headers as PostgreSQL renders them: the document
-            # goes out as it is, the headers are read with json.loads (C), not
-            # through the driver's per-row JSONB codec.
-            select(
-                table.c.id,
-                table.c.topic,
-                table.c.key,
-                cast(table.c.headers, Text).label("context"),
-                cast(table.c.payload, Text).label("document"),
-            )
+        unpublished = (
+            select(table.c.id)
             .where(table.c.published_at.is_(None))
             .order_by(table.c.occurred_at, table.c.id)
             .limit(batch_size)
             .with_for_update(skip_locked=True)
         )
         if len(lanes) < LANES:  # every lane held: no lane predicate to evaluate per row
-            claim = claim.where(lane_of(table).in_(lanes))
-        rows = (await conn.execute(claim)).all()
+            unpublished = unpublished.where(lane_of(table).in_(lanes))
+        claim = (
+            # Claimed, read and marked in one statement: the mark commits only
+            # once every row is acknowledged, so a batch that fails is unmarked.
+            update(table)
+            .where(table.c.id.in_(unpublished.scalar_subquery()))
+            .values(published_at=func.now())
+            # The document and headers as PostgreSQL renders them: the document
+            # goes out as it is, the headers are read with orjson, not through
+            # the driver's per-row JSONB codec.
+            .returning(
+                table.c.id,
+                table.c.topic,
+                table.c.key,
+                table.c.occurred_at,
+                cast(table.c.headers, Text).label("context"),
+                cast(table.c.payload, Text).label("document"),
+            )
+        )
+        # An UPDATE returns its rows in no set order: each key's in the order written.
+        rows = sorted((await conn.execute(claim)).all(), key=lambda r: (r.occurred_at, r.id))
         if not rows:
             return 0
         batches = Batches(producer)
         for row in rows:
-            stored: dict[str, str] = json.loads(row.context) if row.context else {}
+            stored: dict[str, str] = orjson.loads(row.context) if row.context else {}
             if not _sampled(stored):
                 # Nobody will see this trace: no span, the stored context goes on as it is.
                 await batches.add(row, stored)
@@ -141,12 +151,6 @@ async def publish_batch(
                 propagate.inject(carrier)
                 await batches.add(row, carrier)
         await batches.sent()  # every row acknowledged by the broker (acks=all)
-        await conn.execute(
-            # One array parameter, not a thousand: one short statement to plan.
-            update(table)
-            .where(table.c.id == any_(bindparam("ids", [row.id for row in rows], ARRAY(Uuid))))
-            .values(published_at=func.now())
-        )
     return len(rows)
 
 
@@ -167,6 +171,13 @@ def _sampled(context: dict[str, str]) -> bool:
     return bool(get_current_span(parent).get_span_context().trace_flags.sampled)
 
 
+@functools.lru_cache(maxsize=65536)
+def _key_index(key: bytes, partitions: int) -> int:
+    """The index of ``key``'s partition, as the producer's default partitioner
+    computes it (murmur2, in pure Python: an aggregate's events share a key)."""
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
+
+
 class Batches:
     """The rows of a claimed batch as Kafka record batches, one being filled
     per partition: one future per record batch, not one per row. A row's
@@ -184,7 +195,7 @@ class Batches:
             partitions = sorted(await self._producer.partitions_for(row.topic))
             self._partitions[row.topic] = partitions
         key = row.key.encode()
-        where = (row.topic, DefaultPartitioner()(key, partitions, partitions))
+        where = (row.topic, partitions[_key_index(key, len(partitions))])
         headers = [("content-type", b"application/cloudevents+json")] + [
             (name, value.encode()) for name, value in context.items()
         ]
