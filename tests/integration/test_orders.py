@@ -9,7 +9,9 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.engine.interfaces import CacheStats
 
 from tenx_api.app import create_app
 from tenx_api.service_layer.backlog import SagaBacklog
@@ -123,6 +125,37 @@ async def test_a_thousand_concurrent_duplicates_make_exactly_one_order(
     assert all(r.json()["code"] == "idempotency_key_in_use" for r in in_use)
     assert await count_orders(await user_id(edge, user)) == 1
     assert await stock(edge, product_id, admin) == 999
+
+
+async def test_every_statement_of_a_placement_is_compiled_once(
+    edge: httpx.AsyncClient, admin: dict[str, str], api_settings: ApiSettings
+) -> None:
+    """SQLAlchemy caches a statement's compiled form by its cache key; one it
+    cannot key (a multi-row INSERT) is compiled again at every execution."""
+    user = await new_user(edge)
+    product_id = await new_product(edge, admin, stock=100)
+    app = create_app(api_settings.model_copy(update={"rate_limit_enabled": False}))
+    compiled: Counter[tuple[str, str]] = Counter()
+    counting = False
+
+    def count(_c: Any, _cur: Any, statement: str, _p: Any, context: Any, _m: Any) -> None:
+        if counting:
+            compiled[(str(context.cache_hit), statement.split("\n")[0][:80])] += 1
+
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api,
+    ):
+        event.listen(Engine, "after_cursor_execute", count)
+        try:
+            for n in range(15):
+                counting = n >= 5  # the first ones compile and cache
+                placed = await api.post("/v1/orders", json=order(product_id), headers=user | key())
+                assert placed.status_code == 201, placed.text
+        finally:
+            event.remove(Engine, "after_cursor_execute", count)
+    assert compiled  # the placements' statements were seen
+    assert {hit for hit, _ in compiled} == {str(CacheStats.CACHE_HIT)}, compiled
 
 
 async def test_two_hundred_orders_for_fifty_units_sell_exactly_fifty(
