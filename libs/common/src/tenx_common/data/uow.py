@@ -131,15 +131,21 @@ def _writes(
         yield _statement(shape), values | {"channels": channels if n == len(parts) else []}
 
 
+# Renders the SQL with named parameters and no casts: text's parameters. The
+# driver's dialect renders its own casts when it compiles the text.
+_NAMED = PGDialect(paramstyle="named")  # type: ignore[no-untyped-call]
+_NAMED.bind_typing = BindTyping.NONE
+
+
 @functools.lru_cache(maxsize=256)
 def _statement(shape: Shape) -> TextClause:
     """One statement for staged rows of ``shape``: each table's rows in one
     INSERT (a CTE), then ``pg_notify`` of each channel given.
 
     SQLAlchemy has no cache key for a multi-row INSERT, so it would compile
-    the statement again at every commit (a tenth of an api instance's CPU
-    under load). Its SQL is rendered here once per shape instead and run as
-    text with the same typed parameters, which SQLAlchemy caches."""
+    the statement again at every commit, on every write request's path. Its
+    SQL is rendered here once per shape instead and run as text with the same
+    typed parameters, which SQLAlchemy caches."""
     statement = _built(shape)
     compiled = statement.compile(dialect=_NAMED)
     return text(str(compiled)).bindparams(
@@ -150,13 +156,8 @@ def _statement(shape: Shape) -> TextClause:
     )
 
 
-# Renders the SQL with named parameters and no casts: text's parameters. The
-# driver's dialect renders its own casts when it compiles the text.
-_NAMED = PGDialect(paramstyle="named")  # type: ignore[no-untyped-call]
-_NAMED.bind_typing = BindTyping.NONE
-
-
 def _built(shape: Shape) -> Select[Any]:
+    """The statement of ``shape`` as SQLAlchemy builds it (``_statement`` renders it)."""
     inserts = [
         insert(table)
         .values(
