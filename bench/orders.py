@@ -512,7 +512,8 @@ REFUSED_S = 0.1  # how soon a refusal is to come
 
 async def served(session: aiohttp.ClientSession) -> dict[str, float]:
     """Both api instances' counts from their /metrics. Placements: answered
-    201, and answered (any status) within ``SLOW_S`` and in all, as the
+    201, and answered (any status but 503) within ``SLOW_S`` and in all;
+    refusals (503) answered within ``REFUSED_S`` and in all; each as the
     request middleware timed them (from the request's first middleware to
     its answer: what the client measures less the client, the network and
     the wait before the server reads the request). Admission: requests
@@ -520,7 +521,10 @@ async def served(session: aiohttp.ClientSession) -> dict[str, float]:
     ``REFUSED_S`` for their place (the rest of an answer's time is its
     handler's)."""
     counts = dict.fromkeys(
-        ("created", "within", "all", "admitted", "admitted_within", "refused", "refused_within"),
+        (
+            *("created", "within", "all", "admitted", "admitted_within"),
+            *("refused", "refused_within", "answered_refused", "answered_refused_within"),
+        ),
         0.0,
     )
     for port in API_PORTS:
@@ -539,7 +543,12 @@ async def served(session: aiohttp.ClientSession) -> dict[str, float]:
                 if line.startswith("http_requests_total{") and 'status="201"' in line:
                     counts["created"] += value
                 elif line.startswith("http_request_duration_seconds_bucket{"):
-                    if f'le="{SLOW_S}"' in line:
+                    if 'status="503"' in line:  # refusals: answered within REFUSED_S
+                        if f'le="{REFUSED_S}"' in line:
+                            counts["answered_refused_within"] += value
+                        elif 'le="+Inf"' in line:
+                            counts["answered_refused"] += value
+                    elif f'le="{SLOW_S}"' in line:
                         counts["within"] += value
                     elif 'le="+Inf"' in line:
                         counts["all"] += value
@@ -568,6 +577,7 @@ def server_side(
         "accepted_over_500_ms_client": round(client_slow / max(len(latencies_ms), 1), 4),
         "admitted_waited_over_500_ms": over("admitted", "admitted_within"),
         "refused_waited_over_100_ms": over("refused", "refused_within"),
+        "refused_over_100_ms_server": over("answered_refused", "answered_refused_within"),
     }
 
 

@@ -63,9 +63,13 @@ def test_the_server_sides_slow_share_is_of_the_201s_over_the_phase() -> None:
     # 10 more admitted, 2 of them after waiting over 500 ms; 4 more refused,
     # 1 of them after waiting over 100 ms
     after |= {"admitted": 30.0, "admitted_within": 28.0, "refused": 9.0, "refused_within": 8.0}
+    # The 4 refusals' answers (503) as the servers timed them: 3 within 100 ms
+    before |= {"answered_refused": 5.0, "answered_refused_within": 5.0}
+    after |= {"answered_refused": 9.0, "answered_refused_within": 8.0}
     assert server_side(before, after, latencies_ms) == {
         "accepted_over_500_ms_server": 0.25,
         "accepted_over_500_ms_client": 0.5,
         "admitted_waited_over_500_ms": 0.2,
         "refused_waited_over_100_ms": 0.25,
+        "refused_over_100_ms_server": 0.25,
     }

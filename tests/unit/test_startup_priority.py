@@ -1,6 +1,7 @@
 """A process the local stack starts boosted (niceness -10) drops back to 0,
 or to the niceness it is to run at (a background process: 5), every thread
-of it, once it serves."""
+of it, once it serves; and what its startup made is left out of later
+garbage collections."""
 
 import os
 import subprocess
@@ -60,3 +61,33 @@ def test_a_background_process_settles_at_its_niceness_in_every_thread() -> None:
 
 def test_a_process_at_normal_priority_is_left_alone() -> None:
     assert niceness_seen(5) == ["5", "5", "5", "5"]
+
+
+def test_what_startup_made_is_left_out_of_later_collections() -> None:
+    """Frozen, a full collection no longer walks the startup heap (the loop's
+    stall while it ran); garbage made after it is still collected."""
+    script = textwrap.dedent(
+        """
+        import gc, weakref
+        from tenx_common.runtime.server import freeze_startup_heap
+
+        class Node:
+            pass
+
+        def cycle():
+            a, b = Node(), Node()
+            a.other, b.other = b, a
+            return weakref.ref(a)
+
+        garbage_of_startup = cycle()
+        freeze_startup_heap()
+        print(garbage_of_startup() is None, gc.get_freeze_count() > 1000)
+        later = cycle()
+        gc.collect()
+        print(later() is None)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == ["True", "True", "True"]

@@ -1,7 +1,7 @@
 """Prometheus metrics: one registry per app, RED per route, served on /metrics.
 
 Here: ``http_requests_total`` and ``http_request_duration_seconds`` per route
-template (bounded labels), ``tenx_rate_limited_total{scope,route_class}`` and
+template and status (bounded labels), ``tenx_rate_limited_total{scope,route_class}`` and
 ``tenx_requests_refused_total{reason}`` and ``tenx_admission_wait_seconds{outcome}``
 (``web.admission``).
 The rest come from the collectors the bootstrap registers, each beside what
@@ -40,7 +40,7 @@ class Metrics:
         self.duration = Histogram(
             "http_request_duration_seconds",
             "HTTP request duration",
-            ("method", "route"),
+            labels,  # by status too: a refusal's time is not a placement's
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
@@ -69,7 +69,7 @@ class Metrics:
 
     def observe_request(self, *, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()
-        self.duration.labels(method, route).observe(seconds)
+        self.duration.labels(method, route, str(status)).observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
