@@ -45,11 +45,6 @@ install_kafka() {
 KAFKA_JAVA=(java -Xms64m -Xmx160m -XX:+UseSerialGC -cp "$KAFKA_LIBS/*"
   "-Dlog4j2.configurationFile=$LOCAL_DIR/kafka/log4j2.properties")
 
-# A JVM's native allocations (its compilers, NIO) spread over one malloc
-# arena per thread that used one, each keeping its touched pages: two
-# arenas serve them (as for the Python services).
-JVM_MALLOC=(env MALLOC_ARENA_MAX=2)
-
 up_kafka() {
   local dir="$TENX_STATE/kafka"
   if ! is_up kafka; then
@@ -63,7 +58,7 @@ up_kafka() {
         -t "$("${KAFKA_JAVA[@]}" kafka.tools.StorageTool random-uuid 2>/dev/null)" \
         -c "$dir/server.properties" >>"$LOG_DIR/kafka-format.log" 2>&1 || die "kafka: storage format failed"
     fi
-    spawn kafka --stop TERM 30 -- "${JVM_MALLOC[@]}" "${KAFKA_JAVA[@]}" kafka.Kafka "$dir/server.properties"
+    spawn kafka --stop TERM 30 -- "${KAFKA_JAVA[@]}" kafka.Kafka "$dir/server.properties"
   fi
   # After a crash the broker recovers its logs first: give it longer.
   ready_kafka 180 || die "kafka was not ready after 180s; see $LOG_DIR/kafka.log"
@@ -118,7 +113,7 @@ up_elasticsearch() {
     # In the foreground: its launcher runs the server and ends with it. The
     # launcher is a JVM that only waits once the server is up: a 24 MB heap
     # (its own default is 64 MB) and its first compiler serve it.
-    spawn elasticsearch --user "$ES_USER" --stop TERM 60 -- "${JVM_MALLOC[@]}" \
+    spawn elasticsearch --user "$ES_USER" --stop TERM 60 -- env \
       CLI_JAVA_OPTS="-Xmx24m -XX:TieredStopAtLevel=1" ES_JAVA_HOME="$ES_JAVA_HOME" \
       ES_PATH_CONF="$dir/config" ES_TMPDIR="$dir/tmp" "$ES_HOME/bin/elasticsearch"
   fi
