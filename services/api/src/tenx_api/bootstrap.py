@@ -51,5 +51,5 @@ async def bootstrap(settings: Settings) -> AsyncIterator[ApiWiring]:
             ):
                 yield ServiceWiring(infra=infra, deps=deps)
         finally:
-            near.stopping = True
+            near.stopping.set()
             await stop_task(listener)

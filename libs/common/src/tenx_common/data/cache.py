@@ -15,6 +15,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tenx_common.loops.group_commit import GroupCommit
+from tenx_common.loops.supervised import supervised
 from tenx_common.observability.telemetry import TracedRedis
 from tenx_common.settings import RedisSettings
 from tenx_common.web.health import Check
@@ -74,7 +75,7 @@ class NearCache:
         max_entries: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.stopping = False
+        self.stopping = asyncio.Event()
         self.channel = channel
         self._ttl_s = ttl_s
         self._max_entries = max_entries
@@ -114,13 +115,16 @@ class NearCache:
 
     async def listen(self, redis: Redis) -> None:
         """Drop what other processes invalidate, until cancelled or ``stopping``
-        (redis-py's pub/sub read can swallow a cancel: the flag ends it then)."""
-        while not self.stopping:
+        is set (redis-py's pub/sub read can swallow a cancel: the event ends it
+        then). A lost subscription drops every copy, and is made again a
+        second later (``loops.supervised``)."""
+
+        async def subscribed() -> None:
             try:
                 async with redis.pubsub() as pubsub:
                     await pubsub.subscribe(self.channel)
                     self.clear()  # what was published while unsubscribed is unknown
-                    while not self.stopping:
+                    while not self.stopping.is_set():
                         message = await pubsub.get_message(
                             ignore_subscribe_messages=True, timeout=5.0
                         )
@@ -128,12 +132,16 @@ class NearCache:
                             data = message["data"]
                             text = data.decode() if isinstance(data, bytes) else str(data)
                             self.drop(text.split("\n"))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("near cache: subscription lost, dropping every copy: %r", exc)
+            except Exception:
                 self.clear()
-                await asyncio.sleep(1.0)
+                raise
+
+        await supervised(
+            subscribed,
+            stopping=self.stopping,
+            what="near cache: subscription lost, every copy dropped",
+            logger=log,
+        )
 
 
 class Cache:

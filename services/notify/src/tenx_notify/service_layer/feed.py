@@ -31,7 +31,7 @@ from redis.asyncio import Redis
 from sqlalchemy import Row, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tenx_common.loops import stop_task
+from tenx_common.loops import stop_task, supervised
 from tenx_common.web import ProblemError, decode_cursor, encode_cursor, unavailable
 from tenx_notify.adapters.orm import Notification
 
@@ -65,7 +65,7 @@ class FeedHub:
         self._redis = redis
         self._streams: dict[str, set[asyncio.Queue[dict[str, Any] | None]]] = {}
         self._task: asyncio.Task[None] | None = None
-        self._closing = False
+        self._closing = asyncio.Event()
         self.ready = asyncio.Event()
 
     async def publish(self, user_id: uuid.UUID, document: dict[str, Any]) -> None:
@@ -92,7 +92,11 @@ class FeedHub:
         return sum(len(queues) for queues in self._streams.values())
 
     async def _listen(self) -> None:
-        while not self._closing:
+        """Fan out every message until ``close``; a lost subscription is made
+        again a second later (``loops.supervised``), and every stream re-reads
+        what it missed (``RESYNC``)."""
+
+        async def subscribed() -> None:
             try:
                 async with self._redis.pubsub() as pubsub:
                     await pubsub.psubscribe(CHANNEL + "*")
@@ -101,14 +105,15 @@ class FeedHub:
                     async for message in pubsub.listen():
                         if message["type"] == "pmessage":
                             self._deliver(message["channel"], message["data"])
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning(
-                    "feed hub: the Redis subscription failed; re-subscribing", exc_info=True
-                )
+            finally:
                 self.ready.clear()
-                await asyncio.sleep(1.0)
+
+        await supervised(
+            subscribed,
+            stopping=self._closing,
+            what="feed hub: the Redis subscription failed; re-subscribing",
+            logger=log,
+        )
 
     def _deliver(self, channel: bytes | str, data: bytes | str) -> None:
         name = channel.decode() if isinstance(channel, bytes) else channel
@@ -127,7 +132,7 @@ class FeedHub:
                     queue.put_nowait(RESYNC)
 
     async def close(self) -> None:
-        self._closing = True
+        self._closing.set()
         if self._task is not None:
             await stop_task(self._task)
 
