@@ -45,18 +45,17 @@ def run_service_cli(
     dead_letters: Table | None = None,
     commands: Mapping[str, Command[S]] | None = None,
 ) -> None:
-    extra: dict[str, Command[S]] = dict(commands or {})
-    # The serving commands read ``niceness`` (parsed below) when they run.
+    # The serving commands: the app each serves.
+    apps: dict[str, Callable[[S], FastAPI]] = {"serve": create_app}
     if outbox is not None:
-        extra["relay"] = lambda settings, _: serve(
-            create_relay_app(settings, outbox), settings, niceness=niceness
-        )
+        apps["relay"] = lambda settings: create_relay_app(settings, outbox)
     if worker is not None:
-        extra["worker"] = lambda settings, _: serve(worker(settings), settings, niceness=niceness)
+        apps["worker"] = worker
+    extra: dict[str, Command[S]] = dict(commands or {})
     if dead_letters is not None:
         extra["dead-letters"] = lambda settings, args: _dead_letters(settings, dead_letters, args)
     parser = argparse.ArgumentParser(prog=f"python -m {package}")
-    parser.add_argument("command", nargs="?", default="serve", choices=("serve", "migrate", *extra))
+    parser.add_argument("command", nargs="?", default="serve", choices=(*apps, "migrate", *extra))
     parser.add_argument("args", nargs="*", help="the command's arguments")
     parser.add_argument("--port", type=int, help="listen on this port instead of the setting's")
     parser.add_argument("--all", action="store_true", help="dead-letters redrive: every parked one")
@@ -69,11 +68,12 @@ def run_service_cli(
         help="once serving, run at this niceness (a background process)",
     )
     args = parser.parse_args()
-    niceness = args.niceness
     settings = load_settings()
     if args.port is not None:
         settings = settings.model_copy(update={"port": args.port})
-    if args.command in extra:
+    if args.command in apps:
+        serve(apps[args.command](settings), settings, niceness=args.niceness)
+    elif args.command in extra:
         extra[args.command](settings, [*args.args, *(["--all"] if args.all else [])])
     elif args.command == "migrate":
         assert isinstance(settings, PostgresSettings), f"{package} has no database"
@@ -81,8 +81,6 @@ def run_service_cli(
         from tenx_common.data.migrations import upgrade
 
         upgrade(package=package, url=settings.session_url())
-    else:
-        serve(create_app(settings), settings, niceness=niceness)
 
 
 def wiring_command(
