@@ -6,45 +6,14 @@ import asyncio
 import importlib
 import json
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tenx_notify.service_layer.feed import CHANNEL, RESYNC, FeedHub
+from tests.support.fake_redis import FakeRedis
 
 # The module (``tenx_common.loops`` names its function ``supervised`` too).
 supervised_module = importlib.import_module("tenx_common.loops.supervised")
-
-
-class FakePubSub:
-    def __init__(self, redis: "FakeRedis") -> None:
-        self.redis = redis
-
-    async def __aenter__(self) -> "FakePubSub":
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-    async def psubscribe(self, pattern: str) -> None:
-        self.redis.subscriptions += 1
-
-    async def listen(self) -> AsyncIterator[dict[str, object]]:
-        if self.redis.subscriptions == 1:
-            raise RedisConnectionError("connection lost")  # the first one fails at once
-        for channel, data in self.redis.published:
-            yield {"type": "pmessage", "channel": channel.encode(), "data": data}
-        await asyncio.Event().wait()  # then nothing more
-
-
-class FakeRedis:
-    def __init__(self, published: list[tuple[str, str]]) -> None:
-        self.published = published
-        self.subscriptions = 0
-
-    def pubsub(self) -> FakePubSub:
-        return FakePubSub(self)
 
 
 async def test_a_lost_subscription_is_made_again_and_every_stream_resyncs(
@@ -53,7 +22,7 @@ async def test_a_lost_subscription_is_made_again_and_every_stream_resyncs(
     monkeypatch.setattr(supervised_module, "pause", lambda stopping, seconds: asyncio.sleep(0))
     user = uuid.uuid4()
     document = {"seq": 1, "kind": "test"}
-    hub = FeedHub(FakeRedis([(CHANNEL + str(user), json.dumps(document))]))  # type: ignore[arg-type]
+    hub = FeedHub(FakeRedis([(CHANNEL + str(user), json.dumps(document).encode())]))  # type: ignore[arg-type]
     try:
         async with hub.subscribe(user) as queue:
             async with asyncio.timeout(2):

@@ -7,9 +7,9 @@ import asyncio
 import importlib
 
 import pytest
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tenx_common.data.cache import NearCache
+from tests.support.fake_redis import FakeRedis
 
 # The module (``tenx_common.loops`` names its function ``supervised`` too).
 supervised_module = importlib.import_module("tenx_common.loops.supervised")
@@ -58,57 +58,12 @@ def test_clearing_drops_everything_and_every_fill_in_flight() -> None:
     assert near.get("d") is None
 
 
-class FakePubSub:
-    """A subscription that fails on its first read when ``fail`` is set, then
-    hands out ``messages``, then waits for the next read's timeout."""
-
-    def __init__(self, redis: "FakeRedis") -> None:
-        self.redis = redis
-
-    async def __aenter__(self) -> "FakePubSub":
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-    async def subscribe(self, channel: str) -> None:
-        self.redis.subscriptions += 1
-
-    async def get_message(  # redis-py's signature
-        self,
-        *,
-        ignore_subscribe_messages: bool,
-        timeout: float,  # noqa: ASYNC109
-    ) -> dict[str, object] | None:
-        if self.redis.fail:
-            self.redis.fail = False
-            raise RedisConnectionError("connection lost")
-        if self.redis.messages:
-            message = self.redis.messages.pop(0)
-            if not self.redis.messages:
-                self.redis.delivered.set()
-            return {"data": message}
-        await asyncio.sleep(0.01)
-        return None
-
-
-class FakeRedis:
-    def __init__(self, messages: list[bytes]) -> None:
-        self.messages = messages
-        self.fail = True
-        self.subscriptions = 0
-        self.delivered = asyncio.Event()  # every message handed out
-
-    def pubsub(self) -> FakePubSub:
-        return FakePubSub(self)
-
-
 async def test_a_lost_subscription_drops_every_copy_and_is_made_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(supervised_module, "pause", lambda stopping, seconds: asyncio.sleep(0))
     near = NearCache(channel="c")
-    redis = FakeRedis([b"k2"])
+    redis = FakeRedis([("c", b"k2")])
     near.put("k1", b"v", version=near.version("k1"))
     listening = asyncio.create_task(near.listen(redis))  # type: ignore[arg-type]
     async with asyncio.timeout(2):
