@@ -355,7 +355,9 @@ async def terminal_count(api: asyncpg.Pool, ids: list[str]) -> int:
 
 @contextlib.asynccontextmanager
 async def progress(phase: Phase, api: asyncpg.Pool, seconds: float) -> AsyncIterator[None]:
-    """Every PROGRESS_S while the block runs: seconds left, placed, finished."""
+    """While the block runs: every PROGRESS_S, seconds left, placed and
+    finished; every LAG_TICK_S, how late this process's loop woke a task
+    (``phase.client_lag_ms``)."""
     ends = time.perf_counter() + seconds
 
     async def tell() -> None:
