@@ -16,7 +16,7 @@ from tenx_api.service_layer.backlog import SagaBacklog
 from tenx_common.observability.metrics import Metrics
 from tenx_common.runtime.app import admission_limit
 from tenx_common.settings import PostgresSettings, ServiceSettings
-from tenx_common.web.admission import Admission, AdmissionMiddleware
+from tenx_common.web.admission import KINDS, Admission, AdmissionMiddleware, kind_of
 
 
 class Clock:
@@ -90,8 +90,8 @@ async def overloaded(limit: int, clock: Clock) -> tuple[Admission, "asyncio.Task
     return admission, waiting
 
 
-async def queued(admission: Admission) -> "asyncio.Task[bool]":
-    waiting = asyncio.create_task(admission.acquire())
+async def queued(admission: Admission, kind: str = "") -> "asyncio.Task[bool]":
+    waiting = asyncio.create_task(admission.acquire(kind))
     await asyncio.sleep(0)
     assert not waiting.done()
     return waiting
@@ -204,6 +204,59 @@ async def test_a_request_cancelled_while_waiting_gives_up_its_turn() -> None:
     assert admission.holders == 1
 
 
+async def test_a_request_whose_turn_would_come_too_late_is_refused_at_once() -> None:
+    admission = Admission(2, burst_wait_s=5, max_wait_s=0.108)
+    for kind, served_s in (("POST /v1/orders", 1.0), ("GET /v1/products", 0.01)):
+        assert await admission.acquire(kind)
+        admission.release(served_s, kind)  # what each kind takes, lately
+    assert await admission.acquire("POST /v1/orders")
+    assert await admission.acquire("POST /v1/orders")
+
+    # A burst of cheap reads queues while their turns come within 108 ms
+    # (each 10 ms, two places: the 21st's turn comes after 21 of them, 105 ms).
+    reads = [await queued(admission, "GET /v1/products") for _ in range(21)]
+    refused_read = asyncio.create_task(admission.acquire("GET /v1/products"))
+    # An order behind them would wait longer still: refused without waiting.
+    order = asyncio.create_task(admission.acquire("POST /v1/orders"))
+    unknown = asyncio.create_task(admission.acquire("GET /v1/new"))  # taken as the slowest
+    await asyncio.sleep(0)
+    assert all(t.done() for t in (refused_read, order, unknown))
+    assert [t.result() for t in (refused_read, order, unknown)] == [False] * 3
+
+    for _ in range(2):
+        admission.release(0.01, "GET /v1/products")
+    assert await asyncio.gather(*reads[:2]) == [True, True]
+    while admission.holders:  # each read served in turn
+        admission.release(0.01, "GET /v1/products")
+        await asyncio.sleep(0)
+    assert await asyncio.gather(*reads[2:]) == [True] * 19
+    assert admission.expected_wait_s(0) == 0  # nothing queued, nothing counted
+    assert await admission.acquire("POST /v1/orders")
+    assert await admission.acquire("POST /v1/orders")
+    read = await queued(admission, "GET /v1/products")  # 5 ms, expected: it waits
+    assert not await admission.acquire("POST /v1/orders")  # 0.5 s, even first in line
+    admission.release(1.0, "POST /v1/orders")
+    assert await read
+
+
+def test_a_requests_kind_is_its_method_and_its_paths_first_two_segments() -> None:
+    assert kind_of({"method": "GET", "path": "/v1/products/3f2a/reviews"}) == "GET /v1/products"
+    assert kind_of({"method": "POST", "path": "/v1/orders"}) == "POST /v1/orders"
+    assert kind_of({"method": "GET", "path": "/"}) == "GET /"
+
+
+def test_the_service_times_kept_are_bounded_by_kind() -> None:
+    admission = Admission(1, burst_wait_s=5, max_wait_s=0.1)
+    for n in range(KINDS + 10):
+        admission.holders = 1
+        admission.release(0.001 * n, f"GET /path-{n}")
+    assert admission.service_s(f"GET /path-{KINDS - 1}") == 0.001 * (KINDS - 1)
+    assert admission.service_s(f"GET /path-{KINDS}") == 0.001 * (KINDS - 1)  # the slowest kept
+    admission.holders = 1
+    admission.release(0.5, "")  # no kind (a path that is no route): nothing learned
+    assert admission.service_s("") == 0.001 * (KINDS - 1)
+
+
 def app(admission: Admission, metrics: Metrics, gate: asyncio.Event) -> Starlette:
     async def slow(request: Request) -> Response:
         await gate.wait()
@@ -260,6 +313,7 @@ async def test_beyond_capacity_the_answer_is_an_immediate_503_overloaded_with_re
     assert refusals == 1
     assert 0.005 <= refusals_waited_s < 1  # it waited its while (10 ms), then 503
     assert admitted == 1  # the held request (health checks never queue)
+    assert admission.service_s("GET /slow") >= 0.01  # learned from the one served
 
 
 async def test_a_stream_holds_its_place_only_until_its_answer_starts() -> None:

@@ -210,9 +210,9 @@ class _LimitedSettings(RateLimitSettings, FakeSettings):
 
 
 def test_an_outage_inside_the_asgi_middleware_is_a_503() -> None:
-    # The rate limiter checks a bearer token (the denylist is in Redis) before
-    # its own Redis call: that failure leaves the middleware, and the request
-    # middleware around it answers.
+    # The rate limiter checks a bearer token (the denylist is in Redis) beside
+    # its own Redis call: the denylist's outage is the answer, though the
+    # bucket's call failed otherwise.
     @asynccontextmanager
     async def bootstrap(_: _LimitedSettings) -> AsyncIterator[Any]:
         yield SimpleNamespace(checks=[], collectors=[], redis=object(), verifier=_DenylistDown())

@@ -106,7 +106,11 @@ def create_service_app(
     if isinstance(settings, RateLimitSettings):
         app.add_middleware(RateLimitMiddleware, settings=settings)
     if limit := admission_limit(settings):
-        app.state.admission = Admission(limit, burst_wait_s=settings.admission_burst_wait_s)
+        app.state.admission = Admission(
+            limit,
+            burst_wait_s=settings.admission_burst_wait_s,
+            max_wait_s=settings.admission_max_wait_s,
+        )
         app.add_middleware(
             AdmissionMiddleware, admission=app.state.admission, metrics=app.state.metrics
         )

@@ -16,6 +16,15 @@ hundreds of orders for one product is served in full, while a sustained
 overload is refused within tens of milliseconds and the requests admitted
 keep short latencies. Past ``MAX_QUEUE`` waiting, a request is refused at once.
 
+A request is also refused at once when its turn would come later than
+``max_wait_s``: the service times of the requests queued ahead of it and its
+own (each kind's, by method and the path's first two segments, as lately
+seen), shared among the places. A burst of cheap reads is served however
+many arrive together, while at the start of an overload of orders, before
+the queue has stood long enough to call it one, a request that would wait
+seconds for its place is answered at once instead (what a client sees as the
+tail of accepted latencies).
+
 While overloaded, the limit adapts (additive increase, multiplicative
 decrease, as TCP's congestion window): a request served within
 ``TARGET_S`` (from its admission to its answer's start) raises the limit by
@@ -51,6 +60,8 @@ OVERLOAD_WAIT_S = 0.02  # a request's wait while overloaded
 TARGET_S = 0.2  # while overloaded: an admitted request's time the limit aims under
 MIN_LIMIT = 2
 MAX_QUEUE = 2000  # requests waiting, at most
+KINDS = 64  # request kinds whose service time is kept (any path may be asked for)
+SMOOTHING = 0.2  # the weight of each new service time in its kind's average
 EXEMPT = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
@@ -68,6 +79,7 @@ class Admission:
         max_queue: int = MAX_QUEUE,
         target_s: float = TARGET_S,
         min_limit: int = MIN_LIMIT,
+        max_wait_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_limit = limit
@@ -79,9 +91,13 @@ class Admission:
         self.overload_wait_s = overload_wait_s
         self.standing_s = standing_s
         self.max_queue = max_queue
+        self.max_wait_s = max_wait_s
         self.clock = clock
         self.holders = 0
         self._waiting: deque[asyncio.Future[None]] = deque()
+        self._served_s: dict[str, float] = {}  # by kind: a smoothed service time
+        self._queued_s = 0.0  # the waiting requests' expected service, summed
+        self._expected: dict[asyncio.Future[None], float] = {}  # each one's part of it
         self._queued_since: float | None = None  # when the queue last stopped being empty
         self._emptied_at = self.clock()  # when it last became empty
         self._overloaded = False
@@ -91,9 +107,23 @@ class Admission:
         """Requests served at once, now."""
         return int(self._limit)
 
-    def wait_allowed_s(self) -> float | None:
+    def service_s(self, kind: str) -> float:
+        """A request's expected service time: its kind's, lately; for a kind
+        not seen yet, the slowest kind's."""
+        if kind in self._served_s:
+            return self._served_s[kind]
+        return max(self._served_s.values(), default=0.0)
+
+    def expected_wait_s(self, service_s: float) -> float:
+        """How long a request that takes ``service_s`` would wait for its
+        place, arriving now: the queued work and its own, over the places."""
+        return (self._queued_s + service_s) / self._limit
+
+    def wait_allowed_s(self, service_s: float = 0.0) -> float | None:
         """How long a request arriving now may wait; None: refused at once."""
         if len(self._waiting) >= self.max_queue:
+            return None
+        if self.max_wait_s is not None and self.expected_wait_s(service_s) > self.max_wait_s:
             return None
         self._update(self.clock())
         return self.overload_wait_s if self._overloaded else self.burst_wait_s
@@ -109,18 +139,21 @@ class Admission:
             self._overloaded = False
             self._limit = float(self.max_limit)
 
-    async def acquire(self) -> bool:
+    async def acquire(self, kind: str = "") -> bool:
         """Take a place (True), or False when the request is to be refused."""
         if self.holders < self.limit and not self._waiting:
             self.holders += 1
             return True
-        wait_s = self.wait_allowed_s()
+        service_s = self.service_s(kind)
+        wait_s = self.wait_allowed_s(service_s)
         if wait_s is None:
             return False
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if not self._waiting:
             self._queued_since = self.clock()
         self._waiting.append(turn)
+        self._expected[turn] = service_s
+        self._queued_s += service_s
         try:
             async with asyncio.timeout(wait_s):
                 await turn
@@ -137,20 +170,35 @@ class Admission:
             raise
         return True
 
-    def release(self, served_s: float | None = None) -> None:
+    def release(self, served_s: float | None = None, kind: str = "") -> None:
         """Give the place back (after ``served_s`` of service, which adapts the
-        limit while overloaded): to the requests still waiting, as many as the
-        limit lets in."""
+        limit while overloaded and is the kind's expected service time): to the
+        requests still waiting, as many as the limit lets in."""
         self.holders -= 1
         self._update(self.clock())
-        if served_s is not None and self._overloaded:
-            self._adapt(served_s)
+        if served_s is not None:
+            self._learn(kind, served_s)
+            if self._overloaded:
+                self._adapt(served_s)
         while self._waiting and self.holders < self.limit:
             turn = self._waiting.popleft()
+            self._unqueue(turn)
             if not turn.done():
                 turn.set_result(None)
                 self.holders += 1
         self._note_if_empty()
+
+    def _learn(self, kind: str, served_s: float) -> None:
+        if not kind:
+            return
+        known = self._served_s.get(kind)
+        if known is not None:
+            self._served_s[kind] = known + SMOOTHING * (served_s - known)
+        elif len(self._served_s) < KINDS:
+            self._served_s[kind] = served_s
+
+    def _unqueue(self, turn: "asyncio.Future[None]") -> None:
+        self._queued_s -= self._expected.pop(turn, 0.0)
 
     def _adapt(self, served_s: float) -> None:
         if served_s <= self.target_s:
@@ -164,12 +212,21 @@ class Admission:
     def _leave(self, turn: "asyncio.Future[None]") -> None:
         if turn in self._waiting:
             self._waiting.remove(turn)
+            self._unqueue(turn)
         self._note_if_empty()
 
     def _note_if_empty(self) -> None:
+        if not self._waiting:
+            self._queued_s = 0.0  # no rounding left behind
         if not self._waiting and self._queued_since is not None:
             self._queued_since = None
             self._emptied_at = self.clock()
+
+
+def kind_of(scope: Scope) -> str:
+    """A request's kind, for its expected service time: its method and its
+    path's first two segments (``GET /v1/products``)."""
+    return f"{scope['method']} {'/'.join(scope['path'].split('/', 3)[:3])}"
 
 
 class AdmissionMiddleware:
@@ -182,8 +239,8 @@ class AdmissionMiddleware:
         if scope["type"] != "http" or scope["path"] in EXEMPT:
             await self.app(scope, receive, send)
             return
-        arrived = self.admission.clock()
-        if not await self.admission.acquire():
+        arrived, kind = self.admission.clock(), kind_of(scope)
+        if not await self.admission.acquire(kind):
             self.metrics.admission_wait.labels("refused").observe(self.admission.clock() - arrived)
             self.metrics.refused.labels("overloaded").inc()
             refusal = overloaded("This instance is at capacity; retry shortly.")
@@ -192,15 +249,18 @@ class AdmissionMiddleware:
         held, admitted = True, self.admission.clock()
         self.metrics.admission_wait.labels("admitted").observe(admitted - arrived)
 
-        def let_go() -> None:
+        def let_go(status: int = 500) -> None:
             nonlocal held
             if held:
                 held = False
-                self.admission.release(self.admission.clock() - admitted)
+                # A path that is no route is no kind to learn (any path may be asked for).
+                self.admission.release(
+                    self.admission.clock() - admitted, kind if status != 404 else ""
+                )
 
         async def send_releasing(message: Message) -> None:
             if message["type"] == "http.response.start":
-                let_go()
+                let_go(message["status"])
             await send(message)
 
         try:
