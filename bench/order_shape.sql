@@ -3,9 +3,9 @@
 -- (bench/orders.py makes them, with the stack's own indexes, and drops them):
 -- the idempotency key's advisory lock and lookup, the conditional stock
 -- UPDATE (which keeps the change's trace: StockChanged is announced later, once
--- per product per window), the order with its line and stored answer (one
--- statement), and at the commit OrderPlaced in the outbox, its saga and the
--- NOTIFY that wakes the relays and the stock announcer (one statement).
+-- per product per window), and at the commit one statement: the order with its
+-- line and stored answer, OrderPlaced in the outbox, its saga and the NOTIFY
+-- that wakes the relays and the stock announcer.
 -- tests/integration/test_order_statements.py
 -- fails when this and the placement part ways.
 -- Payloads are copies of real ones (bench_orders.samples). Variables:
@@ -23,26 +23,24 @@ UPDATE bench_orders.products SET stock = stock - 1, version = version + 1,
     updated_at = now()
   WHERE n = :n AND stock >= 1
   RETURNING id, sku, name, description, category, price_cents, currency, stock, version;
-WITH new_order AS (
+WITH staged_0 AS (
   INSERT INTO bench_orders.orders (id, user_id, status, total_cents, currency, payment_method,
       created_at, updated_at)
     VALUES (md5(:order::text)::uuid, md5(:customer::text)::uuid, 'pending', 1999, 'EUR',
       'pm_card_visa', now(), now())
-), new_lines AS (
+), staged_1 AS (
   INSERT INTO bench_orders.order_items (order_id, product_id, quantity, unit_price_cents)
     SELECT md5(:order::text)::uuid, id, 1, price_cents FROM bench_orders.products WHERE n = :n
-), stored_answer AS (
+), staged_2 AS (
   INSERT INTO bench_orders.idempotency_keys (user_id, key, request_hash, response_status,
       response_body, created_at)
     SELECT md5(:customer::text)::uuid, :key::text, md5(:key::text), 201, payload, now()
     FROM bench_orders.samples WHERE type = 'answer'
-)
-SELECT 1;
-WITH staged_0 AS (
+), staged_3 AS (
   INSERT INTO bench_orders.outbox (id, topic, key, type, payload, headers, occurred_at)
     SELECT gen_random_uuid(), 'orders.orders', :order::text, type, payload, headers, now()
     FROM bench_orders.samples WHERE type = 'placed'
-), staged_1 AS (
+), staged_4 AS (
   INSERT INTO bench_orders.sagas (id, kind, status, step, attempts, trace, next_attempt_at,
       created_at, updated_at)
     VALUES (md5(:order::text)::uuid, 'order', 'running', 'authorize_payment', 0, '{}', now(),

@@ -1,12 +1,14 @@
 """One transaction per command: the state change and its outbox rows commit together.
 
-What a transaction only adds (its events' outbox rows, a saga it starts) is
-staged and written at the commit, with the NOTIFY of every channel it wakes,
-in one statement: one multi-row INSERT per table, each a data-modifying CTE
-(PostgreSQL runs each exactly once), under a SELECT of the NOTIFYs. A
-placement's saga, OrderPlaced and the wake-ups are one round trip instead of
-three. The statement is built and rendered to SQL once per shape (tables,
-columns, row counts), so that SQLAlchemy caches its compiled form.
+What a transaction only adds (its events' outbox rows, a saga it starts, an
+order it places) is staged and written at the commit, with the NOTIFY of
+every channel it wakes, in one statement: one multi-row INSERT per table,
+each a data-modifying CTE (PostgreSQL runs each exactly once; foreign keys
+between them are checked at the statement's end), under a SELECT of the
+NOTIFYs. A placement's order, lines, stored answer, saga, OrderPlaced and
+wake-ups are one round trip instead of five. The statement is built and
+rendered to SQL once per shape (tables, columns, row counts), so that
+SQLAlchemy caches its compiled form.
 """
 
 import asyncio

@@ -15,15 +15,11 @@ from typing import Any
 
 from sqlalchemy import (
     ARRAY,
-    BigInteger,
-    Integer,
     Row,
     Uuid,
     any_,
     bindparam,
     func,
-    insert,
-    literal_column,
     select,
     update,
 )
@@ -32,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tenx_api.adapters.orm import Base
 from tenx_api.domain.orders import OrderStatus
+from tenx_common.data.uow import UnitOfWork
 
 PRODUCTS, ORDERS, ITEMS, KEYS, SAGAS = (
     Base.metadata.tables[name]
@@ -142,56 +139,8 @@ async def earlier_answer(conn: AsyncConnection, *, user_id: uuid.UUID, key: str)
 # -- orders -------------------------------------------------------------------------
 
 
-def _insert_order() -> Any:
-    """The order, its lines and its stored answer, in one statement (three
-    data-modifying CTEs: the lines' foreign key is checked at its end)."""
-    order = (
-        insert(ORDERS)
-        .values(
-            id=bindparam("order_id"),
-            user_id=bindparam("user"),
-            status=OrderStatus.PENDING.value,
-            total_cents=bindparam("total_cents"),
-            currency=bindparam("currency_code"),
-            payment_method=bindparam("method"),
-            created_at=bindparam("now"),
-            updated_at=bindparam("now"),
-        )
-        .cte("new_order")
-    )
-    lines = (
-        insert(ITEMS)
-        .from_select(
-            ["order_id", "product_id", "quantity", "unit_price_cents"],
-            select(
-                bindparam("order_id", type_=Uuid),
-                func.unnest(bindparam("products", type_=ARRAY(Uuid))),
-                func.unnest(bindparam("quantities", type_=ARRAY(Integer))),
-                func.unnest(bindparam("prices", type_=ARRAY(BigInteger))),
-            ),
-        )
-        .cte("new_lines")
-    )
-    answer = (
-        insert(KEYS)
-        .values(
-            user_id=bindparam("user"),
-            key=bindparam("idempotency_key"),
-            request_hash=bindparam("hash"),
-            response_status=201,
-            response_body=bindparam("body", type_=JSONB),
-            created_at=bindparam("now"),
-        )
-        .cte("stored_answer")
-    )
-    return select(literal_column("1")).add_cte(order, lines, answer)
-
-
-_INSERT_ORDER = _insert_order()
-
-
-async def insert_order(
-    conn: AsyncConnection,
+def stage_order(
+    uow: UnitOfWork,
     *,
     order: dict[str, Any],
     items: Sequence[dict[str, Any]],
@@ -200,22 +149,21 @@ async def insert_order(
     answer: dict[str, Any],
 ) -> None:
     """Write a pending ``order`` (its columns), its ``items`` and the 201
-    ``answer`` stored under the idempotency key, in one statement."""
-    await conn.execute(
-        _INSERT_ORDER,
+    ``answer`` stored under the idempotency key at the commit: in the
+    statement that writes the transaction's events and saga (the lines'
+    foreign key is checked at its end), one round trip fewer."""
+    uow.insert_at_commit(ORDERS, {**order, "status": OrderStatus.PENDING.value})
+    for item in items:
+        uow.insert_at_commit(ITEMS, dict(item))
+    uow.insert_at_commit(
+        KEYS,
         {
-            "order_id": order["id"],
-            "user": order["user_id"],
-            "total_cents": order["total_cents"],
-            "currency_code": order["currency"],
-            "method": order["payment_method"],
-            "now": order["created_at"],
-            "products": [item["product_id"] for item in items],
-            "quantities": [item["quantity"] for item in items],
-            "prices": [item["unit_price_cents"] for item in items],
-            "idempotency_key": key,
-            "hash": request_hash,
-            "body": answer,
+            "user_id": order["user_id"],
+            "key": key,
+            "request_hash": request_hash,
+            "response_status": 201,
+            "response_body": answer,
+            "created_at": order["created_at"],
         },
     )
 

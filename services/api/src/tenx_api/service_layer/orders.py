@@ -154,8 +154,8 @@ async def place_order(
             "updated_at": now,
         }
         body = public(SimpleNamespace(**order), [SimpleNamespace(**i) for i in items])
-        await sql.insert_order(
-            db, order=order, items=items, key=key, request_hash=request_hash, answer=body
+        sql.stage_order(
+            uow, order=order, items=items, key=key, request_hash=request_hash, answer=body
         )
         await uow.publish(
             OrderPlaced(
