@@ -383,6 +383,8 @@ async def test_new_orders_wait_while_the_saga_backlog_is_past_its_bound(
 
             await eventually(behind, timeout_s=20)
             refusal = await place()
+            # Answered before admission, counted with admission's refusals.
+            refused = app.state.metrics.refused.labels("overloaded")._value.get()
         finally:
             await stack("start", "api-worker")
 
@@ -394,5 +396,6 @@ async def test_new_orders_wait_while_the_saga_backlog_is_past_its_bound(
     assert refusal.headers["content-type"] == "application/problem+json"
     assert refusal.json()["code"] == "overloaded"
     assert int(refusal.headers["retry-after"]) >= 1
+    assert refused == 1
     # A refused order wrote nothing: the first and the last are the user's orders.
     assert await count_orders(await user_id(edge, user)) == 2

@@ -5,6 +5,7 @@ the saga backlog (tenx_api.service_layer.backlog)."""
 
 import asyncio
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 
 import httpx
 from starlette.applications import Starlette
@@ -17,6 +18,8 @@ from tenx_common.observability.metrics import Metrics
 from tenx_common.runtime.app import admission_limit
 from tenx_common.settings import PostgresSettings, ServiceSettings
 from tenx_common.web.admission import KINDS, Admission, AdmissionMiddleware, kind_of
+from tenx_common.web.problems import ProblemError
+from tenx_common.web.problems import overloaded as overloaded_problem
 
 
 class Clock:
@@ -314,6 +317,36 @@ async def test_beyond_capacity_the_answer_is_an_immediate_503_overloaded_with_re
     assert 0.005 <= refusals_waited_s < 1  # it waited its while (10 ms), then 503
     assert admitted == 1  # the held request (health checks never queue)
     assert admission.service_s("GET /slow") >= 0.01  # learned from the one served
+
+
+async def test_a_refusal_the_service_names_is_answered_before_any_wait_for_a_place() -> None:
+    admission, metrics, gate = Admission(1, burst_wait_s=5), Metrics("test"), asyncio.Event()
+    application = app(admission, metrics, gate)
+    refusing = True
+
+    def behind() -> ProblemError | None:
+        return overloaded_problem("behind", retry_after_s=2) if refusing else None
+
+    application.state.wiring = SimpleNamespace(refusals={"GET /slow": behind})
+    transport = httpx.ASGITransport(app=application)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        held = asyncio.create_task(client.get("/stream"))  # the one place, held
+        await asyncio.sleep(0.01)
+        async with asyncio.timeout(1):  # not the burst's 5 s
+            answer = await client.get("/slow")
+        refusing = False
+        waiting = asyncio.create_task(client.get("/slow"))  # now it queues for the place
+        await asyncio.sleep(0.01)
+        assert not waiting.done()
+        gate.set()
+        assert (await waiting).status_code == 200
+        await held
+
+    assert answer.status_code == 503
+    assert answer.json()["code"] == "overloaded"
+    assert answer.headers["retry-after"] == "2"
+    assert metrics.refused.labels("overloaded")._value.get() == 1
+    assert waits(metrics, "refused") == (0.0, 0.0)  # it never stood in the queue
 
 
 async def test_a_stream_holds_its_place_only_until_its_answer_starts() -> None:

@@ -49,7 +49,10 @@ async def bootstrap(settings: Settings) -> AsyncIterator[ApiWiring]:
                     name="saga-backlog",
                 ),
             ):
-                yield ServiceWiring(infra=infra, deps=deps)
+                # New orders refused while the backlog is past its bound: before
+                # admission, so such a refusal waits for no place.
+                refusals = {"POST /v1/orders": backlog.refusal}
+                yield ServiceWiring(infra=infra, deps=deps, refusals=refusals)
         finally:
             near.stopping.set()
             await stop_task(listener)

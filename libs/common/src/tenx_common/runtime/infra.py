@@ -39,6 +39,7 @@ from tenx_common.settings import (
     SmtpSettings,
 )
 from tenx_common.web.health import Check
+from tenx_common.web.problems import ProblemError
 
 if TYPE_CHECKING:  # imported where a service's settings call for it: 25 MB a process
     from elasticsearch import AsyncElasticsearch
@@ -169,6 +170,10 @@ class ServiceWiring(Generic[D]):
     infra: Infra
     deps: D
     verifier: TokenVerifier | None = None
+    # Answered before a request takes a place (``web.admission``), by method
+    # and path ("POST /v1/orders"): a refusal that needs nothing of the
+    # request waits for nothing.
+    refusals: dict[str, Callable[[], ProblemError | None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.verifier is None:

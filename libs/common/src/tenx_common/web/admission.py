@@ -35,6 +35,10 @@ serve about as many a second, each sooner, and the rest are refused at
 once instead of being slow. When the overload ends the limit is the pool's
 again: a closed loop of clients that never outruns the pool is never cut.
 
+A service may refuse a kind of request before it takes a place (its
+wiring's ``refusals``, such as the api's orders while the saga backlog is
+past its bound): answered at once, never after a wait for a place.
+
 A request holds its place from admission until its answer starts (a handler
 has released its database connection by then), so a long stream (Server-Sent
 Events) does not hold one. ``/healthz``, ``/readyz`` and ``/metrics`` are
@@ -240,6 +244,12 @@ class AdmissionMiddleware:
             await self.app(scope, receive, send)
             return
         arrived, kind = self.admission.clock(), kind_of(scope)
+        wiring = getattr(getattr(scope.get("app"), "state", None), "wiring", None)
+        early = getattr(wiring, "refusals", {}).get(f"{scope['method']} {scope['path']}")
+        if early is not None and (refusal := early()) is not None:
+            self.metrics.refused.labels("overloaded").inc()
+            await refusal.response()(scope, receive, send)
+            return
         if not await self.admission.acquire(kind):
             self.metrics.admission_wait.labels("refused").observe(self.admission.clock() - arrived)
             self.metrics.refused.labels("overloaded").inc()
