@@ -205,6 +205,35 @@ async def test_no_more_attempts_run_at_once_than_the_concurrency() -> None:
     assert sorted(ledger.seen) == list("abcdefg")
 
 
+async def test_a_loop_that_keeps_up_claims_what_follows_a_wake_up_together() -> None:
+    queue, ledger = Queue(""), Ledger()
+    queue.gate.set()
+    loop = loop_over(queue, ledger)
+    loop.poll_interval_s, loop.linger_s = 0.05, 0.3
+    task = asyncio.create_task(loop.run())
+    await asyncio.sleep(0.02)
+    assert queue.limits == [3]  # its first claim found nothing
+    queue.due.append("a")
+    await asyncio.sleep(0.1)  # woken (here by its poll), it lingers
+    queue.due.append("b")
+    await settled(ledger, 2)
+    loop.stopping.set()
+    await task
+
+    assert ledger.transactions == [["a", "b"]]  # one claim, one recording
+
+    queue, ledger = Queue("abcdefg"), Ledger()  # behind: no lingering between claims
+    loop = loop_over(queue, ledger)
+    loop.linger_s = 30
+    task = asyncio.create_task(loop.run())
+    async with asyncio.timeout(3):
+        await queue.full.wait()
+    queue.gate.set()
+    await settled(ledger, 7)
+    loop.stopping.set()
+    await task
+
+
 async def test_the_tally_counts_recorded_outcomes_or_every_attempt() -> None:
     for counts, expected in (("recorded", {"a": 1.0}), ("attempts", {"a": 1.0, "b": 1.0})):
         queue, ledger = Queue("ab"), Ledger(fenced_off=frozenset("b"))

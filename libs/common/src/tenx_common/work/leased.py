@@ -22,6 +22,11 @@ if one did.
 
 The loop wakes on a NOTIFY (``wakeups``), when an attempt ends, or after
 ``poll_interval_s`` as a fallback; a claim that fails restarts it after a pause.
+While it keeps up (its last claim took less than it had room for), a
+wake-up waits ``linger_s`` before it claims, so the rows of that moment are
+claimed, attempted and recorded together: at a steady load below capacity
+every NOTIFY would otherwise be a claim, an attempt and a recording
+transaction for one row. A loop that is behind claims at once.
 """
 
 import asyncio
@@ -47,6 +52,7 @@ D = TypeVar("D")  # a finished attempt, waiting to be recorded
 
 RECORD_BATCH = 64  # outcomes recorded in one transaction, at most
 RECORD_RETRY_PAUSE_S = 0.25  # the first pause before a refused recording is tried again
+LINGER_S = 0.05  # how long a wake-up waits for the rows that follow it, while keeping up
 
 # Sets the event on every wake-up while the block runs (``tenx_common.loops.listening``).
 Wakeups = Callable[[asyncio.Event], AbstractAsyncContextManager[None]]
@@ -115,6 +121,7 @@ class LeasedLoop(Generic[C, D]):
     batch_size: int = RECORD_BATCH
     drain_s: float = 10.0  # how long a stopping loop waits for its attempts
     record_retry_s: float = 0.0  # how long a refused recording is tried again
+    linger_s: float = LINGER_S
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _commits: GroupCommit[D] = field(init=False)
@@ -132,12 +139,15 @@ class LeasedLoop(Generic[C, D]):
                 while not self.stopping.is_set():
                     self._wake.clear()
                     free = self.concurrency - len(in_flight)
-                    for claim in await self.claim(free) if free > 0 else []:
+                    claims = await self.claim(free) if free > 0 else []
+                    for claim in claims:
                         task = asyncio.create_task(self._attempt(claim))
                         in_flight.add(task)
                         task.add_done_callback(in_flight.discard)
                         task.add_done_callback(lambda _: self._wake.set())
                     await nap(self._wake, self.stopping, timeout_s=self.poll_interval_s)
+                    if len(claims) < free:  # keeping up: the next rows come together
+                        await nap(self.stopping, self.stopping, timeout_s=self.linger_s)
 
         await supervised(
             claiming,
