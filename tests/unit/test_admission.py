@@ -349,6 +349,26 @@ async def test_a_refusal_the_service_names_is_answered_before_any_wait_for_a_pla
     assert waits(metrics, "refused") == (0.0, 0.0)  # it never stood in the queue
 
 
+async def test_a_read_waits_its_turn_where_a_write_would_be_refused_at_once() -> None:
+    admission = Admission(1, burst_wait_s=5, max_wait_s=0.01)
+    for method in ("GET", "POST"):
+        assert await admission.acquire(f"{method} /slow")
+        admission.release(1.0, f"{method} /slow")  # each takes a second, lately
+    metrics, gate = Metrics("test"), asyncio.Event()
+    transport = httpx.ASGITransport(app=app(admission, metrics, gate))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        held = asyncio.create_task(client.get("/slow"))
+        await asyncio.sleep(0.01)
+        read = asyncio.create_task(client.get("/slow"))
+        async with asyncio.timeout(1):
+            write = await client.post("/slow")
+        assert not read.done()  # queued, expected a second away
+        gate.set()
+        assert (await held).status_code == 200
+        assert (await read).status_code == 200
+    assert write.status_code == 503
+
+
 async def test_a_stream_holds_its_place_only_until_its_answer_starts() -> None:
     admission, metrics, gate = Admission(1, burst_wait_s=0.01), Metrics("test"), asyncio.Event()
     middleware = app(admission, metrics, gate)

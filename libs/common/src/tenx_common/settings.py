@@ -43,7 +43,7 @@ class ServiceSettings(BaseSettings):
     # the primary's pool has connections (services with PostgreSQL), else no
     # limit. A request waits for its turn up to admission_burst_wait_s while a
     # burst is absorbed, a few milliseconds once the queue stands: then 503.
-    # One whose turn would come later than admission_max_wait_s (the work
+    # A write whose turn would come later than admission_max_wait_s (the work
     # queued ahead of it, at the service times seen lately) is refused at once.
     max_concurrent_requests: int = Field(default=0, ge=0)
     admission_burst_wait_s: float = Field(default=5.0, gt=0)

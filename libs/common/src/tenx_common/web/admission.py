@@ -16,14 +16,16 @@ hundreds of orders for one product is served in full, while a sustained
 overload is refused within tens of milliseconds and the requests admitted
 keep short latencies. Past ``MAX_QUEUE`` waiting, a request is refused at once.
 
-A request is also refused at once when its turn would come later than
+A write is also refused at once when its turn would come later than
 ``max_wait_s``: the service times of the requests queued ahead of it and its
 own (each kind's, by method and the path's first two segments, as lately
-seen), shared among the places. A burst of cheap reads is served however
-many arrive together, while at the start of an overload of orders, before
-the queue has stood long enough to call it one, a request that would wait
-seconds for its place is answered at once instead (what a client sees as the
-tail of accepted latencies).
+seen), shared among the places. So at the start of an overload of orders,
+before the queue has stood long enough to call it one, an order that would
+wait seconds for its place is answered at once instead (its client sends it
+again with its Idempotency-Key), which was the tail of accepted latencies.
+Reads wait their turn as a burst allows: they come in bursts (a page's
+requests, a client's pool) and each is cheap, so the estimate of a burst's
+drain, made before its first answers, is not worth refusing them on.
 
 While overloaded, the limit adapts (additive increase, multiplicative
 decrease, as TCP's congestion window): a request served within
@@ -67,6 +69,7 @@ MAX_QUEUE = 2000  # requests waiting, at most
 KINDS = 64  # request kinds whose service time is kept (any path may be asked for)
 SMOOTHING = 0.2  # the weight of each new service time in its kind's average
 EXEMPT = frozenset({"/healthz", "/readyz", "/metrics"})
+READS = frozenset({"GET", "HEAD", "OPTIONS"})  # wait their turn as a burst allows
 
 
 class Admission:
@@ -123,11 +126,16 @@ class Admission:
         place, arriving now: the queued work and its own, over the places."""
         return (self._queued_s + service_s) / self._limit
 
-    def wait_allowed_s(self, service_s: float = 0.0) -> float | None:
-        """How long a request arriving now may wait; None: refused at once."""
+    def wait_allowed_s(self, service_s: float | None = 0.0) -> float | None:
+        """How long a request arriving now that takes ``service_s`` (None: not
+        bounded by its expected wait) may wait; None: refused at once."""
         if len(self._waiting) >= self.max_queue:
             return None
-        if self.max_wait_s is not None and self.expected_wait_s(service_s) > self.max_wait_s:
+        if (
+            self.max_wait_s is not None
+            and service_s is not None
+            and self.expected_wait_s(service_s) > self.max_wait_s
+        ):
             return None
         self._update(self.clock())
         return self.overload_wait_s if self._overloaded else self.burst_wait_s
@@ -143,13 +151,14 @@ class Admission:
             self._overloaded = False
             self._limit = float(self.max_limit)
 
-    async def acquire(self, kind: str = "") -> bool:
-        """Take a place (True), or False when the request is to be refused."""
+    async def acquire(self, kind: str = "", *, bounded: bool = True) -> bool:
+        """Take a place (True), or False when the request is to be refused;
+        ``bounded``: refused at once when its turn would come after ``max_wait_s``."""
         if self.holders < self.limit and not self._waiting:
             self.holders += 1
             return True
         service_s = self.service_s(kind)
-        wait_s = self.wait_allowed_s(service_s)
+        wait_s = self.wait_allowed_s(service_s if bounded else None)
         if wait_s is None:
             return False
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -250,7 +259,7 @@ class AdmissionMiddleware:
             self.metrics.refused.labels("overloaded").inc()
             await refusal.response()(scope, receive, send)
             return
-        if not await self.admission.acquire(kind):
+        if not await self.admission.acquire(kind, bounded=scope["method"] not in READS):
             self.metrics.admission_wait.labels("refused").observe(self.admission.clock() - arrived)
             self.metrics.refused.labels("overloaded").inc()
             refusal = overloaded("This instance is at capacity; retry shortly.")
