@@ -22,12 +22,10 @@ from tenx_common.security.tokens import (
     TokenVerifier,
 )
 from tenx_common.settings import RateLimitSettings
+from tenx_common.web.admission import EXEMPT, READS
 from tenx_common.web.problems import problem_response, unavailable
 
 log = logging.getLogger(__name__)
-
-READS = frozenset({"GET", "HEAD", "OPTIONS"})
-EXEMPT = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 class RateLimitMiddleware:

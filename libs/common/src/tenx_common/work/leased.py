@@ -42,7 +42,7 @@ from prometheus_client.core import Metric
 from sqlalchemy import ColumnElement, Table, Update, select, update
 
 from tenx_common.loops.group_commit import GroupCommit
-from tenx_common.loops.supervised import supervised
+from tenx_common.loops.supervised import pause, supervised
 from tenx_common.loops.wakeup import nap
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ class LeasedLoop(Generic[C, D]):
                         task.add_done_callback(lambda _: self._wake.set())
                     await nap(self._wake, self.stopping, timeout_s=self.poll_interval_s)
                     if len(claims) < free:  # keeping up: the next rows come together
-                        await nap(self.stopping, self.stopping, timeout_s=self.linger_s)
+                        await pause(self.stopping, self.linger_s)
 
         await supervised(
             claiming,

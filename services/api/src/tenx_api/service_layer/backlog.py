@@ -8,8 +8,10 @@ order waits longer to be confirmed. Each api instance reads, every
 ``saga_backlog_poll_s``, how long the oldest due saga step has waited for a
 runner (one statement on the partial index ``ix_sagas_due``); while that is
 more than ``saga_backlog_max_age_s``, ``POST /v1/orders`` is answered 503
-``overloaded`` with ``Retry-After`` before anything is written (a replay of a
-placed order is answered again once the backlog is back under the bound).
+``overloaded`` with ``Retry-After`` before anything is written, by the shared
+admission middleware, to which the api's wiring names this refusal (so it is
+answered before a place or a rate-limit token is taken; a replay of a placed
+order is answered again once the backlog is back under the bound).
 Sagas waiting out a lease or a retry's backoff are not due and do not count.
 The age is on the api's ``/metrics`` as ``tenx_saga_backlog_age_seconds``.
 """

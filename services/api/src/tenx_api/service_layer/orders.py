@@ -87,8 +87,6 @@ def public(order: Any, items: Sequence[Any]) -> dict[str, Any]:
 async def place_order(
     cmd: PlaceOrder, *, user_id: uuid.UUID, key: str, request_hash: str, deps: ApiDeps
 ) -> Answer:
-    if (refusal := deps.backlog.refusal()) is not None:
-        raise refusal
     async with deps.uow() as uow:
         db = await uow.session.connection()
         if not await sql.claim_key(db, user_id=user_id, key=key):

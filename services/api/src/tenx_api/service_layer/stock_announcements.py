@@ -38,7 +38,7 @@ from tenx_api.domain.catalog import event_fields
 from tenx_api.service_layer.deps import ApiDeps
 from tenx_common.data import UnitOfWork
 from tenx_common.events.catalog_products import StockChanged
-from tenx_common.loops import listening, nap, supervised
+from tenx_common.loops import listening, nap, pause, supervised
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class StockAnnouncer:
                 if await self.announce() < BATCH:
                     await nap(self._wake, self.stopping, timeout_s=self.poll_s)
                 # the window: what changes meanwhile goes in the next round, together
-                await nap(asyncio.Event(), self.stopping, timeout_s=self.window_s)
+                await pause(self.stopping, self.window_s)
 
     async def announce(self) -> int:
         """One round: a StockChanged for each product changed since its last one."""
