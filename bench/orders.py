@@ -45,7 +45,10 @@ The quick form (``make bench-orders QUICK=1``, ``--quick``; a few minutes,
 for iterating): 20 s phases, the closed loop of 16 and the open loop only,
 pgbench at 16 clients on a copy of the tables kept between quick runs, no
 "api alone". It writes bench/results/orders-quick.json; the full form's
-bench/results/orders.json is the one of record. Both print what they are doing
+bench/results/orders.json is the one of record. For a profile of one phase,
+``TENX_BENCH_PHASES`` names the phases to run (``open_sustained`` with
+``TENX_BENCH_SUSTAINED_RATE`` orders/s, as there is no closed loop to take 80 %
+of), with the quick form's pgbench; it writes nothing. Both forms print what they are doing
 every few seconds (the phase, seconds left, orders placed and finished so
 far) and end with one table of the figures the performance issue judges.
 
@@ -89,6 +92,7 @@ SECONDS = int(os.environ.get("TENX_BENCH_SECONDS", "20" if QUICK else "60"))
 CUSTOMERS = 160
 PRODUCTS = 200
 RATE = int(os.environ.get("TENX_BENCH_RATE", "100"))
+PHASES = os.environ.get("TENX_BENCH_PHASES", "").split()  # a profile's phases; all when empty
 OPEN_CAP = 512
 POLL_S = 0.2
 INDEX_SAMPLE = 4  # one order in this many is timed to the index
@@ -769,10 +773,12 @@ async def measure() -> dict[str, Any]:
             # alone places them faster than the rest of the pipeline finishes them).
             ("open_sustained", lambda: open_loop(load, sustained(), SECONDS)),
         ]
-        if QUICK:
-            runs = [run for run in runs if run[0] in ("closed_16", "open")]
+        if PHASES or QUICK:
+            runs = [run for run in runs if run[0] in (PHASES or ("closed_16", "open"))]
 
         def sustained() -> int:
+            if "closed_16" not in results:
+                return int(os.environ["TENX_BENCH_SUSTAINED_RATE"])
             return max(5, int(0.8 * results["closed_16"]["finished_per_s"]))
 
         for key, run in runs:
@@ -803,13 +809,13 @@ async def measure() -> dict[str, Any]:
         say("pgbench of the order shape")
         await shape_tables(api)
         try:
-            for clients in (16,) if QUICK else (16, 64):
+            for clients in (16,) if QUICK or PHASES else (16, 64):
                 results[f"pgbench_order_shape_tps_{clients}"] = await pgbench(api_settings, clients)
         finally:
-            if not QUICK:
+            if not (QUICK or PHASES):
                 await api.execute("DROP SCHEMA IF EXISTS bench_orders CASCADE")
 
-        if not QUICK:
+        if not (QUICK or PHASES):
             # Nothing runs the sagas in this phase: the backlog bound would
             # refuse every order after its first 10 s, so the api runs without it.
             settings = OVERRIDE.read_text()
@@ -916,7 +922,8 @@ def main() -> None:
         restart(PYTHON)
     results["measured_at"] = datetime.now().astimezone().isoformat(timespec="seconds")
     results["form"] = "quick" if QUICK else "full"
-    write("orders-quick" if QUICK else "orders", results)
+    if not PHASES:
+        write("orders-quick" if QUICK else "orders", results)
     print(table(results))
 
 

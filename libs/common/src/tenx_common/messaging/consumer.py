@@ -194,7 +194,10 @@ class Consumer:
             client_id=f"{self.name}-{uuid.uuid4().hex[:8]}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            fetch_max_wait_ms=50,
+            # The broker answers a fetch as soon as a record arrives; the wait
+            # only ends an idle one, and short waits kept the broker busy
+            # answering empty fetches of consumers with nothing to do.
+            fetch_max_wait_ms=500,
         )
         kafka.subscribe(self.topics, listener=_FinishBatchFirst(self))
         producer = AIOKafkaProducer(
