@@ -61,6 +61,40 @@ async def test_two_instances_leasing_tokens_share_one_bucket(api_settings: ApiSe
     assert all(v.remaining >= 0 for v in verdicts)
 
 
+async def test_buckets_no_lease_answers_are_taken_in_one_round_trip(
+    api_settings: ApiSettings,
+) -> None:
+    # A request's address and user buckets (writes are not leased): one call
+    # for both, each bucket still on its own; a full one refuses, the other passes.
+    redis = create_redis(api_settings)
+    calls = 0
+    real_eval = redis.eval
+
+    async def counted_eval(*args: object) -> object:
+        nonlocal calls
+        calls += 1
+        return await real_eval(*args)  # type: ignore[arg-type]
+
+    redis.eval = counted_eval  # type: ignore[method-assign,assignment]
+    roomy, tight = Rate(per_minute=600, burst=20), Rate(per_minute=1, burst=1)
+    try:
+        buckets = TokenBuckets(redis, prefix=f"it:{uuid.uuid4().hex}")
+        first = await buckets.take_all([("ip", roomy), ("user", tight)])
+        second = await buckets.take_all([("ip", roomy), ("user", tight)])
+        calls_for_two = calls
+        third = await buckets.take_all([("ip", roomy), ("other-user", tight)])
+    finally:
+        await redis.aclose()
+    assert [v.allowed for v in first] == [True, True]
+    assert [v.remaining for v in first] == [19, 0]
+    assert [v.allowed for v in second] == [True, False]  # the user's is spent
+    assert second[0].remaining == 18
+    assert second[1].retry_after_s >= 1
+    assert calls_for_two == 2  # one round trip a request
+    assert [v.allowed for v in third] == [True, True]
+    assert third[0].remaining == 17
+
+
 async def test_a_user_over_the_limit_is_refused_by_both_instances_together(
     api_settings: ApiSettings,
 ) -> None:

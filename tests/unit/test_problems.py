@@ -3,6 +3,7 @@ a dependency that is down is a 503 naming it, a bug a 500."""
 
 import json
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import SimpleNamespace
@@ -18,6 +19,7 @@ from sqlalchemy import text
 
 from tenx_common.data.db import create_engines
 from tenx_common.runtime.app import create_service_app
+from tenx_common.security.tokens import Principal
 from tenx_common.settings import PostgresSettings, RateLimitSettings
 from tenx_common.web.problems import ProblemError, install_problem_handlers
 from tests.unit.conftest import CLOSED, FakeSettings, fake_bootstrap
@@ -201,7 +203,10 @@ def test_the_handlers_alone_answer_an_outage_with_a_503() -> None:
 
 
 class _DenylistDown:
-    async def verify(self, token: str) -> Any:
+    async def signed(self, token: str) -> Principal:
+        return Principal(user_id=uuid.uuid4(), roles=frozenset(), token_id="t", expires_at=0)
+
+    async def revoked(self, principal: Principal) -> bool:
         raise RedisConnectionError("Connection refused")
 
 

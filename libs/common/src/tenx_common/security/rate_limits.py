@@ -7,7 +7,7 @@ and a token bucket by GCRA (``TokenBuckets``: request rates with a burst).
 import asyncio
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -21,26 +21,36 @@ if ttl < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) 
 return {count, ttl}
 """
 
-# GCRA on Redis' own clock: KEYS[1] holds the theoretical arrival time (ms).
-# ARGV: emission interval (ms), burst (requests), tokens wanted. Takes as many
-# of the wanted tokens as the bucket holds, at least one or none. Returns
-# granted, remaining, retry-after (ms), reset (ms).
+# GCRA on Redis' own clock, for each bucket of KEYS: KEYS[i] holds its
+# theoretical arrival time (ms); ARGV[3i-2..3i]: its emission interval (ms),
+# burst (requests), tokens wanted. Takes as many of the wanted tokens as the
+# bucket holds, at least one or none. Returns, bucket after bucket, granted,
+# remaining, retry-after (ms), reset (ms).
 _GCRA = """
 local now_s, now_us = unpack(redis.call('TIME'))
 local now = now_s * 1000 + math.floor(now_us / 1000)
-local interval = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local want = tonumber(ARGV[3])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local available = math.floor((now - tat + burst * interval) / interval)
-if available < 1 then
-  return {0, 0, tat + interval - burst * interval - now, tat - now}
+local out = {}
+for i, key in ipairs(KEYS) do
+  local interval = tonumber(ARGV[3 * i - 2])
+  local burst = tonumber(ARGV[3 * i - 1])
+  local want = tonumber(ARGV[3 * i])
+  local tat = tonumber(redis.call('GET', key) or now)
+  if tat < now then tat = now end
+  local available = math.floor((now - tat + burst * interval) / interval)
+  if available < 1 then
+    for _, v in ipairs({0, 0, tat + interval - burst * interval - now, tat - now}) do
+      out[#out + 1] = v
+    end
+  else
+    local granted = math.min(want, available)
+    local new_tat = tat + granted * interval
+    redis.call('SET', key, new_tat, 'PX', new_tat - now)
+    for _, v in ipairs({granted, available - granted, 0, new_tat - now}) do
+      out[#out + 1] = v
+    end
+  end
 end
-local granted = math.min(want, available)
-local new_tat = tat + granted * interval
-redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now)
-return {granted, available - granted, 0, new_tat - now}
+return out
 """
 
 
@@ -165,19 +175,32 @@ class TokenBuckets:
         self._pending: dict[str, asyncio.Future[None]] = {}
 
     async def take(self, key: str, rate: Rate) -> BucketVerdict:
-        # Requests for one key that arrive while a lease is being fetched wait
-        # for it and share it, rather than each taking a lease of its own.
-        while (verdict := self._from_lease(key, rate)) is None and key in self._pending:
-            await asyncio.shield(self._pending[key])
-        if verdict is not None:
-            return verdict
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending[key] = done
-        try:
-            return await self._lease(key, rate)
-        finally:
-            del self._pending[key]
-            done.set_result(None)
+        return (await self.take_all([(key, rate)]))[0]
+
+    async def take_all(self, wanted: Sequence[tuple[str, Rate]]) -> list[BucketVerdict]:
+        """A token of each bucket of ``wanted`` (key, rate): those their leases
+        do not answer are leased together, in one round trip."""
+        verdicts: list[BucketVerdict | None] = []
+        for key, rate in wanted:
+            # Requests for one key that arrive while a lease is being fetched wait
+            # for it and share it, rather than each taking a lease of its own.
+            while (verdict := self._from_lease(key, rate)) is None and key in self._pending:
+                await asyncio.shield(self._pending[key])
+            verdicts.append(verdict)
+        missing = [i for i, verdict in enumerate(verdicts) if verdict is None]
+        if missing:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            mine = [wanted[i][0] for i in missing if wanted[i][0] not in self._pending]
+            self._pending.update(dict.fromkeys(mine, done))
+            try:
+                leased = await self._lease([wanted[i] for i in missing])
+            finally:
+                for key in mine:
+                    del self._pending[key]
+                done.set_result(None)
+            for i, verdict in zip(missing, leased, strict=True):
+                verdicts[i] = verdict
+        return [verdict for verdict in verdicts if verdict is not None]
 
     def _from_lease(self, key: str, rate: Rate) -> BucketVerdict | None:
         now = self._clock()
@@ -203,17 +226,23 @@ class TokenBuckets:
             )
         return None
 
-    async def _lease(self, key: str, rate: Rate) -> BucketVerdict:
+    async def _lease(self, wanted: Sequence[tuple[str, Rate]]) -> list[BucketVerdict]:
+        args: list[int] = []
+        for _, rate in wanted:
+            interval_ms = max(1, 60_000 // rate.per_minute)
+            args += (interval_ms, rate.burst, lease_size(rate, self._max_lease))
+        keys = [f"{self._prefix}:{key}" for key, _ in wanted]
         now = self._clock()
-        interval_ms = max(1, 60_000 // rate.per_minute)
-        granted, remaining, retry_ms, reset_ms = await self.redis.eval(
-            _GCRA,
-            1,
-            f"{self._prefix}:{key}",
-            interval_ms,
-            rate.burst,
-            lease_size(rate, self._max_lease),
-        )
+        answers = await self.redis.eval(_GCRA, len(keys), *keys, *args)
+        return [
+            self._leased(key, rate, now, *answers[4 * i : 4 * i + 4])
+            for i, (key, rate) in enumerate(wanted)
+        ]
+
+    def _leased(
+        self, key: str, rate: Rate, now: float, granted: int, remaining: int, retry_ms: int,
+        reset_ms: int,
+    ) -> BucketVerdict:  # fmt: skip
         reset_s = -(-int(reset_ms) // 1000)
         if int(granted) == 0:
             self._leases[key] = _Lease(

@@ -19,6 +19,7 @@ from tenx_common.security.tokens import (
     PRINCIPAL_STATE,
     InvalidTokenError,
     KeysUnavailableError,
+    Principal,
     TokenVerifier,
 )
 from tenx_common.settings import RateLimitSettings
@@ -60,29 +61,32 @@ class RateLimitMiddleware:
         buckets = self._buckets
         client = scope.get("client")
         subjects = [("ip", client[0] if client else "unknown")]
-
-        async def take(kind: str, who: str) -> BucketVerdict:
-            rate = self.rates[(kind, route_class)]
-            return await buckets.take(f"{kind}:{route_class}:{who}", rate)
-
-        async def by_user() -> BucketVerdict | None:
-            user = await _user(scope, getattr(wiring, "verifier", None))
-            if user is None:
-                return None
-            subjects.append(("user", user))
-            return await take("user", user)
-
-        # The address's bucket while the token is checked (its denylist is in
-        # Redis too): a request waits for one round trip fewer.
-        outcomes = await asyncio.gather(take(*subjects[0]), by_user(), return_exceptions=True)
+        verifier: TokenVerifier | None = getattr(wiring, "verifier", None)
+        principal = await _signed(scope, verifier)
+        if principal is not None:
+            subjects.append(("user", str(principal.user_id)))
+        # Every bucket in one round trip, while the token's denylist is asked
+        # (a revoked token's holder still spends its user's tokens).
+        outcomes = await asyncio.gather(
+            buckets.take_all(
+                [(f"{kind}:{route_class}:{who}", self.rates[(kind, route_class)])
+                 for kind, who in subjects]
+            ),
+            _revoked(principal, verifier),
+            return_exceptions=True,
+        )  # fmt: skip
         if down := next((o for o in outcomes if isinstance(o, RedisError)), None):
             log.warning("redis unavailable: rate limits cannot be checked: %r", down)
             await unavailable(dependency="redis").response()(scope, receive, send)
             return
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome
-        verdicts = [outcome for outcome in outcomes if isinstance(outcome, BucketVerdict)]
+        verdicts, revoked = outcomes
+        if isinstance(verdicts, BaseException):
+            raise verdicts
+        if isinstance(revoked, BaseException):
+            raise revoked
+        if principal is not None and not revoked:
+            # The route's CurrentUser reuses this check instead of asking again.
+            scope.setdefault("state", {})[PRINCIPAL_STATE] = principal
         tightest = min(verdicts, key=lambda v: (v.allowed, v.remaining))
         headers = _headers(tightest)
         if not tightest.allowed:
@@ -120,8 +124,9 @@ def _headers(verdict: BucketVerdict) -> dict[str, str]:
     }
 
 
-async def _user(scope: Scope, verifier: TokenVerifier | None) -> str | None:
-    """The user a valid bearer token names; anything else counts by address only."""
+async def _signed(scope: Scope, verifier: TokenVerifier | None) -> Principal | None:
+    """The principal of a bearer token whose signature and claims check out;
+    anything else counts by address only (the route says why)."""
     if verifier is None:
         return None
     for name, value in scope["headers"]:
@@ -130,10 +135,11 @@ async def _user(scope: Scope, verifier: TokenVerifier | None) -> str | None:
             if scheme.lower() != "bearer" or not token:
                 return None
             try:
-                principal = await verifier.verify(token.strip())
+                return await verifier.signed(token.strip())
             except (InvalidTokenError, KeysUnavailableError):
-                return None  # the route says why
-            # The route's CurrentUser reuses this check instead of asking again.
-            scope.setdefault("state", {})[PRINCIPAL_STATE] = principal
-            return str(principal.user_id)
+                return None
     return None
+
+
+async def _revoked(principal: Principal | None, verifier: TokenVerifier | None) -> bool:
+    return principal is not None and verifier is not None and await verifier.revoked(principal)
