@@ -1,9 +1,10 @@
 -- pgbench: the SQL of one order placement (tenx_api.service_layer.orders.place_order)
 -- as one transaction, on copies of the api's tables in the schema bench_orders
 -- (bench/orders.py makes them, with the stack's own indexes, and drops them):
--- the idempotency key's advisory lock and lookup, the conditional stock
--- UPDATE (which keeps the change's trace: StockChanged is announced later, once
--- per product per window), and at the commit one statement: the order with its
+-- the idempotency key's advisory lock, then its stored answer looked up with
+-- the conditional stock UPDATE that runs only where there is none (which keeps
+-- the change's trace: StockChanged is announced later, once per product per
+-- window), and at the commit one statement: the order with its
 -- line and stored answer, OrderPlaced in the outbox, its saga and the NOTIFY
 -- that wakes the relays and the stock announcer.
 -- tests/integration/test_order_statements.py
@@ -16,13 +17,18 @@
 \set order random(1, 9000000000000000000)
 BEGIN;
 SELECT pg_try_advisory_xact_lock(hashtextextended(md5(:customer::text) || ':' || :key, 0));
-SELECT request_hash, response_status, response_body FROM bench_orders.idempotency_keys
-  WHERE user_id = md5(:customer::text)::uuid AND key = :key::text;
-UPDATE bench_orders.products SET stock = stock - 1, version = version + 1,
-    change_trace = '{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}',
-    updated_at = now()
-  WHERE n = :n AND stock >= 1
-  RETURNING id, sku, name, description, category, price_cents, currency, stock, version;
+WITH earlier AS (
+  SELECT request_hash, response_status, response_body FROM bench_orders.idempotency_keys
+    WHERE user_id = md5(:customer::text)::uuid AND key = :key::text
+), reserved AS (
+  UPDATE bench_orders.products SET stock = stock - 1, version = version + 1,
+      change_trace = '{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}',
+      updated_at = now()
+    WHERE n = :n AND stock >= 1 AND NOT EXISTS (SELECT FROM earlier)
+    RETURNING id, sku, name, description, category, price_cents, currency, stock, version
+)
+SELECT earlier.*, reserved.* FROM (SELECT 1) one LEFT JOIN earlier ON true
+  LEFT JOIN reserved ON true;
 WITH staged_0 AS (
   INSERT INTO bench_orders.orders (id, user_id, status, total_cents, currency, payment_method,
       created_at, updated_at)

@@ -10,6 +10,7 @@ the two part ways.
 
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -19,8 +20,11 @@ from sqlalchemy import (
     Uuid,
     any_,
     bindparam,
+    exists,
     func,
+    literal_column,
     select,
+    true,
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -125,15 +129,66 @@ _EARLIER = select(KEYS.c.request_hash, KEYS.c.response_status, KEYS.c.response_b
 )
 
 
+# The key's stored answer and, only where there is none, the first line's
+# reservation, in one statement (one round trip fewer per placement). It runs
+# after the key is claimed, so its snapshot sees any answer committed under it.
+_EARLIER_CTE = _EARLIER.cte("earlier")
+_RESERVED_UNLESS_EARLIER = _RESERVE.where(~exists(_EARLIER_CTE.select())).cte("reserved")
+_EARLIER_OR_RESERVE = select(
+    _EARLIER_CTE.c.request_hash.label("earlier_request_hash"),
+    _EARLIER_CTE.c.response_status.label("earlier_response_status"),
+    _EARLIER_CTE.c.response_body.label("earlier_response_body"),
+    *_RESERVED_UNLESS_EARLIER.c,
+).select_from(
+    select(literal_column("1").label("one"))
+    .subquery("one")
+    .outerjoin(_EARLIER_CTE, true())
+    .outerjoin(_RESERVED_UNLESS_EARLIER, true())
+)
+
+
 async def claim_key(conn: AsyncConnection, *, user_id: uuid.UUID, key: str) -> bool:
     """Hold the key for this transaction; False when another request holds it."""
     return bool(await conn.scalar(_CLAIM_KEY, {"lock": f"{user_id}:{key}"}))
 
 
-async def earlier_answer(conn: AsyncConnection, *, user_id: uuid.UUID, key: str) -> Any:
-    """The answer stored under the key (request_hash, response_status,
-    response_body), or None."""
-    return (await conn.execute(_EARLIER, {"user_id": user_id, "key": key})).first()
+@dataclass(frozen=True, slots=True)
+class Earlier:
+    request_hash: str
+    response_status: int
+    response_body: dict[str, Any]
+
+
+async def earlier_answer_or_reserve(
+    conn: AsyncConnection,
+    *,
+    user_id: uuid.UUID,
+    key: str,
+    product_id: uuid.UUID,
+    quantity: int,
+    now: datetime,
+    trace: Mapping[str, str],
+) -> tuple[Earlier | None, Row[Any] | None]:
+    """The answer stored under the (claimed) key; where there is none,
+    ``reserve_stock`` of one line: (earlier answer, None) or (None, the
+    product as it is now, None when refused)."""
+    params = {
+        "user_id": user_id,
+        "key": key,
+        "product_id": product_id,
+        "quantity": quantity,
+        "now": now,
+        "trace": trace,
+    }
+    row = (await conn.execute(_EARLIER_OR_RESERVE, params)).one()
+    if row.earlier_request_hash is not None:
+        earlier = Earlier(
+            row.earlier_request_hash, row.earlier_response_status, row.earlier_response_body
+        )
+        return earlier, None
+    if row.id is None:
+        return None, None
+    return None, row
 
 
 # -- orders -------------------------------------------------------------------------

@@ -95,7 +95,19 @@ async def place_order(
                 code="idempotency_key_in_use",
                 detail="A request with this Idempotency-Key is still being processed.",
             )
-        earlier = await sql.earlier_answer(db, user_id=user_id, key=key)
+        now = datetime.now(UTC)
+        trace = current_traceparent()  # the stock changes' announcement continues it
+        # In product order, so two orders never wait on each other's rows.
+        lines = sorted(cmd.items, key=lambda item: item.product_id)
+        earlier, first = await sql.earlier_answer_or_reserve(
+            db,
+            user_id=user_id,
+            key=key,
+            product_id=lines[0].product_id,
+            quantity=lines[0].quantity,
+            now=now,
+            trace=trace,
+        )
         if earlier is not None:
             if earlier.request_hash != request_hash:
                 raise ProblemError(
@@ -105,15 +117,16 @@ async def place_order(
                 )
             return Answer(earlier.response_status, earlier.response_body, replayed=True)
 
-        now = datetime.now(UTC)
-        trace = current_traceparent()  # the stock changes' announcement continues it
         order_id = uuid.uuid4()
         items: list[dict[str, Any]] = []
         currencies = set()
-        # In product order, so two orders never wait on each other's rows.
-        for line in sorted(cmd.items, key=lambda item: item.product_id):
-            reserved = await sql.reserve_stock(
-                db, product_id=line.product_id, quantity=line.quantity, now=now, trace=trace
+        for line in lines:
+            reserved = (
+                first
+                if line is lines[0]
+                else await sql.reserve_stock(
+                    db, product_id=line.product_id, quantity=line.quantity, now=now, trace=trace
+                )
             )
             if reserved is None:
                 if await sql.product(db, line.product_id) is None:
