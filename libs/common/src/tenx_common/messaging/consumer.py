@@ -194,10 +194,13 @@ class Consumer:
             client_id=f"{self.name}-{uuid.uuid4().hex[:8]}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            # The broker answers a fetch as soon as a record arrives; the wait
-            # only ends an idle one, and short waits kept the broker busy
-            # answering empty fetches of consumers with nothing to do.
-            fetch_max_wait_ms=500,
+            # The broker answers a fetch as soon as a record arrives, but
+            # aiokafka sends no fetch to a broker while one is in flight: a
+            # partition whose records were just handled waits for that fetch,
+            # as long as this when the other partitions are quiet. (Longer
+            # waits spare an idle broker empty fetches, and cost that much
+            # latency at a moderate load.)
+            fetch_max_wait_ms=50,
         )
         kafka.subscribe(self.topics, listener=_FinishBatchFirst(self))
         producer = AIOKafkaProducer(
