@@ -47,7 +47,7 @@ async def test_an_order_is_one_trace_from_the_edge_to_its_confirmation(
         ("notify-worker", "deliver email"),  # the confirmation email, sent later
         ("search-indexer", "orders.orders process"),  # the order's document
         ("search-indexer", "catalog.products process"),  # the stock change
-        ("api", "SELECT tenx_api"),  # SQL (the key's advisory lock)
+        ("api", "SELECT tenx_api"),  # SQL (the placement: one call of place_order)
         ("api", "EVAL"),  # Redis (the rate limiter's script)
     }
 

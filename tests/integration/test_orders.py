@@ -44,6 +44,7 @@ async def admin(edge: httpx.AsyncClient) -> dict[str, str]:
 
 order = order_body
 key = new_key
+PAYMENT = {"payment_method": "pm_card_visa"}
 
 
 async def stock(edge: httpx.AsyncClient, product_id: str, reader: dict[str, str]) -> int:
@@ -245,6 +246,51 @@ async def test_bad_orders_are_refused_and_change_nothing(
     assert response.json()["code"] == code
     assert await count_orders(await user_id(edge, user)) == 0
     assert await stock(edge, product_id, admin) == 10
+
+
+async def test_a_refused_line_undoes_the_lines_reserved_before_it(
+    edge: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    """The placement's one statement reserves line after line; a refusal at
+    a later line (out of stock, another currency) leaves no stock taken."""
+    user = await new_user(edge)
+    # The lines are reserved in product order: the second one's stock is short.
+    euros = sorted([await new_product(edge, admin, stock=10) for _ in range(2)], key=uuid.UUID)
+    shortened = await edge.patch(f"/v1/products/{euros[1]}", json={"stock": 1}, headers=admin)
+    assert shortened.status_code == 200, shortened.text
+    dollars = await new_product(edge, admin, stock=10, currency="USD")
+    short = {"items": [{"product_id": p, "quantity": 2} for p in euros], **PAYMENT}
+    mixed = {"items": [{"product_id": p, "quantity": 1} for p in (*euros, dollars)], **PAYMENT}
+    for body, status, code in ((short, 409, "out_of_stock"), (mixed, 422, "mixed_currencies")):
+        response = await edge.post("/v1/orders", json=body, headers=user | key())
+        assert response.status_code == status, response.text
+        assert response.json()["code"] == code
+    assert await count_orders(await user_id(edge, user)) == 0
+    assert [await stock(edge, p, admin) for p in (*euros, dollars)] == [10, 1, 10]
+
+
+async def test_an_order_after_a_price_change_is_placed_at_the_new_price(
+    edge: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    """Each api instance prices lines at the price it last read; the database
+    refuses an old price with the new one, and the placement runs again."""
+    user = await new_user(edge)
+    product_id = await new_product(edge, admin, stock=10)
+    for api_instance in range(2):  # through the edge: both instances learn the old price
+        placed = await edge.post("/v1/orders", json=order(product_id), headers=user | key())
+        assert placed.status_code == 201, placed.text
+        assert placed.json()["total_cents"] == 2500, api_instance
+    changed = await edge.patch(
+        f"/v1/products/{product_id}", json={"price_cents": 3100}, headers=admin
+    )
+    assert changed.status_code == 200, changed.text
+    headers = user | key()
+    for _ in range(2):
+        placed = await edge.post("/v1/orders", json=order(product_id, 2), headers=headers)
+        assert placed.status_code == 201, placed.text
+        assert placed.json()["items"][0]["unit_price_cents"] == 3100
+        assert placed.json()["total_cents"] == 6200
+    assert await stock(edge, product_id, admin) == 6
 
 
 async def test_an_order_needs_an_idempotency_key(

@@ -196,7 +196,12 @@ async def export_all(edge: httpx.AsyncClient, admin: dict[str, str], kind: str) 
     cursor = None
     while True:
         params: dict[str, Any] = {"limit": 1000} | ({"cursor": cursor} if cursor else {})
-        response = await edge.get(f"/v1/admin/export/{kind}", params=params, headers=admin)
+        # Paged by the admin's read budget: a large table's pages wait as told.
+        response = await patiently(
+            lambda params=params: edge.get(  # type: ignore[misc]
+                f"/v1/admin/export/{kind}", params=params, headers=admin
+            )
+        )
         assert response.status_code == 200, response.text
         page = response.json()
         rows += page["items"]

@@ -78,6 +78,14 @@ class UnitOfWork:
         """NOTIFY ``channel`` when this transaction commits (its listeners wake)."""
         self._wakes.add(channel)
 
+    def take_staged(self) -> tuple[dict[Table, list[dict[str, Any]]], list[str]]:
+        """What this transaction staged, for a caller that writes it itself in
+        a statement of its own (the api's placement, one SQL function call):
+        each table's rows and the channels to NOTIFY; forgotten here."""
+        staged, channels = self._staged, sorted(self._wakes)
+        self._staged, self._wakes = {}, set()
+        return staged, channels
+
     def after_commit(
         self, action: Callable[[], Awaitable[object]], *, together: bool = False
     ) -> None:

@@ -3,36 +3,25 @@ run on a connection by named functions (the batch forms beside the single
 ones). The placement, the saga and the cancel call these; nothing on the order
 path builds SQL of its own or goes through the ORM's unit of work, whose
 identity map and per-call statement building cost a third of an api
-instance's CPU per order. ``bench/order_shape.sql`` is the placement's
-transaction for pgbench; tests/integration/test_order_statements.py fails when
-the two part ways.
+instance's CPU per order. The placement itself is one call of the SQL
+function ``place_order`` (migration 0007), one round trip. ``bench/order_shape.sql``
+is the placement for pgbench; tests/integration/test_order_statements.py fails
+when the two part ways.
 """
 
+import json
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    ARRAY,
-    Row,
-    Uuid,
-    any_,
-    bindparam,
-    exists,
-    func,
-    literal_column,
-    select,
-    true,
-    update,
-)
+from sqlalchemy import ARRAY, Row, Text, Uuid, any_, bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tenx_api.adapters.orm import Base
 from tenx_api.domain.orders import OrderStatus
-from tenx_common.data.uow import UnitOfWork
 
 PRODUCTS, ORDERS, ITEMS, KEYS, SAGAS = (
     Base.metadata.tables[name]
@@ -44,18 +33,8 @@ PRODUCTS, ORDERS, ITEMS, KEYS, SAGAS = (
 _PRODUCT = select(PRODUCTS).where(PRODUCTS.c.id == bindparam("id"))
 # A stock change bumps the version and keeps its trace; StockChanged is
 # announced later, once per product for all the changes of a short window
-# (``service_layer.stock_announcements``).
-_RESERVE = (
-    update(PRODUCTS)
-    .where(PRODUCTS.c.id == bindparam("product_id"), PRODUCTS.c.stock >= bindparam("quantity"))
-    .values(
-        stock=PRODUCTS.c.stock - bindparam("quantity"),
-        version=PRODUCTS.c.version + 1,
-        change_trace=bindparam("trace", type_=JSONB),
-        updated_at=bindparam("now"),
-    )
-    .returning(*PRODUCTS.c)
-)
+# (``service_layer.stock_announcements``). The placement's reservation is in
+# ``place_order`` below.
 _RELEASE = (
     update(PRODUCTS)
     .where(PRODUCTS.c.id == bindparam("product_id"))
@@ -87,18 +66,17 @@ async def product(conn: AsyncConnection, product_id: uuid.UUID) -> Row[Any] | No
     return (await conn.execute(_PRODUCT, {"id": product_id})).one_or_none()
 
 
-async def reserve_stock(
-    conn: AsyncConnection,
-    *,
-    product_id: uuid.UUID,
-    quantity: int,
-    now: datetime,
-    trace: Mapping[str, str],
-) -> Row[Any] | None:
-    """Take ``quantity`` off the product's stock unless that would go below zero
-    (whatever the concurrency); the product as it is now, None when refused."""
-    params = {"product_id": product_id, "quantity": quantity, "now": now, "trace": trace}
-    return (await conn.execute(_RESERVE, params)).one_or_none()
+_PRICES = select(PRODUCTS.c.id, PRODUCTS.c.price_cents, PRODUCTS.c.currency).where(
+    PRODUCTS.c.id == any_(bindparam("ids", type_=ARRAY(Uuid)))
+)
+
+
+async def prices(
+    conn: AsyncConnection, product_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, tuple[int, str]]:
+    """The price and currency of each product of ``product_ids`` that exists."""
+    rows = await conn.execute(_PRICES, {"ids": list(product_ids)})
+    return {row.id: (row.price_cents, row.currency) for row in rows}
 
 
 async def release_stock(
@@ -121,106 +99,96 @@ async def announce_stock(conn: AsyncConnection, *, limit: int) -> list[Row[Any]]
     return list(await conn.execute(_ANNOUNCE, {"limit": limit}))
 
 
-# -- idempotency keys ----------------------------------------------------------------
+# -- placing an order -------------------------------------------------------------
 
-_CLAIM_KEY = select(func.pg_try_advisory_xact_lock(func.hashtextextended(bindparam("lock"), 0)))
-_EARLIER = select(KEYS.c.request_hash, KEYS.c.response_status, KEYS.c.response_body).where(
-    KEYS.c.user_id == bindparam("user_id"), KEYS.c.key == bindparam("key")
+# The SQL function of migration 0007 (its text is there): the key claimed, the
+# stored answer or the reservation of every line, and the order's rows,
+# events, saga and NOTIFYs, as one statement outside a transaction block,
+# which is then its own transaction: one round trip.
+_PLACE = text(
+    "SELECT outcome, earlier_hash, earlier_status, earlier_body FROM place_order("
+    ":user_id, :key, :request_hash, :lines, :change_trace, :order, :answer, :events, :saga,"
+    " :channels)"
+).bindparams(
+    bindparam("user_id", type_=Uuid),
+    bindparam("key", type_=Text),
+    bindparam("request_hash", type_=Text),
+    *(bindparam(name, type_=JSONB) for name in ("lines", "change_trace", "order", "answer")),
+    *(bindparam(name, type_=JSONB) for name in ("events", "saga")),
+    bindparam("channels", type_=ARRAY(Text)),
 )
+REFUSALS = frozenset({"unknown_product", "out_of_stock", "mixed_currencies", "price_changed"})
 
 
-# The key's stored answer and, only where there is none, the first line's
-# reservation, in one statement (one round trip fewer per placement). It runs
-# after the key is claimed, so its snapshot sees any answer committed under it.
-_EARLIER_CTE = _EARLIER.cte("earlier")
-_RESERVED_UNLESS_EARLIER = _RESERVE.where(~exists(_EARLIER_CTE.select())).cte("reserved")
-_EARLIER_OR_RESERVE = select(
-    _EARLIER_CTE.c.request_hash.label("earlier_request_hash"),
-    _EARLIER_CTE.c.response_status.label("earlier_response_status"),
-    _EARLIER_CTE.c.response_body.label("earlier_response_body"),
-    *_RESERVED_UNLESS_EARLIER.c,
-).select_from(
-    select(literal_column("1").label("one"))
-    .subquery("one")
-    .outerjoin(_EARLIER_CTE, true())
-    .outerjoin(_RESERVED_UNLESS_EARLIER, true())
-)
+class RefusedError(Exception):
+    """A placement the database refused: the problem's ``code``, and its
+    detail (the product's id; for ``price_changed``, every line's product's
+    price and currency now, ``{id: [price_cents, currency]}``)."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(code, detail)
+        self.code, self.detail = code, detail
+
+    def prices(self) -> dict[uuid.UUID, tuple[int, str]]:
+        """A ``price_changed``'s prices of now, by product."""
+        return {
+            uuid.UUID(product): (int(cents), str(currency))
+            for product, (cents, currency) in json.loads(self.detail).items()
+        }
 
 
-async def claim_key(conn: AsyncConnection, *, user_id: uuid.UUID, key: str) -> bool:
-    """Hold the key for this transaction; False when another request holds it."""
-    return bool(await conn.scalar(_CLAIM_KEY, {"lock": f"{user_id}:{key}"}))
-
-
-@dataclass(frozen=True, slots=True)
-class Earlier:
-    request_hash: str
-    response_status: int
-    response_body: dict[str, Any]
-
-
-async def earlier_answer_or_reserve(
+async def place_order(
     conn: AsyncConnection,
     *,
     user_id: uuid.UUID,
     key: str,
-    product_id: uuid.UUID,
-    quantity: int,
-    now: datetime,
-    trace: Mapping[str, str],
-) -> tuple[Earlier | None, Row[Any] | None]:
-    """The answer stored under the (claimed) key; where there is none,
-    ``reserve_stock`` of one line: (earlier answer, None) or (None, the
-    product as it is now, None when refused)."""
+    request_hash: str,
+    lines: Sequence[Mapping[str, Any]],
+    change_trace: Mapping[str, str],
+    order: Mapping[str, Any],
+    answer: Mapping[str, Any],
+    events: Sequence[Mapping[str, Any]],
+    saga: Mapping[str, Any],
+    channels: Sequence[str],
+) -> Row[Any]:
+    """Place an order in one statement, on ``conn`` outside a transaction
+    block: its ``outcome`` is ``placed``, ``key_in_use``, or ``earlier``
+    (with the ``earlier_hash``, ``earlier_status`` and ``earlier_body``
+    stored under the key). ``lines`` in product order, each with the price
+    and currency it was priced at; rows as their columns. Raises ``RefusedError``
+    (nothing written)."""
     params = {
         "user_id": user_id,
         "key": key,
-        "product_id": product_id,
-        "quantity": quantity,
-        "now": now,
-        "trace": trace,
+        "request_hash": request_hash,
+        "lines": [_plain(line) for line in lines],
+        "change_trace": change_trace,
+        "order": _plain(order),
+        "answer": answer,
+        "events": [_plain(event) for event in events],
+        "saga": _plain(saga),
+        "channels": list(channels),
     }
-    row = (await conn.execute(_EARLIER_OR_RESERVE, params)).one()
-    if row.earlier_request_hash is not None:
-        earlier = Earlier(
-            row.earlier_request_hash, row.earlier_response_status, row.earlier_response_body
-        )
-        return earlier, None
-    if row.id is None:
-        return None, None
-    return None, row
+    try:
+        return (await conn.execute(_PLACE, params)).one()
+    except DBAPIError as exc:
+        raised = exc.orig.__cause__ if exc.orig is not None else None
+        code = getattr(raised, "message", None)
+        if getattr(raised, "sqlstate", None) == "P0001" and code in REFUSALS:
+            raise RefusedError(code, getattr(raised, "detail", None) or "") from None
+        raise
+
+
+def _plain(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row's values as JSON has them (ids and times as text)."""
+    return {
+        column: str(value) if isinstance(value, uuid.UUID) else
+        value.isoformat() if isinstance(value, datetime) else value
+        for column, value in row.items()
+    }  # fmt: skip
 
 
 # -- orders -------------------------------------------------------------------------
-
-
-def stage_order(
-    uow: UnitOfWork,
-    *,
-    order: dict[str, Any],
-    items: Sequence[dict[str, Any]],
-    key: str,
-    request_hash: str,
-    answer: dict[str, Any],
-) -> None:
-    """Write a pending ``order`` (its columns), its ``items`` and the 201
-    ``answer`` stored under the idempotency key at the commit: in the
-    statement that writes the transaction's events and saga (the lines'
-    foreign key is checked at its end), one round trip fewer."""
-    uow.insert_at_commit(ORDERS, {**order, "status": OrderStatus.PENDING.value})
-    for item in items:
-        uow.insert_at_commit(ITEMS, dict(item))
-    uow.insert_at_commit(
-        KEYS,
-        {
-            "user_id": order["user_id"],
-            "key": key,
-            "request_hash": request_hash,
-            "response_status": 201,
-            "response_body": answer,
-            "created_at": order["created_at"],
-        },
-    )
 
 
 _ORDER = select(ORDERS).where(ORDERS.c.id == bindparam("id"))

@@ -1,21 +1,27 @@
 """Placing and reading orders.
 
-An order is placed in one transaction: the idempotency key is claimed (an
-advisory lock, so a concurrent repeat gets 409 at once), the stock of every
-line is reserved with a conditional UPDATE (never below zero, whatever the
-concurrency; StockChanged follows once per product per window,
-``stock_announcements``), the order and its OrderPlaced event are written, and
-the answer is stored under the key for replay. Refusals (unknown product, out of stock)
-are not stored: a retry with the same key runs again. The same transaction
-starts the order saga (``order_saga``), which authorizes the payment.
+An order is placed in one statement, which is its own transaction: the SQL
+function ``place_order`` (migration 0007, called by ``statements.place_order``)
+claims the idempotency key (an advisory lock, so a concurrent repeat gets 409
+at once), returns the answer stored under it, or reserves the stock of every
+line with a conditional UPDATE (never below zero, whatever the concurrency;
+StockChanged follows once per product per window, ``stock_announcements``)
+and writes the order, its lines, its OrderPlaced event, its saga (which
+authorizes the payment, ``order_saga``) and the answer stored under the key
+for replay. Each line is priced by the process (``ApiDeps.prices``: a product
+not seen yet is read from the primary first); the database reserves a line
+only at that price, and a placement priced at an old one is refused with the
+new prices and runs again. Refusals (unknown product, out of stock) are not
+stored: a retry with the same key runs again.
 
 The key is the ``Idempotency-Key`` header (1 to 255 characters, else 400
 ``idempotency_key_required``), kept per user. A repeat while the first request
 runs is 409 ``idempotency_key_in_use``; a repeat with the same body gets the
 first answer again (its status and body, with ``Idempotent-Replayed: true``),
 one with another body 422 ``idempotency_key_reused``. The refusals are 422
-``unknown_product`` or ``mixed_currencies`` and 409 ``out_of_stock``; each rolls
-the whole order back. Only the 201 is stored (Stripe replays errors too; here
+``unknown_product`` or ``mixed_currencies`` and 409 ``out_of_stock`` (or
+``price_changed``, for a price that changed between each of three tries);
+each rolls the whole order back. Only the 201 is stored (Stripe replays errors too; here
 they run again). Lines are reserved in product order, so two orders never
 wait on each other's rows. Keys are kept ``idempotency_key_ttl_s`` (24 h, never
 less), then deleted by an hourly sweep that one instance runs at a time (an
@@ -39,10 +45,10 @@ from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Row, and_, delete, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from tenx_api.adapters import statements as sql
-from tenx_api.adapters.orm import IdempotencyKey, Order, OrderItem, saga_steps, sagas
+from tenx_api.adapters.orm import IdempotencyKey, Order, OrderItem, outbox, saga_steps, sagas
 from tenx_api.domain.orders import OrderStatus, PlaceOrder
 from tenx_api.service_layer import stock_announcements
 from tenx_api.service_layer.catalog import cache_key
@@ -87,87 +93,70 @@ def public(order: Any, items: Sequence[Any]) -> dict[str, Any]:
 async def place_order(
     cmd: PlaceOrder, *, user_id: uuid.UUID, key: str, request_hash: str, deps: ApiDeps
 ) -> Answer:
-    async with deps.uow() as uow:
-        db = await uow.session.connection()
-        if not await sql.claim_key(db, user_id=user_id, key=key):
+    # In product order, so two orders never wait on each other's rows.
+    lines = sorted(cmd.items, key=lambda item: item.product_id)
+    async with deps.autocommit.connect() as db:
+        for _ in range(_PRICINGS):
+            if missing := deps.prices.missing(line.product_id for line in lines):
+                deps.prices.learn(await sql.prices(db, missing))
+            try:
+                placed, answer = await _place(cmd, lines, user_id, key, request_hash, db, deps)
+                break
+            except sql.RefusedError as refused:
+                if refused.code != "price_changed":
+                    raise _refusal(refused) from None
+                deps.prices.learn(refused.prices())
+        else:
             raise ProblemError(
-                status=409,
-                code="idempotency_key_in_use",
-                detail="A request with this Idempotency-Key is still being processed.",
+                status=409, code="price_changed", detail="The price of a product changed; retry."
             )
-        now = datetime.now(UTC)
-        trace = current_traceparent()  # the stock changes' announcement continues it
-        # In product order, so two orders never wait on each other's rows.
-        lines = sorted(cmd.items, key=lambda item: item.product_id)
-        earlier, first = await sql.earlier_answer_or_reserve(
-            db,
-            user_id=user_id,
-            key=key,
-            product_id=lines[0].product_id,
-            quantity=lines[0].quantity,
-            now=now,
-            trace=trace,
-        )
-        if earlier is not None:
-            if earlier.request_hash != request_hash:
-                raise ProblemError(
-                    status=422,
-                    code="idempotency_key_reused",
-                    detail="This Idempotency-Key was used with a different request.",
-                )
-            return Answer(earlier.response_status, earlier.response_body, replayed=True)
+    if placed:
+        await deps.committed(str(user_id), *(cache_key(line.product_id) for line in lines))
+    return answer
 
-        order_id = uuid.uuid4()
-        items: list[dict[str, Any]] = []
-        currencies = set()
-        for line in lines:
-            reserved = (
-                first
-                if line is lines[0]
-                else await sql.reserve_stock(
-                    db, product_id=line.product_id, quantity=line.quantity, now=now, trace=trace
-                )
-            )
-            if reserved is None:
-                if await sql.product(db, line.product_id) is None:
-                    raise ProblemError(
-                        status=422,
-                        code="unknown_product",
-                        detail=f"Product {line.product_id} does not exist.",
-                    )
-                raise ProblemError(
-                    status=409,
-                    code="out_of_stock",
-                    detail=f"Not enough stock of product {line.product_id}.",
-                )
-            currencies.add(reserved.currency)
-            items.append(
-                {
-                    "order_id": order_id,
-                    "product_id": line.product_id,
-                    "quantity": line.quantity,
-                    "unit_price_cents": reserved.price_cents,
-                }
-            )
-        stock_announcements.changed(uow)
-        if len(currencies) != 1:
-            raise ProblemError(
-                status=422, code="mixed_currencies", detail="All items must share one currency."
-            )
-        order = {
-            "id": order_id,
-            "user_id": user_id,
-            "status": OrderStatus.PENDING,
-            "total_cents": sum(i["quantity"] * i["unit_price_cents"] for i in items),
-            "currency": currencies.pop(),
-            "payment_method": cmd.payment_method,
-            "created_at": now,
-            "updated_at": now,
+
+_PRICINGS = 3  # a price changing again between a placement's tries is one change too many
+
+
+async def _place(
+    cmd: PlaceOrder,
+    lines: Sequence[Any],
+    user_id: uuid.UUID,
+    key: str,
+    request_hash: str,
+    db: AsyncConnection,
+    deps: ApiDeps,
+) -> tuple[bool, Answer]:
+    """One try, at the prices the process knows: (whether it placed, the answer)."""
+    priced = []
+    for line in lines:
+        price = deps.prices.get(line.product_id)
+        if price is None:  # products are never deleted: one the primary has not is none
+            raise _refusal(sql.RefusedError("unknown_product", str(line.product_id)))
+        priced.append((line, *price))
+    order_id, now = uuid.uuid4(), datetime.now(UTC)
+    items = [
+        {
+            "product_id": line.product_id,
+            "quantity": line.quantity,
+            "price_cents": price,
+            "currency": currency,
         }
-        body = public(SimpleNamespace(**order), [SimpleNamespace(**i) for i in items])
-        sql.stage_order(
-            uow, order=order, items=items, key=key, request_hash=request_hash, answer=body
-        )
+        for line, price, currency in priced
+    ]
+    order = {
+        "id": order_id,
+        "user_id": user_id,
+        "status": OrderStatus.PENDING.value,
+        "total_cents": sum(i["quantity"] * i["price_cents"] for i in items),
+        "currency": items[0]["currency"],  # the database refuses mixed currencies
+        "payment_method": cmd.payment_method,
+        "created_at": now,
+        "updated_at": now,
+    }
+    shown = [SimpleNamespace(**i, unit_price_cents=i["price_cents"]) for i in items]
+    body = public(SimpleNamespace(**order), shown)
+    async with deps.uow() as uow:  # stages the events and the saga; the function writes them
         await uow.publish(
             OrderPlaced(
                 order_id=order_id,
@@ -176,7 +165,7 @@ async def place_order(
                     OrderLine(
                         product_id=i["product_id"],
                         quantity=i["quantity"],
-                        unit_price_cents=i["unit_price_cents"],
+                        unit_price_cents=i["price_cents"],
                     )
                     for i in items
                 ],
@@ -186,9 +175,52 @@ async def place_order(
             )
         )
         start_saga(uow, sagas, saga_id=order_id, kind="order", step="authorize_payment")
-        await uow.commit()
-    await deps.committed(str(user_id), *(cache_key(item["product_id"]) for item in items))
-    return Answer(201, body)
+        stock_announcements.changed(uow)
+        staged, channels = uow.take_staged()
+    outcome = await sql.place_order(
+        db,
+        user_id=user_id,
+        key=key,
+        request_hash=request_hash,
+        lines=items,
+        change_trace=current_traceparent(),  # the stock changes' announcement continues it
+        order=order,
+        answer=body,
+        events=staged[outbox],
+        saga=staged[sagas][0],
+        channels=channels,
+    )
+    if outcome.outcome == "key_in_use":
+        raise ProblemError(
+            status=409,
+            code="idempotency_key_in_use",
+            detail="A request with this Idempotency-Key is still being processed.",
+        )
+    if outcome.outcome == "earlier":
+        if outcome.earlier_hash != request_hash:
+            raise ProblemError(
+                status=422,
+                code="idempotency_key_reused",
+                detail="This Idempotency-Key was used with a different request.",
+            )
+        return False, Answer(outcome.earlier_status, outcome.earlier_body, replayed=True)
+    return True, Answer(201, body)
+
+
+def _refusal(refused: sql.RefusedError) -> ProblemError:
+    if refused.code == "unknown_product":
+        return ProblemError(
+            status=422, code="unknown_product", detail=f"Product {refused.detail} does not exist."
+        )
+    if refused.code == "out_of_stock":
+        return ProblemError(
+            status=409,
+            code="out_of_stock",
+            detail=f"Not enough stock of product {refused.detail}.",
+        )
+    return ProblemError(
+        status=422, code="mixed_currencies", detail="All items must share one currency."
+    )
 
 
 async def cancel_order(
