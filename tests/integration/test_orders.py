@@ -14,7 +14,6 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.engine.interfaces import CacheStats
 
 from tenx_api.app import create_app
-from tenx_api.service_layer.backlog import SagaBacklog
 from tenx_api.settings import Settings as ApiSettings
 from tenx_common.data.db import primary_engine
 from tests.support.stack import (
@@ -422,10 +421,10 @@ async def test_new_orders_wait_while_the_saga_backlog_is_past_its_bound(
             first = await place()
             assert first.status_code == 201, first.text
 
-            backlog: SagaBacklog = app.state.wiring.deps.backlog
+            refusal_now = app.state.wiring.refusals["POST /v1/orders"]
 
-            async def behind() -> bool:
-                return backlog.oldest_due_age_s > 1.0
+            async def behind() -> bool:  # the backlog measured past its bound
+                return refusal_now() is not None
 
             await eventually(behind, timeout_s=20)
             refusal = await place()

@@ -33,7 +33,6 @@ async def bootstrap(settings: Settings) -> AsyncIterator[ApiWiring]:
             cache=cache,
             payments=SandboxPayments(infra.engines.sessions),
             es=infra.elasticsearch,
-            backlog=backlog,
         )
         listener = asyncio.create_task(near.listen(infra.redis), name="near-cache-listener")
         try:

@@ -9,6 +9,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from redis.asyncio import Redis
 
@@ -144,6 +145,16 @@ class _Lease:
     refused_until: float = 0.0
 
 
+class _Grant(NamedTuple):
+    """A bucket's answer from the script: the tokens leased (0: refused), the
+    tokens left in it, and in how many ms a token and a full bucket are due."""
+
+    granted: int
+    remaining: int
+    retry_ms: int
+    reset_ms: int
+
+
 class TokenBuckets:
     """Token buckets shared through Redis, leased a few tokens at a time.
 
@@ -235,42 +246,40 @@ class TokenBuckets:
         now = self._clock()
         answers = await self.redis.eval(_GCRA, len(keys), *keys, *args)
         return [
-            self._leased(key, rate, now, *answers[4 * i : 4 * i + 4])
+            self._leased(key, rate, now, _Grant(*map(int, answers[4 * i : 4 * i + 4])))
             for i, (key, rate) in enumerate(wanted)
         ]
 
-    def _leased(
-        self, key: str, rate: Rate, now: float, granted: int, remaining: int, retry_ms: int,
-        reset_ms: int,
-    ) -> BucketVerdict:  # fmt: skip
-        reset_s = -(-int(reset_ms) // 1000)
-        if int(granted) == 0:
+    def _leased(self, key: str, rate: Rate, now: float, grant: _Grant) -> BucketVerdict:
+        granted, remaining, retry_ms, reset_ms = grant
+        reset_s = -(-reset_ms // 1000)
+        if granted == 0:
             self._leases[key] = _Lease(
                 tokens=0,
                 remaining=0,
                 reset_s=reset_s,
                 expires_at=now,
-                refused_until=now + int(retry_ms) / 1000,
+                refused_until=now + retry_ms / 1000,
             )
             return BucketVerdict(
                 allowed=False,
                 limit=rate.burst,
                 remaining=0,
-                retry_after_s=-(-int(retry_ms) // 1000),
+                retry_after_s=-(-retry_ms // 1000),
                 reset_s=reset_s,
             )
         if len(self._leases) > 10_000:
             self._leases = {k: v for k, v in self._leases.items() if v.expires_at > now}
         self._leases[key] = _Lease(
-            tokens=int(granted) - 1,
-            remaining=int(remaining),
+            tokens=granted - 1,
+            remaining=remaining,
             reset_s=reset_s,
             expires_at=now + self._lease_s,
         )
         return BucketVerdict(
             allowed=True,
             limit=rate.burst,
-            remaining=int(remaining) + int(granted) - 1,
+            remaining=remaining + granted - 1,
             retry_after_s=0,
             reset_s=reset_s,
         )

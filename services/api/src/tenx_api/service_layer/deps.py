@@ -9,7 +9,6 @@ from elasticsearch import AsyncElasticsearch
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenx_api.domain.payments import PaymentProvider
-from tenx_api.service_layer.backlog import SagaBacklog
 from tenx_api.settings import Settings
 from tenx_common.data import Cache, SessionRouter, UnitOfWork
 
@@ -45,7 +44,6 @@ class ApiDeps:
     cache: Cache
     payments: PaymentProvider
     es: AsyncElasticsearch
-    backlog: SagaBacklog  # new orders wait while it is past its bound
     prices: PriceBook = field(default_factory=PriceBook)
 
     @functools.cached_property
