@@ -157,6 +157,11 @@ postgresql:
   parameters:
     unix_socket_directories: $dir
     logging_collector: "off"
+    # No JIT: the order path's statements are small, and the few that cost
+    # past jit_above_cost (asyncpg's type introspection on each new client
+    # connection) took 0.7 s each to compile and left each backend that
+    # compiled one 37 MB larger (libLLVM and its heap) for its lifetime.
+    jit: "off"
     # This node's data folder named: PostgreSQL hands over a relative %p.
     archive_command: $(pgbackrest_cmd) --pg1-path=$dir/$node archive-push %p
   # A node that becomes the primary points PgBouncer at itself.
