@@ -23,9 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tenx_api.adapters.orm import Base
 from tenx_api.domain.orders import OrderStatus
 
-PRODUCTS, ORDERS, ITEMS, KEYS, SAGAS = (
-    Base.metadata.tables[name]
-    for name in ("products", "orders", "order_items", "idempotency_keys", "sagas")
+PRODUCTS, ORDERS, ITEMS, SAGAS = (
+    Base.metadata.tables[name] for name in ("products", "orders", "order_items", "sagas")
 )
 
 # -- products ---------------------------------------------------------------------
@@ -113,8 +112,10 @@ _PLACE = text(
     bindparam("user_id", type_=Uuid),
     bindparam("key", type_=Text),
     bindparam("request_hash", type_=Text),
-    *(bindparam(name, type_=JSONB) for name in ("lines", "change_trace", "order", "answer")),
-    *(bindparam(name, type_=JSONB) for name in ("events", "saga")),
+    *(
+        bindparam(name, type_=JSONB)
+        for name in ("lines", "change_trace", "order", "answer", "events", "saga")
+    ),
     bindparam("channels", type_=ARRAY(Text)),
 )
 REFUSALS = frozenset({"unknown_product", "out_of_stock", "mixed_currencies", "price_changed"})
